@@ -1,0 +1,217 @@
+"""The `intervue` command line (Typer). Logging is configured here and nowhere else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="intervue: a self-hostable real-time AI mock-interview room.", no_args_is_help=True
+)
+worker_app = typer.Typer(help="Run a worker role.", no_args_is_help=True)
+session_app = typer.Typer(help="Read sessions back from JetStream.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print tables (never tests).", no_args_is_help=True)
+models_app = typer.Typer(help="Offline model weights.", no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+app.add_typer(session_app, name="session")
+app.add_typer(bench_app, name="bench")
+app.add_typer(models_app, name="models")
+
+log = logging.getLogger("intervue")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # aiortc/aioice are chatty at INFO about every ICE check.
+    for name in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _settings_or_exit(factory):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    try:
+        return factory()
+    except ValidationError as exc:
+        typer.echo(f"invalid configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run everything: embedded NATS (unless INTERVUE_NATS_URL is set), gateway, vision
+    worker(s) and dashboard, as supervised child processes. Ctrl-C stops them all."""
+    from deploy.up import UpSettings, run_up
+
+    setup_logging(verbose)
+    settings = _settings_or_exit(UpSettings)
+    raise typer.Exit(asyncio.run(run_up(settings)))
+
+
+@app.command()
+def gateway(
+    host: str = typer.Option(None, help="Bind address (INTERVUE_GATEWAY_HOST)"),
+    port: int = typer.Option(None, help="Port (INTERVUE_GATEWAY_PORT)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the WebRTC gateway and room page."""
+    from stream.gateway import run_gateway
+    from stream.settings import BusSettings, GatewaySettings
+
+    setup_logging(verbose)
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = _settings_or_exit(lambda: GatewaySettings(**overrides))
+    run_gateway(settings, _settings_or_exit(BusSettings))
+
+
+@worker_app.command("vision")
+def worker_vision(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run a vision worker (face + emotion) in the shared queue group."""
+    from inference.vision_worker import VisionSettings, run_vision_worker
+    from stream.settings import BusSettings
+
+    setup_logging(verbose)
+    bus_settings = _settings_or_exit(BusSettings)
+    settings = _settings_or_exit(VisionSettings)
+    try:
+        asyncio.run(run_vision_worker(bus_settings, settings))
+    except KeyboardInterrupt:
+        pass
+    except FileNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def dashboard(
+    port: int = typer.Option(8501, help="Port of the dashboard page"),
+    host: str = typer.Option("127.0.0.1"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the interviewer dashboard (for now a live list of sessions)."""
+    from dashboard.placeholder import run_dashboard
+    from stream.settings import BusSettings
+
+    setup_logging(verbose)
+    run_dashboard(_settings_or_exit(BusSettings), host, port)
+
+
+def _fmt_ms(ms: float | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _with_js(fn):  # type: ignore[no-untyped-def]
+    from stream import bus
+    from stream.settings import BusSettings
+
+    nc = await bus.connect(BusSettings(), "intervue-cli")
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+@session_app.command("list")
+def session_list(as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
+    """List sessions recorded in JetStream, newest first."""
+    from stream import bus
+
+    try:
+        sessions = asyncio.run(_with_js(bus.list_sessions))
+    except bus.BusUnavailableError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([s.__dict__ for s in sessions], indent=2))
+        return
+    if not sessions:
+        typer.echo("no sessions recorded")
+        return
+    typer.echo(f"{'SESSION':<18} {'STATUS':<7} {'STARTED (UTC)':<20} {'ENDED (UTC)':<20} EVENTS")
+    for s in sessions:
+        typer.echo(
+            f"{s.session:<18} {s.status:<7} {_fmt_ms(s.started_ms):<20} "
+            f"{_fmt_ms(s.ended_ms):<20} {s.events}"
+        )
+
+
+@session_app.command("export")
+def session_export(
+    session_id: str,
+    output: Path = typer.Option(None, "--output", "-o", help="Write JSON here, not stdout"),
+) -> None:
+    """Every event of a session, read back from JetStream, as JSON."""
+    from stream import bus, contract
+
+    if not contract.valid_session_id(session_id):
+        typer.echo(f"not a session id: {session_id!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        events = asyncio.run(
+            _with_js(lambda js: bus.read_events(js, contract.session_events_wildcard(session_id)))
+        )
+    except bus.BusUnavailableError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if not events:
+        typer.echo(f"no events for session {session_id}", err=True)
+        raise typer.Exit(1)
+    document = {"session": session_id, "events": [e.to_json() for e in events]}
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(events)} events to {output}", err=True)
+    else:
+        typer.echo(text)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    models_dir: Path = typer.Option(
+        None, help="Default: INTERVUE_MODELS_DIR or ~/.cache/intervue/models"
+    ),
+    force: bool = typer.Option(False, help="Redo the conversion even if the cache is valid"),
+) -> None:
+    """Convert the shipped emotion weights into an ONNX bundle and verify it (once; cached)."""
+    from inference.prepare import default_models_dir, prepare_models
+
+    setup_logging()
+    summary = prepare_models(models_dir or default_models_dir(), force=force)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@bench_app.command("vision")
+def bench_vision(
+    frames: int = typer.Option(200, help="Frames per measured configuration"),
+    baseline: bool = typer.Option(True, help="Also run the YOLOv8 seed-style baseline"),
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+) -> None:
+    """Per-frame vision cost on this machine, next to a YOLOv8 baseline in the same run."""
+    from inference.bench import run_vision_bench
+
+    setup_logging()
+    report = run_vision_bench(frames=frames, baseline=baseline)
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The bus client: connecting to NATS, the events stream, and reading sessions back.
+
+Every role talks to NATS through these few functions, so reconnect policy, stream
+configuration and the read-back logic live in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from stream import contract
+from stream.settings import BusSettings
+
+log = logging.getLogger(__name__)
+
+
+class BusUnavailableError(ConnectionError):
+    """NATS could not be reached (retryable: it may come back)."""
+
+    retryable = True
+
+
+async def connect(settings: BusSettings, name: str, *, connect_timeout_s: float = 5.0) -> NATS:
+    """Connect with reconnects forever; log (not raise) disconnects, reconnects and errors."""
+
+    async def on_disconnected() -> None:
+        log.warning("%s: disconnected from NATS", name)
+
+    async def on_reconnected() -> None:
+        log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc)
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("%s: NATS error: %s", name, exc)
+
+    servers = [url.strip() for url in settings.nats_url.split(",") if url.strip()]
+    nc = NATS()
+    try:
+        await nc.connect(
+            servers=servers,
+            name=name,
+            connect_timeout=connect_timeout_s,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            disconnected_cb=on_disconnected,
+            reconnected_cb=on_reconnected,
+            error_cb=on_error,
+            # Fail fast on the first connect (a typo in the URL should not hang `up`).
+            allow_reconnect=True,
+        )
+    except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+        raise BusUnavailableError(f"cannot reach NATS at {settings.nats_url}: {exc}") from exc
+    return nc
+
+
+async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> None:
+    """Create or update the events stream (idempotent; safe for every role to call)."""
+    config = StreamConfig(
+        name=contract.EVENTS_STREAM,
+        subjects=[contract.all_events_wildcard()],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=settings.events_max_age_s or None,
+        max_bytes=settings.events_max_bytes,
+        # A result published twice on a retry is stored once.
+        duplicate_window=30.0,
+    )
+    try:
+        await js.stream_info(contract.EVENTS_STREAM)
+    except NotFoundError:
+        await js.add_stream(config=config)
+        log.info("created JetStream stream %s", contract.EVENTS_STREAM)
+        return
+    await js.update_stream(config=config)
+
+
+async def publish_event(js: JetStreamContext, message: contract.BusMessage, kind: str) -> None:
+    """Persist one event on the events stream (waits for JetStream's acknowledgement)."""
+    await js.publish(contract.event_subject(message.session, kind), contract.encode(message))
+
+
+@dataclass
+class StoredEvent:
+    """An event read back from JetStream."""
+
+    seq: int
+    subject: str
+    message: contract.BusMessage | None
+    #: Set when the stored payload does not decode (kept so exports show it, not hide it).
+    error: str = ""
+
+    def to_json(self) -> dict:
+        data: dict = {"stream_seq": self.seq, "subject": self.subject}
+        if self.message is not None:
+            data.update(contract.to_builtins(self.message))
+        else:
+            data["error"] = self.error
+        return data
+
+
+async def _count(js: JetStreamContext, subject_filter: str) -> dict[str, int]:
+    try:
+        info = await js.stream_info(contract.EVENTS_STREAM, subjects_filter=subject_filter)
+    except NotFoundError:
+        return {}
+    return dict(info.state.subjects or {})
+
+
+async def read_events(
+    js: JetStreamContext, subject_filter: str, *, idle_timeout_s: float = 2.0
+) -> list[StoredEvent]:
+    """Every stored event matching `subject_filter`, in stream order."""
+    counts = await _count(js, subject_filter)
+    if not counts:
+        return []
+    events: list[StoredEvent] = []
+    sub = await js.subscribe(
+        subject_filter,
+        stream=contract.EVENTS_STREAM,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout_s)
+            except TimeoutError:
+                break
+            try:
+                message = contract.decode(msg.data)
+                events.append(StoredEvent(msg.metadata.sequence.stream, msg.subject, message))
+            except contract.ContractError as exc:
+                events.append(
+                    StoredEvent(msg.metadata.sequence.stream, msg.subject, None, str(exc))
+                )
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return events
+
+
+@dataclass
+class SessionSummary:
+    """One session as `intervue session list` shows it."""
+
+    session: str
+    status: str  # "live" | "ended" | "unknown"
+    started_ms: float | None = None
+    ended_ms: float | None = None
+    events: int = 0
+    reason: str = ""
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+async def list_sessions(js: JetStreamContext) -> list[SessionSummary]:
+    """Sessions that have lifecycle events, newest first."""
+    per_subject = await _count(js, contract.all_events_wildcard())
+    totals: dict[str, int] = {}
+    for subject, count in per_subject.items():
+        session = contract.session_from_subject(subject)
+        totals[session] = totals.get(session, 0) + count
+    summaries: list[SessionSummary] = []
+    for session, count in totals.items():
+        summary = SessionSummary(session=session, status="unknown", events=count)
+        lifecycle = [
+            e.message
+            for e in await read_events(js, contract.event_subject(session, "lifecycle"))
+            if isinstance(e.message, contract.SessionEvent)
+        ]
+        for event in lifecycle:
+            if event.event == "started":
+                summary.started_ms = event.at_ms
+                summary.status = "live"
+            elif event.event == "ended":
+                summary.ended_ms = event.at_ms
+                summary.status = "ended"
+                summary.reason = event.reason
+                summary.stats = dict(event.stats)
+        summaries.append(summary)
+    summaries.sort(key=lambda s: s.started_ms or 0.0, reverse=True)
+    return summaries
+
+
+async def wait_for_server(settings: BusSettings, timeout_s: float = 10.0) -> None:
+    """Block until a NATS server with JetStream answers at `settings.nats_url`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last: Exception | None = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            nc = await connect(settings, "intervue-probe", connect_timeout_s=1.0)
+        except BusUnavailableError as exc:
+            last = exc
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            await nc.jetstream().account_info()
+            return
+        except Exception as exc:  # JetStream not ready yet
+            last = exc
+            await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+    raise BusUnavailableError(f"NATS at {settings.nats_url} not ready after {timeout_s}s: {last}")

@@ -1,0 +1,242 @@
+"""The WebRTC gateway: serves the room page, creates sessions, answers SDP offers.
+
+HTTP API (JSON):
+    POST   /api/sessions               → 201 {"session_id", "offer_url"}
+    POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
+    GET    /api/sessions/{id}          → the session's state, score and counters
+    POST   /api/sessions/{id}/end      → 204 (the page sends this as a beacon on unload)
+    GET    /api/sessions               → live sessions
+    GET    /healthz, GET /metrics
+Errors answer {"error": message} with 400 (bad input), 404 (unknown or ended session),
+409 (offer twice) or 503 (too many sessions, bus down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from stream import bus
+from stream.session import RoomSession, SessionError, new_session_id
+from stream.settings import BusSettings, GatewaySettings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The gateway's state: live sessions, the bus connection, the encoder pool, metrics."""
+
+    def __init__(self, settings: GatewaySettings, bus_settings: BusSettings) -> None:
+        self.settings = settings
+        self.bus_settings = bus_settings
+        self.nc: NATS | None = None
+        self.owns_nc = False
+        self.sessions: dict[str, RoomSession] = {}
+        # JPEG encoding and frame conversion run here, never on the event loop.
+        self.executor = ThreadPoolExecutor(2, thread_name_prefix="gateway-encode")
+        self.registry = CollectorRegistry()
+        self.sessions_gauge = Gauge(
+            "intervue_gateway_sessions", "Live sessions", registry=self.registry
+        )
+        self.sessions_total = Counter(
+            "intervue_gateway_sessions_created", "Sessions created", registry=self.registry
+        )
+        self.rejected = Counter(
+            "intervue_gateway_rejected_requests",
+            "Requests answered with an error",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def session_closed(self, session: RoomSession) -> None:
+        self.sessions.pop(session.id, None)
+        self.sessions_gauge.set(len(self.sessions))
+
+    def get(self, session_id: str) -> RoomSession:
+        session = self.sessions.get(session_id)
+        if session is None or session.state == "ended":
+            raise SessionError(f"unknown or ended session {session_id!r}", 404)
+        return session
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def _error(gateway: Gateway, status: int, message: str) -> web.Response:
+    gateway.rejected.labels(status=str(status)).inc()
+    return web.json_response({"error": message}, status=status)
+
+
+async def _read_json(request: web.Request, limit: int) -> dict:
+    if request.content_length is not None and request.content_length > limit:
+        raise SessionError(f"request body too large ({request.content_length} > {limit} bytes)")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise SessionError(f"request body too large (over {limit} bytes)")
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SessionError(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SessionError("request body must be a JSON object")
+    return data
+
+
+def _handle_errors(handler):  # type: ignore[no-untyped-def]
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        gateway = request.app[GATEWAY]
+        try:
+            return await handler(request, gateway)
+        except SessionError as exc:
+            return _error(gateway, exc.status, str(exc))
+
+    return wrapped
+
+
+@_handle_errors
+async def create_session(request: web.Request, gateway: Gateway) -> web.Response:
+    data = await _read_json(request, 16 * 1024)
+    if gateway.nc is None or not gateway.nc.is_connected:
+        return _error(gateway, 503, "the message bus is not reachable; try again shortly")
+    if len(gateway.sessions) >= gateway.settings.max_sessions:
+        return _error(gateway, 503, "too many live sessions on this gateway")
+    meta_in = data.get("meta", {})
+    if not isinstance(meta_in, dict):
+        raise SessionError("meta must be an object of strings")
+    meta = {str(k)[:64]: str(v)[:256] for k, v in list(meta_in.items())[:16]}
+    meta["user_agent"] = request.headers.get("User-Agent", "")[:256]
+    session_id = new_session_id()
+    session = RoomSession(
+        session_id, gateway.nc, gateway.settings, gateway.executor, gateway.session_closed, meta
+    )
+    gateway.sessions[session_id] = session
+    gateway.sessions_total.inc()
+    gateway.sessions_gauge.set(len(gateway.sessions))
+    return web.json_response(
+        {"session_id": session_id, "offer_url": f"/api/sessions/{session_id}/offer"}, status=201
+    )
+
+
+@_handle_errors
+async def offer(request: web.Request, gateway: Gateway) -> web.Response:
+    session = gateway.get(request.match_info["session_id"])
+    data = await _read_json(request, gateway.settings.max_sdp_bytes)
+    sdp, sdp_type = data.get("sdp"), data.get("type")
+    if not isinstance(sdp, str) or not isinstance(sdp_type, str):
+        raise SessionError('the body must be {"sdp": string, "type": "offer"}')
+    if not sdp.startswith("v=0"):
+        raise SessionError("malformed SDP offer: it must start with v=0")
+    answer = await session.answer(sdp, sdp_type)
+    return web.json_response({"sdp": answer.sdp, "type": answer.type})
+
+
+@_handle_errors
+async def end_session(request: web.Request, gateway: Gateway) -> web.Response:
+    session = gateway.get(request.match_info["session_id"])
+    await session.close("ended by the page")
+    return web.Response(status=204)
+
+
+@_handle_errors
+async def get_session(request: web.Request, gateway: Gateway) -> web.Response:
+    return web.json_response(gateway.get(request.match_info["session_id"]).describe())
+
+
+@_handle_errors
+async def list_live(request: web.Request, gateway: Gateway) -> web.Response:
+    return web.json_response({"sessions": [s.describe() for s in gateway.sessions.values()]})
+
+
+@_handle_errors
+async def healthz(request: web.Request, gateway: Gateway) -> web.Response:
+    connected = gateway.nc is not None and gateway.nc.is_connected
+    return web.json_response(
+        {"ok": connected, "nats": connected, "sessions": len(gateway.sessions)},
+        status=200 if connected else 503,
+    )
+
+
+@_handle_errors
+async def metrics(request: web.Request, gateway: Gateway) -> web.Response:
+    return web.Response(
+        body=generate_latest(gateway.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def _static_text(name: str) -> str:
+    return resources.files("stream").joinpath("static", name).read_text(encoding="utf-8")
+
+
+async def room_page(request: web.Request) -> web.Response:
+    return web.Response(text=_static_text("room.html"), content_type="text/html")
+
+
+async def room_script(request: web.Request) -> web.Response:
+    return web.Response(text=_static_text("room.js"), content_type="application/javascript")
+
+
+def create_app(
+    settings: GatewaySettings | None = None,
+    bus_settings: BusSettings | None = None,
+    nc: NATS | None = None,
+) -> web.Application:
+    """The gateway as an aiohttp application. Pass `nc` to share a connection (tests);
+    otherwise the app connects on startup and closes on cleanup."""
+    gateway = Gateway(settings or GatewaySettings(), bus_settings or BusSettings())
+    gateway.nc = nc
+    # Allow a little over the SDP limit so oversized offers get our 400, not aiohttp's 413.
+    app = web.Application(client_max_size=gateway.settings.max_sdp_bytes * 4)
+    app[GATEWAY] = gateway
+    app.router.add_get("/", room_page)
+    app.router.add_get("/room.js", room_script)
+    app.router.add_post("/api/sessions", create_session)
+    app.router.add_get("/api/sessions", list_live)
+    app.router.add_post("/api/sessions/{session_id}/offer", offer)
+    app.router.add_get("/api/sessions/{session_id}", get_session)
+    app.router.add_post("/api/sessions/{session_id}/end", end_session)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+    return app
+
+
+async def _on_startup(app: web.Application) -> None:
+    gateway = app[GATEWAY]
+    if gateway.nc is None:
+        gateway.nc = await bus.connect(gateway.bus_settings, "intervue-gateway")
+        gateway.owns_nc = True
+    await bus.ensure_events_stream(gateway.nc.jetstream(), gateway.bus_settings)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    gateway = app[GATEWAY]
+    await asyncio.gather(
+        *(s.close("gateway shutting down") for s in list(gateway.sessions.values())),
+        return_exceptions=True,
+    )
+    if gateway.owns_nc and gateway.nc is not None:
+        await gateway.nc.drain()
+    gateway.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def run_gateway(settings: GatewaySettings, bus_settings: BusSettings) -> None:
+    """Entry point of `intervue gateway`."""
+    app = create_app(settings, bus_settings)
+    log.info("room at http://%s:%d/", settings.host, settings.port)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)

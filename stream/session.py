@@ -1,0 +1,445 @@
+"""One candidate's room session inside the gateway: peer connection, tracks, sampling,
+results, score, and a clean end that releases everything.
+
+The gateway owns session state (the emotion score included); workers stay stateless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from stream import bus, contract
+from stream.capture_clock import SenderReportClock, watch_sender_reports
+from stream.sampler import FrameSampler, LatestFrameSlot
+from stream.score import EmotionScore
+from stream.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+#: How far a sender-report capture time may sit from the gateway's clock before we
+#: distrust it (a browser on another machine with a badly set clock).
+MAX_CLOCK_SKEW_MS = 10_000.0
+
+
+class SessionError(Exception):
+    """A request the session cannot honour; `status` is the HTTP status to answer."""
+
+    retryable = False
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def encode_jpeg(frame: Any, max_side: int, quality: int) -> tuple[bytes, int, int]:
+    """aiortc/PyAV video frame → JPEG bytes (downscaled so its longest side ≤ max_side)."""
+    image = frame.to_ndarray(format="bgr24")
+    height, width = image.shape[:2]
+    if max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        width, height = round(width * scale), round(height * scale)
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes(), width, height
+
+
+@dataclass
+class SessionCounters:
+    video_frames: int = 0
+    audio_frames: int = 0
+    results: int = 0
+    no_face_results: int = 0
+    late_results: int = 0
+    publish_errors: int = 0
+    latency_ms: list[float] = field(default_factory=list)  # capture → result at gateway
+
+    def as_dict(self, slot: LatestFrameSlot) -> dict[str, float]:
+        lat = sorted(self.latency_ms)
+        p50 = lat[len(lat) // 2] if lat else 0.0
+        return {
+            "video_frames": self.video_frames,
+            "audio_frames": self.audio_frames,
+            "frames_sampled": slot.counters.offered,
+            "frames_sent": slot.counters.sent,
+            "frames_dropped": slot.counters.dropped,
+            "frames_timed_out": slot.counters.timed_out,
+            "results": self.results,
+            "no_face_results": self.no_face_results,
+            "late_results": self.late_results,
+            "result_latency_p50_ms": round(p50, 1),
+        }
+
+
+class RoomSession:
+    """A session from creation to its end; every resource it holds is released by `close`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        nc: NATS,
+        settings: GatewaySettings,
+        executor: Executor,
+        on_closed: Callable[[RoomSession], None],
+        meta: dict[str, str] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.settings = settings
+        self.executor = executor
+        self.meta = meta or {}
+        self._on_closed = on_closed
+        self.state = "created"  # created → connecting → live → ended
+        self.created_at = time.monotonic()
+        self.last_media_at = self.created_at
+        self.pc: RTCPeerConnection | None = None
+        self.channel: Any = None
+        self.sampler = FrameSampler(settings.analysis_fps)
+        self.slot: LatestFrameSlot[tuple[Any, float, str]] = LatestFrameSlot(
+            max_in_flight=settings.max_in_flight
+        )
+        self.score = EmotionScore()
+        self.capture_clock = SenderReportClock()
+        self.counters = SessionCounters()
+        self._seq = 0
+        self._kick = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._result_sub = None
+        self._closing: asyncio.Task | None = None
+        self.end_reason = ""
+        self._spawn(self._watchdog(), "watchdog")
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=f"session-{self.id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def answer(self, sdp: str, sdp_type: str) -> RTCSessionDescription:
+        """Take the browser's offer, start receiving, and return our answer."""
+        if self.state != "created":
+            raise SessionError(f"session {self.id} already has a connection", 409)
+        if sdp_type != "offer":
+            raise SessionError(f"expected an SDP offer, got type {sdp_type!r}")
+        if "m=video" not in sdp:
+            raise SessionError("the offer has no video track (m=video line)")
+        # No STUN by default: aiortc would otherwise reach for a public STUN server.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
+        except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
+            await pc.close()
+            raise SessionError(f"malformed SDP offer: {exc}") from exc
+        self.pc = pc
+        self.state = "connecting"
+        self.last_media_at = time.monotonic()  # ICE + DTLS take a moment before media
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("connectionstatechange", self._on_connection_state)
+        for transceiver in pc.getTransceivers():
+            track = transceiver.receiver.track
+            if track is None:
+                continue
+            if track.kind == "video":
+                watch_sender_reports(transceiver.receiver, self.capture_clock)
+                self._spawn(self._consume_video(track), "video")
+            elif track.kind == "audio":
+                self._spawn(self._consume_audio(track), "audio")
+        self._result_sub = await self.nc.subscribe(
+            contract.event_subject(self.id, "emotion"), cb=self._on_result
+        )
+        self._spawn(self._publish_frames(), "publish")
+        self._spawn(self._stats_loop(), "stats")
+        try:
+            answer = await pc.createAnswer()
+            await pc.setLocalDescription(answer)
+        except Exception as exc:
+            await self.close("bad offer")
+            raise SessionError(f"cannot answer the offer: {exc}") from exc
+        await self._publish_lifecycle("started")
+        return pc.localDescription
+
+    def _on_datachannel(self, channel: Any) -> None:
+        self.channel = channel
+        self.send({"type": "hello", "session": self.id, "analysis_fps": self.settings.analysis_fps})
+
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if not isinstance(message, str):
+                return
+            try:
+                data = json.loads(message)
+            except ValueError:
+                return
+            if data.get("type") == "ping":
+                self.send({"type": "pong", "t0": data.get("t0"), "server_ms": contract.now_ms()})
+            elif data.get("type") == "bye":
+                self.close_soon("browser said bye")
+
+        @channel.on("close")
+        def on_close() -> None:
+            self.close_soon("data channel closed")
+
+        if channel.readyState == "open":
+            self.send({"type": "hello", "session": self.id})
+
+    async def _on_connection_state(self) -> None:
+        state = self.pc.connectionState if self.pc else "closed"
+        log.info("session %s: connection %s", self.id, state)
+        if state == "connected" and self.state == "connecting":
+            self.state = "live"
+        elif state in ("failed", "closed"):
+            self.close_soon(f"connection {state}")
+
+    def close_soon(self, reason: str) -> None:
+        """Schedule `close` from a callback (idempotent)."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self.close(reason), name=f"close-{self.id}")
+
+    async def close(self, reason: str) -> None:
+        """End the session: stop tasks, close the peer connection, persist the end."""
+        if self.state == "ended":
+            return
+        previous = self.state
+        self.state = "ended"
+        self.end_reason = reason
+        log.info("session %s ended: %s", self.id, reason)
+        self.send({"type": "ended", "reason": reason})
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
+        if self._result_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._result_sub.unsubscribe()
+            self._result_sub = None
+        if self.pc is not None:
+            with contextlib.suppress(Exception):
+                await self.pc.close()
+            self.pc = None
+        self.channel = None
+        self.slot.waiting = None
+        if previous != "created":
+            await self._publish_lifecycle("ended", reason)
+        self._on_closed(self)
+
+    async def _watchdog(self) -> None:
+        """Expire a session that never got an offer, end one whose media stopped, and
+        cap a session's length."""
+        s = self.settings
+        await asyncio.sleep(s.offer_timeout_s)
+        if self.state == "created":
+            self.close_soon("no offer before the timeout")
+            return
+        while True:
+            await asyncio.sleep(min(1.0, s.media_timeout_s / 4))
+            now = time.monotonic()
+            if now - self.created_at >= s.max_session_s:
+                self.close_soon("maximum session length reached")
+                return
+            if now - self.last_media_at >= s.media_timeout_s:
+                self.close_soon(f"no media for {s.media_timeout_s:.0f}s (browser gone?)")
+                return
+
+    # ---- media -----------------------------------------------------------------------
+
+    async def _consume_video(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self.counters.video_frames += 1
+                self.last_media_at = time.monotonic()
+                if not self.sampler.should_sample(time.monotonic()):
+                    continue
+                received_ms = contract.now_ms()
+                capture_ms, source = None, "gateway"
+                if frame.pts is not None:
+                    capture_ms = self.capture_clock.capture_ms(frame.pts)
+                if capture_ms is None or abs(capture_ms - received_ms) > MAX_CLOCK_SKEW_MS:
+                    capture_ms = received_ms
+                else:
+                    source = "rtcp"
+                self._seq += 1
+                self.slot.offer(self._seq, (frame, capture_ms, source))
+                self._kick.set()
+        except MediaStreamError:
+            self.close_soon("video track ended")
+
+    async def _consume_audio(self, track: MediaStreamTrack) -> None:
+        # Audio is received (and counted) here; VAD and transcription hook in here.
+        try:
+            while True:
+                await track.recv()
+                self.counters.audio_frames += 1
+        except MediaStreamError:
+            return
+
+    async def _publish_frames(self) -> None:
+        loop = asyncio.get_running_loop()
+        subject = contract.frames_subject(self.id)
+        timeout = self.settings.result_timeout_s
+        while True:
+            self.slot.expire(time.monotonic(), timeout)
+            taken = self.slot.take(time.monotonic())
+            if taken is None:
+                self._kick.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), timeout=timeout / 4)
+                continue
+            seq, (frame, capture_ms, source) = taken
+            try:
+                jpeg, width, height = await loop.run_in_executor(
+                    self.executor,
+                    encode_jpeg,
+                    frame,
+                    self.settings.max_frame_side,
+                    self.settings.jpeg_quality,
+                )
+            except Exception as exc:
+                log.warning("session %s: cannot encode frame %d: %s", self.id, seq, exc)
+                self.slot.complete(seq)
+                continue
+            message = contract.Frame(
+                session=self.id,
+                seq=seq,
+                capture_ms=capture_ms,
+                capture_source=source,
+                sent_ms=contract.now_ms(),
+                width=width,
+                height=height,
+                jpeg=jpeg,
+            )
+            try:
+                await self.nc.publish(subject, contract.encode(message))
+            except Exception as exc:
+                self.counters.publish_errors += 1
+                log.warning("session %s: cannot publish frame %d: %s", self.id, seq, exc)
+                self.slot.complete(seq)
+
+    # ---- results ---------------------------------------------------------------------
+
+    async def _on_result(self, msg: Msg) -> None:
+        try:
+            result = contract.decode(msg.data, contract.EmotionResult)
+        except contract.ContractError as exc:
+            log.warning("session %s: bad result on %s: %s", self.id, msg.subject, exc)
+            return
+        if not self.slot.complete(result.seq):
+            self.counters.late_results += 1
+        self._kick.set()
+        self.counters.results += 1
+        arrived_ms = contract.now_ms()
+        self.counters.latency_ms.append(arrived_ms - result.capture_ms)
+        if len(self.counters.latency_ms) > 2000:
+            del self.counters.latency_ms[:1000]
+        if result.no_face:
+            self.counters.no_face_results += 1
+        else:
+            self.score.add_faces(face.label for face in result.faces)
+        self.send(
+            {
+                "type": "emotion",
+                "seq": result.seq,
+                "width": result.width,
+                "height": result.height,
+                "faces": [_face_json(f) for f in result.faces],
+                "capture_ms": result.capture_ms,
+                "capture_source": result.capture_source,
+                "gateway_ms": arrived_ms,
+                "timings": result.timings,
+                "score": self.score.score,
+                "band": self.score.band,
+                "faces_seen": self.score.faces_seen,
+            }
+        )
+        if result.faces:
+            update = contract.ScoreUpdate(
+                session=self.id,
+                seq=result.seq,
+                score=self.score.score,
+                band=self.score.band,
+                faces_seen=self.score.faces_seen,
+                positive=self.score.positive,
+                negative=self.score.negative,
+                at_ms=arrived_ms,
+            )
+            try:
+                await bus.publish_event(self.js, update, "score")
+            except Exception as exc:
+                self.counters.publish_errors += 1
+                log.warning("session %s: cannot persist score: %s", self.id, exc)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            self.send({"type": "stats", **self.stats()})
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        return self.counters.as_dict(self.slot)
+
+    def send(self, data: dict) -> None:
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            try:
+                channel.send(json.dumps(data))
+            except Exception as exc:  # the transport went away under us
+                log.debug("session %s: data channel send failed: %s", self.id, exc)
+
+    async def _publish_lifecycle(self, event: str, reason: str = "") -> None:
+        message = contract.SessionEvent(
+            session=self.id,
+            event=event,
+            at_ms=contract.now_ms(),
+            reason=reason,
+            stats=self.stats() if event == "ended" else {},
+            meta=self.meta,
+        )
+        try:
+            await bus.publish_event(self.js, message, "lifecycle")
+        except Exception as exc:
+            log.warning("session %s: cannot persist %s event: %s", self.id, event, exc)
+
+    def describe(self) -> dict:
+        return {
+            "session_id": self.id,
+            "state": self.state,
+            "score": self.score.score,
+            "band": self.score.band,
+            "stats": self.stats(),
+        }
+
+
+def _face_json(face: contract.Face) -> dict:
+    return {
+        "box": list(face.box),
+        "label": face.label,
+        "confidence": face.confidence,
+        "probs": face.probs,
+        "valence": face.valence,
+    }

@@ -1,0 +1,50 @@
+"""Configuration for the bus and the gateway (env prefix ``INTERVUE_``, validated at start)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class BusSettings(BaseSettings):
+    """How every role reaches NATS and how long the events stream keeps what it holds."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERVUE_", extra="forbid")
+
+    nats_url: str = Field(DEFAULT_NATS_URL, description="NATS server URL(s), comma-separated")
+    #: How long session events stay in JetStream (seconds; 0 = forever).
+    events_max_age_s: float = Field(7 * 24 * 3600.0, ge=0)
+    #: Cap on the events stream's size in bytes (-1 = unlimited); oldest go first.
+    events_max_bytes: int = Field(-1, ge=-1)
+    #: Largest frame payload a worker accepts; bigger ones are counted and skipped.
+    frame_max_bytes: int = Field(512 * 1024, ge=1024, le=8 * 1024 * 1024)
+
+
+class GatewaySettings(BaseSettings):
+    """The WebRTC gateway and room page."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERVUE_GATEWAY_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: Frames per second sent for analysis (the camera may deliver 30).
+    analysis_fps: float = Field(10.0, gt=0, le=60)
+    #: Frames allowed on the bus without a result before newer ones replace the waiting one.
+    max_in_flight: int = Field(2, ge=1, le=16)
+    #: After this long without a result, an in-flight frame's slot is given back.
+    result_timeout_s: float = Field(1.0, gt=0)
+    jpeg_quality: int = Field(80, ge=30, le=100)
+    #: Longest side of the analysed frame; larger frames are downscaled before encoding.
+    max_frame_side: int = Field(640, ge=160, le=1920)
+    #: A created session that gets no SDP offer within this time is expired.
+    offer_timeout_s: float = Field(30.0, gt=0)
+    #: A live session whose camera sends nothing for this long is ended (the browser
+    #: vanished without a goodbye; ICE consent would notice only after ~30 s).
+    media_timeout_s: float = Field(10.0, gt=0)
+    #: Hard cap on a session's length.
+    max_session_s: float = Field(2 * 3600.0, gt=0)
+    #: Largest SDP offer accepted (bytes).
+    max_sdp_bytes: int = Field(64 * 1024, ge=1024)
+    max_sessions: int = Field(64, ge=1)

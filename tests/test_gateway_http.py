@@ -1,0 +1,115 @@
+"""The gateway's HTTP surface against a real nats-server: bad input gets clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from stream.gateway import GATEWAY, create_app
+from stream.settings import GatewaySettings
+
+
+@pytest.fixture
+async def client(nc, bus_settings):
+    app = create_app(GatewaySettings(offer_timeout_s=5), bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def _new_session(client) -> str:
+    response = await client.post("/api/sessions", json={"meta": {"who": "test"}})
+    assert response.status == 201
+    return (await response.json())["session_id"]
+
+
+async def test_room_page_and_script_are_served(client):
+    page = await client.get("/")
+    assert page.status == 200
+    assert "intervue" in await page.text()
+    script = await client.get("/room.js")
+    assert script.status == 200
+    assert "RTCPeerConnection" in await script.text()
+
+
+async def test_unknown_session_is_404(client):
+    for method, path in [
+        ("POST", "/api/sessions/nope/offer"),
+        ("GET", "/api/sessions/nope"),
+        ("POST", "/api/sessions/nope/end"),
+    ]:
+        response = await client.request(method, path, json={"sdp": "v=0", "type": "offer"})
+        assert response.status == 404, path
+        assert "unknown or ended session" in (await response.json())["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"sdp": "hello", "type": "offer"}, "must start with v=0"),
+        ({"sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "type": "offer"}, "no video"),
+        (
+            {"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nbroken", "type": "offer"},
+            "malformed SDP",
+        ),
+        ({"sdp": "v=0\r\nm=video", "type": "answer"}, "expected an SDP offer"),
+        ({"sdp": 5, "type": "offer"}, "must be"),
+        ({}, "must be"),
+    ],
+)
+async def test_malformed_offers_are_400(client, body, message):
+    session = await _new_session(client)
+    response = await client.post(f"/api/sessions/{session}/offer", json=body)
+    assert response.status == 400
+    assert message in (await response.json())["error"]
+    # The session survives a bad offer, so the page can retry.
+    assert (await client.get(f"/api/sessions/{session}")).status == 200
+
+
+async def test_non_json_body_is_400(client):
+    session = await _new_session(client)
+    response = await client.post(
+        f"/api/sessions/{session}/offer",
+        data=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status == 400
+    assert "not valid JSON" in (await response.json())["error"]
+
+
+async def test_oversized_sdp_is_400(client):
+    session = await _new_session(client)
+    huge = "v=0\r\n" + "a=x\r\n" * 40_000  # ~200 kB, over the 64 kB default
+    response = await client.post(
+        f"/api/sessions/{session}/offer", json={"sdp": huge, "type": "offer"}
+    )
+    assert response.status == 400
+    assert "too large" in (await response.json())["error"]
+
+
+async def test_ended_session_is_404(client):
+    session = await _new_session(client)
+    assert (await client.post(f"/api/sessions/{session}/end")).status == 204
+    assert (await client.get(f"/api/sessions/{session}")).status == 404
+    response = await client.post(
+        f"/api/sessions/{session}/offer", json={"sdp": "v=0", "type": "offer"}
+    )
+    assert response.status == 404
+
+
+async def test_session_without_offer_expires(nc, bus_settings):
+    import asyncio
+
+    app = create_app(GatewaySettings(offer_timeout_s=0.3), bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as client:
+        session = await _new_session(client)
+        await asyncio.sleep(0.6)
+        assert (await client.get(f"/api/sessions/{session}")).status == 404
+        assert app[GATEWAY].sessions == {}
+
+
+async def test_health_and_metrics(client):
+    health = await client.get("/healthz")
+    assert health.status == 200 and (await health.json())["nats"] is True
+    await _new_session(client)
+    metrics = await (await client.get("/metrics")).text()
+    assert "intervue_gateway_sessions_created_total 1.0" in metrics
