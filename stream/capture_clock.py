@@ -14,6 +14,8 @@ receive time and say so in the frame's `capture_source`).
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -52,20 +54,39 @@ class SenderReportClock:
         return self.report_ms + delta * 1000.0 / self.clock_hz
 
 
-def watch_sender_reports(receiver: object, clock: SenderReportClock) -> bool:
-    """Feed `clock` from the RTCP sender reports `receiver` (an aiortc RTCRtpReceiver) gets."""
+def watch_sender_reports(receiver: object, clock: SenderReportClock) -> Callable[[int], int] | None:
+    """Feed `clock` from the RTCP sender reports `receiver` (an aiortc RTCRtpReceiver) gets.
+
+    Returns a function mapping a decoded frame's `pts` back to its RTP timestamp (aiortc
+    rebases pts to start at 0 by subtracting the stream's first RTP timestamp), or None
+    when this aiortc version does not expose what is needed."""
     original = getattr(receiver, "_handle_rtcp_packet", None)
-    if original is None:
+    mapper = getattr(receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+    try:
+        from aiortc.rtp import RtcpSrPacket
+    except ImportError:
+        original = None
+    if original is None or mapper is None or not hasattr(mapper, "_origin"):
         log.info("aiortc receiver has no RTCP hook; capture times fall back to receive times")
-        return False
-    from aiortc.rtcp import RtcpSrPacket
+        return None
 
     async def handle(packet: object) -> None:
         if isinstance(packet, RtcpSrPacket):
             clock.on_sender_report(
                 packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp
             )
+            log.debug(
+                "sender report: ntp %.1f ms, rtp %d (local clock %.1f ms)",
+                clock.report_ms,
+                clock.report_rtp,
+                time.time() * 1000,
+            )
         await original(packet)
 
     receiver._handle_rtcp_packet = handle  # type: ignore[attr-defined]
-    return True
+
+    def pts_to_rtp(pts: int) -> int:
+        origin = mapper._origin
+        return (pts + (origin or 0)) & 0xFFFFFFFF
+
+    return pts_to_rtp

@@ -12,6 +12,13 @@ Subjects
     ``emotion``   `EmotionResult`, one per analysed frame
     ``score``     `ScoreUpdate`, the session's emotion score after each result
     ``lifecycle`` `SessionEvent`, started / ended (with the session's frame counters)
+    ``profile``   `Profile`, the candidate's form (job, years, company, self-introduction)
+    ``speech``    `SpeechActivity`, the candidate started / stopped speaking (VAD)
+    ``transcript`` `Transcript`, one utterance transcribed, with its speaking metrics
+    ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
+                  answer evaluated, report, errors (payload is JSON-ready data)
+``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
+    `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
 """
 
 from __future__ import annotations
@@ -58,7 +65,20 @@ def frames_wildcard() -> str:
     return f"{FRAMES_PREFIX}.*"
 
 
-EventKind = Literal["emotion", "score", "lifecycle"]
+UTTERANCES_STREAM = "INTERVUE_UTTERANCES"
+UTTERANCES_PREFIX = "intervue.utterances"
+SPEECH_CONSUMER = "speech-workers"
+INTERVIEWER_CONSUMER = "interviewer"
+
+EventKind = Literal["emotion", "score", "lifecycle", "profile", "speech", "transcript", "interview"]
+
+
+def utterances_subject(session_id: str) -> str:
+    return f"{UTTERANCES_PREFIX}.{session_id}"
+
+
+def utterances_wildcard() -> str:
+    return f"{UTTERANCES_PREFIX}.*"
 
 
 def event_subject(session_id: str, kind: EventKind) -> str:
@@ -166,7 +186,108 @@ class SessionEvent(msgspec.Struct, tag="lifecycle", kw_only=True):
     meta: dict[str, str] = {}
 
 
-BusMessage = Frame | EmotionResult | ScoreUpdate | SessionEvent
+class Profile(msgspec.Struct, tag="profile", kw_only=True):
+    """What the candidate filled in before the interview (DESIGN.md defaults)."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    job_title: str = "AI 개발자"
+    years: int = 2
+    company: str = "EST Soft"
+    self_intro: str
+    language: Literal["ko", "en"] = "ko"
+    at_ms: float = 0.0
+
+
+class SpeechActivity(msgspec.Struct, tag="speech", kw_only=True):
+    """VAD saw the candidate start or stop speaking (for live UI and the dashboard)."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    speaking: bool
+    at_ms: float
+
+
+class Utterance(msgspec.Struct, tag="utterance", kw_only=True):
+    """One stretch of speech cut by VAD: 16 kHz mono signed 16-bit little-endian PCM.
+
+    A stretch longer than the maximum utterance length is split into parts; `part`
+    counts from 0 and `final` marks the last part of the stretch."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    utterance_id: str
+    part: int = 0
+    final: bool = True
+    start_ms: float
+    end_ms: float
+    #: When the gateway decided the utterance (or part) had ended (server clock).
+    cut_ms: float
+    sample_rate: int = 16_000
+    pcm: bytes
+    language: str = ""
+
+
+class Word(msgspec.Struct, array_like=True):
+    """A transcribed word with its start/end in seconds from the utterance start."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
+    """A speech worker's transcription of one utterance (or part of one)."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    utterance_id: str
+    part: int = 0
+    final: bool = True
+    text: str
+    language: str
+    words: list[Word] = []
+    start_ms: float
+    end_ms: float
+    cut_ms: float
+    done_ms: float
+    #: Speaking metrics of this utterance (duration_s, words_per_minute, …).
+    metrics: dict[str, float | int | str | list[str]] = {}
+    model: str = ""
+    worker: str = ""
+
+
+class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
+    """One step of the interviewer's state machine. `step` names it:
+
+    ``questions``  data = {"questions": [str, str, str], "engine": "llm"|"offline"}
+    ``asked``      data = {"index": i, "question": str, "follow_up": bool}
+    ``answered``   data = {"index": i, "answer": str, "metrics": {...}, "start_ms", "end_ms"}
+    ``evaluated``  data = {"index": i, "evaluation": {...rubric...}, "engine": ...,
+                           "score_band": "good"|"normal"|"bad"|null}
+    ``report``     data = {"items": [...], "engine": ...}
+    ``error``      data = {"message": str, "stage": str, "retryable": bool}
+    """
+
+    v: int = SCHEMA_VERSION
+    session: str
+    step: Literal["questions", "asked", "answered", "evaluated", "report", "error"]
+    at_ms: float
+    data: dict = {}
+
+
+BusMessage = (
+    Frame
+    | EmotionResult
+    | ScoreUpdate
+    | SessionEvent
+    | Profile
+    | SpeechActivity
+    | Utterance
+    | Transcript
+    | InterviewEvent
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(BusMessage)
@@ -198,4 +319,6 @@ def to_builtins(message: BusMessage) -> dict:
     data["type"] = type(message).__struct_config__.tag
     if isinstance(message, Frame):
         data["jpeg"] = f"<{len(message.jpeg)} bytes>"
+    if isinstance(message, Utterance):
+        data["pcm"] = f"<{len(message.pcm)} bytes>"
     return data

@@ -104,6 +104,9 @@ def _handle_errors(handler):  # type: ignore[no-untyped-def]
             return await handler(request, gateway)
         except SessionError as exc:
             return _error(gateway, exc.status, str(exc))
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return _error(gateway, 500, "internal error; see the gateway log")
 
     return wrapped
 

@@ -122,6 +122,7 @@ class RoomSession:
         )
         self.score = EmotionScore()
         self.capture_clock = SenderReportClock()
+        self._pts_to_rtp: Callable[[int], int] | None = None
         self.counters = SessionCounters()
         self._seq = 0
         self._kick = asyncio.Event()
@@ -164,7 +165,7 @@ class RoomSession:
             if track is None:
                 continue
             if track.kind == "video":
-                watch_sender_reports(transceiver.receiver, self.capture_clock)
+                self._pts_to_rtp = watch_sender_reports(transceiver.receiver, self.capture_clock)
                 self._spawn(self._consume_video(track), "video")
             elif track.kind == "audio":
                 self._spawn(self._consume_audio(track), "audio")
@@ -251,18 +252,19 @@ class RoomSession:
         """Expire a session that never got an offer, end one whose media stopped, and
         cap a session's length."""
         s = self.settings
-        await asyncio.sleep(s.offer_timeout_s)
-        if self.state == "created":
-            self.close_soon("no offer before the timeout")
-            return
+        tick = min(1.0, s.media_timeout_s / 4, s.offer_timeout_s / 4)
         while True:
-            await asyncio.sleep(min(1.0, s.media_timeout_s / 4))
+            await asyncio.sleep(tick)
             now = time.monotonic()
+            if self.state == "created":
+                if now - self.created_at >= s.offer_timeout_s:
+                    self.close_soon("no offer before the timeout")
+                    return
+            elif now - self.last_media_at >= s.media_timeout_s:
+                self.close_soon(f"no media for {s.media_timeout_s:.0f}s (browser gone?)")
+                return
             if now - self.created_at >= s.max_session_s:
                 self.close_soon("maximum session length reached")
-                return
-            if now - self.last_media_at >= s.media_timeout_s:
-                self.close_soon(f"no media for {s.media_timeout_s:.0f}s (browser gone?)")
                 return
 
     # ---- media -----------------------------------------------------------------------
@@ -277,8 +279,8 @@ class RoomSession:
                     continue
                 received_ms = contract.now_ms()
                 capture_ms, source = None, "gateway"
-                if frame.pts is not None:
-                    capture_ms = self.capture_clock.capture_ms(frame.pts)
+                if frame.pts is not None and self._pts_to_rtp is not None:
+                    capture_ms = self.capture_clock.capture_ms(self._pts_to_rtp(frame.pts))
                 if capture_ms is None or abs(capture_ms - received_ms) > MAX_CLOCK_SKEW_MS:
                     capture_ms = received_ms
                 else:

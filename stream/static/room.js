@@ -145,7 +145,9 @@ async function start() {
     setStatus("asking for camera and microphone…");
     const media = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 30 } },
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+      // Automatic gain control clips speech (bad for Whisper); echo cancellation stays on
+      // because the room speaks its questions aloud.
+      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: false },
     });
     $("preview").srcObject = media;
     setStatus("creating a session…");

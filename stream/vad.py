@@ -1,0 +1,315 @@
+"""Streaming voice-activity segmentation: 16 kHz mono int16 samples in, utterances out.
+
+`VadSegmenter` is pure logic in the push/iterate style of livekit-agents' VAD streams: no
+I/O and no clock reads. Time is the sample count (``ms = samples / 16``) from the first
+sample pushed; the caller adds its own wall-clock offset. ::
+
+    seg = VadSegmenter(VadSettings())
+    for chunk in chunks:                     # any size, e.g. AudioConverter output
+        for event in seg.push(chunk):
+            if isinstance(event, SpeechStarted): ...
+            elif isinstance(event, SpeechEnded): publish(event.utterance)
+    for event in seg.flush(): ...            # end of the track
+
+How an utterance is cut (all lengths in `VadSettings`, multiples of ``frame_ms``):
+
+* Each ``frame_ms`` frame (10, 20 or 30 ms) is classified by WebRTC's VAD at
+  ``aggressiveness`` 0-3; frames quieter than ``energy_floor_dbfs`` count as unvoiced
+  whatever the VAD says (keeps faint hiss and hum from triggering it).
+* Start: at least ``start_voiced_ms`` of voiced frames within the last ``start_window_ms``.
+  The utterance begins ``start_padding_ms`` before the first voiced frame of that window
+  (as far as audio is buffered), so soft onsets are kept.
+* `SpeechStarted` is emitted once the speech has lasted ``min_utterance_ms`` (first voiced to
+  last voiced frame); a triggered stretch that ends sooner is a blip and is dropped without
+  any event, so every `SpeechStarted` is followed by a `SpeechEnded`.
+* End: the last ``end_silence_ms`` hold at most ``end_voiced_ratio`` voiced frames. The
+  utterance ends ``end_padding_ms`` after the silence began; the rest of the silence stays
+  buffered as pre-roll for the next utterance.
+* Length cap: when the current part reaches ``max_utterance_ms`` it is split at the
+  quietest frame (lowest energy) within the last ``split_search_ms``; the part is emitted
+  with ``final=False`` and the next part starts right after it. Parts are numbered from 0,
+  contiguous and non-overlapping: their concatenation is exactly the utterance audio.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import webrtcvad
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_RATE = 16_000
+
+
+class VadSettings(BaseSettings):
+    """How speech is cut into utterances (env prefix ``INTERVUE_VAD_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERVUE_VAD_", extra="forbid")
+
+    #: WebRTC VAD frame length; the VAD accepts only 10, 20 or 30 ms.
+    frame_ms: Literal[10, 20, 30] = 20
+    #: 0 (least aggressive about filtering out non-speech) .. 3 (most).
+    aggressiveness: int = Field(2, ge=0, le=3)
+    #: Frames whose RMS is below this level are unvoiced whatever the VAD says.
+    energy_floor_dbfs: float = Field(-60.0, le=0)
+    #: Start trigger: this much voiced audio within the last `start_window_ms`.
+    start_window_ms: int = Field(300, ge=10, le=2000)
+    start_voiced_ms: int = Field(180, ge=10, le=2000)
+    #: Audio kept before the first voiced frame of the trigger window.
+    start_padding_ms: int = Field(300, ge=0, le=2000)
+    #: End of utterance: this much trailing audio with at most `end_voiced_ratio` voiced.
+    end_silence_ms: int = Field(800, ge=100, le=10_000)
+    end_voiced_ratio: float = Field(0.1, ge=0.0, lt=0.5)
+    #: Silence kept after the speech (at most `end_silence_ms`).
+    end_padding_ms: int = Field(200, ge=0, le=10_000)
+    #: Speech shorter than this (first to last voiced frame) is a blip and is dropped.
+    min_utterance_ms: int = Field(300, ge=0, le=10_000)
+    #: Longest part sent to the recogniser (Whisper's window is 30 s).
+    max_utterance_ms: int = Field(28_000, ge=2_000, le=600_000)
+    #: A part that reaches the cap is split at the quietest frame in this last stretch.
+    split_search_ms: int = Field(1_000, ge=10, le=10_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> VadSettings:
+        if self.start_voiced_ms > self.start_window_ms:
+            raise ValueError("start_voiced_ms must not exceed start_window_ms")
+        if self.end_padding_ms > self.end_silence_ms:
+            raise ValueError("end_padding_ms must not exceed end_silence_ms")
+        if self.split_search_ms >= self.max_utterance_ms:
+            raise ValueError("split_search_ms must be shorter than max_utterance_ms")
+        return self
+
+
+@dataclass
+class UtteranceAudio:
+    """One utterance (or one part of a long one), ready for the bus."""
+
+    #: 16 kHz mono int16 samples.
+    pcm: np.ndarray
+    #: Stream time of the first and one-past-last sample (ms from the first pushed sample).
+    start_ms: float
+    end_ms: float
+    #: Part number within the utterance (0, 1, ...); `final` marks the last part.
+    part: int
+    final: bool
+    utterance_id: str
+
+    @property
+    def duration_ms(self) -> float:
+        return self.end_ms - self.start_ms
+
+
+@dataclass
+class SpeechStarted:
+    """Speech began at `start_ms` (stream time, includes the start padding)."""
+
+    start_ms: float
+
+
+@dataclass
+class SpeechEnded:
+    """A part of an utterance is complete; ``utterance.final`` says whether speech ended
+    (True) or the part was cut at the length cap and more follows (False)."""
+
+    utterance: UtteranceAudio
+
+
+VadEvent = SpeechStarted | SpeechEnded
+
+
+def _dbfs(frame: np.ndarray) -> float:
+    if frame.size == 0:
+        return -math.inf
+    rms = math.sqrt(float(np.mean(np.square(frame, dtype=np.float64))))
+    return 20.0 * math.log10(rms / 32768.0) if rms > 0 else -math.inf
+
+
+class VadSegmenter:
+    """Push 16 kHz mono int16 samples, get `SpeechStarted` / `SpeechEnded` events."""
+
+    def __init__(self, settings: VadSettings | None = None, *, id_prefix: str | None = None):
+        self.settings = s = settings or VadSettings()
+        self._vad = webrtcvad.Vad(s.aggressiveness)
+        self.frame_len = SAMPLE_RATE * s.frame_ms // 1000
+
+        def frames(ms: int) -> int:
+            return max(1, math.ceil(ms / s.frame_ms))
+
+        self._window = frames(s.start_window_ms)
+        self._start_needed = frames(s.start_voiced_ms)
+        self._pad_start = s.start_padding_ms // s.frame_ms
+        self._end_window = frames(s.end_silence_ms)
+        self._end_max_voiced = int(s.end_voiced_ratio * self._end_window)
+        self._pad_end = s.end_padding_ms // s.frame_ms
+        self._min_frames = s.min_utterance_ms // s.frame_ms
+        self._max_frames = s.max_utterance_ms // s.frame_ms
+        self._search = frames(s.split_search_ms)
+        self._id_prefix = id_prefix if id_prefix is not None else uuid.uuid4().hex[:8]
+
+        self._pending = np.zeros(0, np.int16)  # samples short of a whole frame
+        self._next_index = 0  # index of the next frame
+        # Idle: recent frames (index, samples, voiced, energy) for pre-roll and the trigger.
+        self._recent: deque[tuple[int, np.ndarray, bool, float]] = deque(
+            maxlen=self._window + self._pad_start
+        )
+        # Speaking: frames of the current part.
+        self._speaking = False
+        self._part_frames: list[tuple[int, np.ndarray, bool, float]] = []
+        self._part = 0
+        self._started_emitted = False
+        self._first_voiced = 0
+        self._last_voiced = 0
+        self._tail_voiced: deque[bool] = deque(maxlen=self._end_window)
+        self._count = 0
+        self._utterance_id = ""
+        self.frames_seen = 0
+        self.frames_voiced = 0
+        self.blips_dropped = 0
+
+    # -- public -----------------------------------------------------------------------
+
+    @property
+    def speaking(self) -> bool:
+        """True between `SpeechStarted` and the final `SpeechEnded`."""
+        return self._speaking and self._started_emitted
+
+    @property
+    def position_ms(self) -> float:
+        """Stream time of the samples processed so far (whole frames)."""
+        return self._ms(self._next_index)
+
+    def push(self, samples: np.ndarray) -> list[VadEvent]:
+        """Feed samples (any length); returns the events they complete, in order."""
+        x = np.asarray(samples)
+        if x.dtype != np.int16:
+            raise TypeError(f"expected int16 samples, got {x.dtype}")
+        if x.ndim != 1:
+            raise ValueError(f"expected mono 1-D samples, got shape {x.shape}")
+        buf = np.concatenate([self._pending, x]) if self._pending.size else x
+        whole = buf.size - buf.size % self.frame_len
+        events: list[VadEvent] = []
+        for off in range(0, whole, self.frame_len):
+            self._frame(buf[off : off + self.frame_len].copy(), events)
+        self._pending = buf[whole:].copy()
+        return events
+
+    def flush(self) -> list[VadEvent]:
+        """End of stream: close an utterance in progress (a trailing partial frame is
+        dropped). The segmenter can be reused afterwards; its clock keeps running."""
+        events: list[VadEvent] = []
+        if self._speaking:
+            cut = min(len(self._part_frames), self._last_voiced - self._part_frames[0][0] + 1
+                      + self._pad_end)  # fmt: skip
+            self._finish(cut, events)
+        self._pending = np.zeros(0, np.int16)
+        return events
+
+    # -- internals --------------------------------------------------------------------
+
+    def _ms(self, frame_index: int) -> float:
+        return frame_index * self.settings.frame_ms
+
+    def _classify(self, frame: np.ndarray) -> tuple[bool, float]:
+        energy = _dbfs(frame)
+        if energy < self.settings.energy_floor_dbfs:
+            return False, energy
+        return self._vad.is_speech(frame.tobytes(), SAMPLE_RATE), energy
+
+    def _frame(self, frame: np.ndarray, events: list[VadEvent]) -> None:
+        index = self._next_index
+        self._next_index += 1
+        voiced, energy = self._classify(frame)
+        self.frames_seen += 1
+        self.frames_voiced += voiced
+        item = (index, frame, voiced, energy)
+        if not self._speaking:
+            self._recent.append(item)
+            self._maybe_start(events)
+            return
+        self._part_frames.append(item)
+        self._tail_voiced.append(voiced)
+        if voiced:
+            self._last_voiced = index
+        if not self._started_emitted and self._last_voiced - self._first_voiced + 1 >= max(
+            1, self._min_frames
+        ):
+            self._started_emitted = True
+            events.append(SpeechStarted(self._ms(self._part_frames[0][0])))
+        if len(self._tail_voiced) == self._end_window and (
+            sum(self._tail_voiced) <= self._end_max_voiced
+        ):
+            silence_start = len(self._part_frames) - self._end_window
+            self._finish(silence_start + self._pad_end, events)
+            return
+        if self._started_emitted and len(self._part_frames) >= self._max_frames:
+            self._split(events)
+
+    def _maybe_start(self, events: list[VadEvent]) -> None:
+        window = list(self._recent)[-self._window :]
+        if sum(v for _, _, v, _ in window) < self._start_needed:
+            return
+        first_voiced = next(i for i, _, v, _ in window if v)
+        begin = first_voiced - self._pad_start
+        self._part_frames = [item for item in self._recent if item[0] >= begin]
+        self._recent.clear()
+        self._speaking = True
+        self._started_emitted = False
+        self._part = 0
+        self._first_voiced = first_voiced
+        self._last_voiced = max(i for i, _, v, _ in window if v)
+        self._tail_voiced.clear()
+        for _, _, v, _ in self._part_frames:
+            self._tail_voiced.append(v)
+        self._count += 1
+        self._utterance_id = f"{self._id_prefix}-{self._count:04d}"
+        if self._last_voiced - self._first_voiced + 1 >= max(1, self._min_frames):
+            self._started_emitted = True
+            events.append(SpeechStarted(self._ms(self._part_frames[0][0])))
+
+    def _emit(self, frames: list, final: bool, events: list[VadEvent]) -> None:
+        pcm = np.concatenate([f for _, f, _, _ in frames])
+        events.append(
+            SpeechEnded(
+                UtteranceAudio(
+                    pcm=pcm,
+                    start_ms=self._ms(frames[0][0]),
+                    end_ms=self._ms(frames[-1][0] + 1),
+                    part=self._part,
+                    final=final,
+                    utterance_id=self._utterance_id,
+                )
+            )
+        )
+
+    def _finish(self, cut: int, events: list[VadEvent]) -> None:
+        """End the utterance after the first `cut` frames of the current part; the frames
+        after the cut go back to the idle buffer as pre-roll."""
+        cut = max(1, min(cut, len(self._part_frames)))
+        kept, rest = self._part_frames[:cut], self._part_frames[cut:]
+        if self._started_emitted:
+            self._emit(kept, True, events)
+        else:
+            self.blips_dropped += 1
+        self._speaking = False
+        self._started_emitted = False
+        self._part_frames = []
+        self._tail_voiced.clear()
+        self._recent.clear()
+        for item in rest:
+            self._recent.append(item)
+
+    def _split(self, events: list[VadEvent]) -> None:
+        """The part reached the cap: cut it after its quietest recent frame."""
+        n = len(self._part_frames)
+        lo = max(1, n - self._search)
+        quietest = min(range(lo, n), key=lambda k: self._part_frames[k][3])
+        kept, rest = self._part_frames[: quietest + 1], self._part_frames[quietest + 1 :]
+        self._emit(kept, False, events)
+        self._part += 1
+        self._part_frames = rest

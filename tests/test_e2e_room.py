@@ -1,0 +1,187 @@
+"""End to end in real headless Chromium: fake camera (a real face) → WebRTC → gateway →
+NATS → vision worker → data channel → the page; then `intervue session export`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from inference.vision_worker import VisionSettings, VisionWorker
+from stream import bus, contract
+from stream.gateway import GATEWAY, create_app
+from stream.settings import GatewaySettings
+from tests.browser import launch_browser, logged_page, new_logged_page
+from tests.media import make_face_y4m, make_noface_y4m, make_speech_wav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("media")
+    return {
+        "face": make_face_y4m(root, seconds=4.0, fps=15),
+        "noface": make_noface_y4m(root, seconds=4.0, fps=15),
+        "speech": make_speech_wav(
+            root, "Hello, I am a backend engineer with two years of experience."
+        ),
+    }
+
+
+@pytest.fixture
+async def stack(nc, bus_settings, models_dir):
+    """The gateway (aiohttp on a free port) and one vision worker, both real."""
+    from inference.pipeline import VisionPipeline
+
+    pipeline = VisionPipeline.load(models_dir)
+    worker_nc = await bus.connect(bus_settings, "e2e-worker")
+    worker = VisionWorker(worker_nc, pipeline, bus_settings, VisionSettings(name="e2e-vision"))
+    await worker.start()
+    app = create_app(GatewaySettings(media_timeout_s=4.0), bus_settings, nc=nc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield {"url": f"http://127.0.0.1:{port}/", "gateway": app[GATEWAY], "worker": worker}
+    await runner.cleanup()
+    await worker.stop()
+    await worker_nc.close()
+
+
+async def _wait(predicate, timeout: float, what: str, describe=lambda: ""):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{describe()}")
+        await asyncio.sleep(0.2)
+
+
+def _export(session: str, nats_url: str) -> dict:
+    env = {**os.environ, "INTERVUE_NATS_URL": nats_url}
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "session", "export", session],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def _chromium_pids(marker: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "chromium" in cmdline and marker in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, bus_settings):
+    gateway = stack["gateway"]
+    async with launch_browser(video=media["face"], audio=media["speech"]) as browser:
+        async with logged_page(browser, stack["url"] + "?autostart") as lp:
+            state = await _wait(
+                lambda: lp.page.evaluate(
+                    """window.intervue.faceResults >= 15 ? {
+                        ...window.intervue,
+                        shownEmotion: document.getElementById("emotion").textContent,
+                        shownScore: document.getElementById("score").textContent,
+                        shownBand: document.getElementById("band").textContent,
+                    } : null"""
+                ),
+                timeout=30,
+                what="emotion results with a face in the page",
+                describe=lp.describe,
+            )
+            # Snapshot taken in one evaluation: results keep arriving meanwhile.
+            if state["last"]["faces"]:
+                assert state["shownEmotion"] == state["last"]["faces"][0]["label"]
+                assert state["shownEmotion"] in contract.EMOTIONS
+            assert state["shownBand"] == state["band"] in ("good", "normal", "bad")
+            assert state["shownScore"] == f"{state['score']:.1f}"
+            session = state["session"]
+            latencies = state["latencies"]
+            sources = state["captureSources"]
+            await lp.page.screenshot(path=str(Path(media["face"]).parent / "room.png"))
+            # The page's own "End session" ends it cleanly.
+            await lp.page.click("#stop")
+        await _wait(
+            lambda: asyncio.sleep(0, result=not gateway.sessions), 15, "the session to close"
+        )
+    p50 = statistics.median(latencies)
+    print(
+        f"\nglass-to-result over {len(latencies)} results: p50 {p50:.0f} ms, "
+        f"p95 {sorted(latencies)[int(0.95 * len(latencies))]:.0f} ms, clocks {sources}"
+    )
+    exported = await asyncio.to_thread(_export, session, bus_settings.nats_url)
+    kinds = [e["type"] for e in exported["events"]]
+    assert kinds.count("emotion") >= 15
+    assert kinds.count("score") >= 15
+    assert kinds[0] == "lifecycle" and exported["events"][0]["event"] == "started"
+    ended = [e for e in exported["events"] if e["type"] == "lifecycle" and e["event"] == "ended"]
+    assert len(ended) == 1 and ended[0]["stats"]["results"] >= 15
+    scores = [e for e in exported["events"] if e["type"] == "score"]
+    assert scores[-1]["faces_seen"] == scores[-1]["positive"] + scores[-1]["negative"]
+    assert scores[-1]["score"] == pytest.approx(
+        50 + 0.1 * (scores[-1]["positive"] - scores[-1]["negative"]), abs=1e-6
+    )
+
+
+async def test_faceless_video_shows_no_face(stack, media):
+    async with launch_browser(video=media["noface"]) as browser:
+        async with logged_page(browser, stack["url"] + "?autostart") as lp:
+            state = await _wait(
+                lambda: lp.page.evaluate("window.intervue.results >= 10 ? window.intervue : null"),
+                timeout=30,
+                what="results for the faceless video",
+                describe=lp.describe,
+            )
+            assert state["noFaceResults"] >= 0.9 * state["results"], state
+            assert (await lp.page.text_content("#emotion")) == "no face"
+
+
+async def test_a_vanished_browser_closes_the_session_without_leaks(stack, media):
+    gateway = stack["gateway"]
+    baseline_tasks = len(asyncio.all_tasks())
+    async with launch_browser(video=media["face"]) as browser:
+        lp = await new_logged_page(browser, stack["url"] + "?autostart")
+        await _wait(
+            lambda: lp.page.evaluate("window.intervue.results >= 3"),
+            timeout=30,
+            what="first results",
+            describe=lp.describe,
+        )
+        assert len(gateway.sessions) == 1
+        # The browser dies: no pagehide, no beacon, no goodbye on the data channel.
+        pids = _chromium_pids(str(media["face"]))
+        assert pids
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        await _wait(
+            lambda: asyncio.sleep(0, result=not gateway.sessions),
+            timeout=30,
+            what="the gateway to notice the vanished browser",
+        )
+    await asyncio.sleep(0.5)
+    # Every per-session task (video, publish, stats, watchdog, …) is gone.
+    assert len(asyncio.all_tasks()) <= baseline_tasks + 1
