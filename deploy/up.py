@@ -136,7 +136,6 @@ def _role_argv(*args: str) -> list[str]:
 
 async def run_up(settings: UpSettings) -> int:
     from inference.prepare import default_models_dir, prepare_models
-
     from stream.settings import GatewaySettings
 
     gateway_settings = GatewaySettings()
