@@ -93,6 +93,36 @@ def worker_vision(verbose: bool = typer.Option(False, "--verbose", "-v")) -> Non
         raise typer.Exit(1) from exc
 
 
+@worker_app.command("speech")
+def worker_speech(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run a speech worker (Whisper) on the shared utterances work queue."""
+    from inference.speech.worker import SpeechSettings, run_speech_worker
+    from stream.settings import BusSettings
+
+    setup_logging(verbose)
+    bus_settings = _settings_or_exit(BusSettings)
+    settings = _settings_or_exit(SpeechSettings)
+    try:
+        asyncio.run(run_speech_worker(bus_settings, settings))
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def interviewer(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run the interview orchestrator (questions, evaluations, report)."""
+    from llm.orchestrator import InterviewerSettings, run_interviewer
+    from stream.settings import BusSettings
+
+    setup_logging(verbose)
+    bus_settings = _settings_or_exit(BusSettings)
+    settings = _settings_or_exit(InterviewerSettings)
+    try:
+        asyncio.run(run_interviewer(bus_settings, settings))
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command()
 def dashboard(
     port: int = typer.Option(8501, help="Port of the dashboard page"),
@@ -204,6 +234,20 @@ def bench_vision(
 
     setup_logging()
     report = run_vision_bench(frames=frames, baseline=baseline)
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+
+
+@bench_app.command("speech")
+def bench_speech(
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+) -> None:
+    """End-of-utterance → transcript latency and real-time factor per Whisper model."""
+    from inference.speech.bench import run_speech_bench
+
+    setup_logging()
+    report = run_speech_bench()
     typer.echo(report)
     if output:
         output.write_text(report, encoding="utf-8")

@@ -40,6 +40,7 @@ class UpSettings(BaseSettings):
     nats_host: str = "127.0.0.1"
     nats_port: int = Field(4222, ge=1, le=65535)
     vision_workers: int = Field(1, ge=0, le=16)
+    speech_workers: int = Field(1, ge=0, le=16)
     dashboard_port: int = Field(8501, ge=1, le=65535)
     #: Skip `models prepare` (when the models directory is managed elsewhere).
     skip_prepare: bool = False
@@ -136,6 +137,7 @@ def _role_argv(*args: str) -> list[str]:
 
 async def run_up(settings: UpSettings) -> int:
     from inference.prepare import default_models_dir, prepare_models
+    from inference.speech.models import prepare_whisper_models
     from stream.settings import GatewaySettings
 
     gateway_settings = GatewaySettings()
@@ -144,6 +146,7 @@ async def run_up(settings: UpSettings) -> int:
     if not settings.skip_prepare:
         log.info("checking offline models in %s", models_dir)
         await asyncio.to_thread(prepare_models, models_dir)
+        await asyncio.to_thread(prepare_whisper_models, models_dir)
 
     env = dict(os.environ)
     env["INTERVUE_MODELS_DIR"] = str(models_dir)
@@ -165,6 +168,9 @@ async def run_up(settings: UpSettings) -> int:
     supervisor.add("gateway", _role_argv("gateway"), env)
     for i in range(settings.vision_workers):
         supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), env)
+    for i in range(settings.speech_workers):
+        supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), env)
+    supervisor.add("interviewer", _role_argv("interviewer"), env)
     supervisor.add(
         "dashboard", _role_argv("dashboard", "--port", str(settings.dashboard_port)), env
     )

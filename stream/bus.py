@@ -81,6 +81,26 @@ async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> N
     await js.update_stream(config=config)
 
 
+async def ensure_utterances_stream(js: JetStreamContext) -> None:
+    """Create the utterances work queue if missing (idempotent). Work-queue retention: a
+    message leaves the stream when a speech worker acknowledges it, so an utterance whose
+    worker died is redelivered to another one, and none is lost."""
+    config = StreamConfig(
+        name=contract.UTTERANCES_STREAM,
+        subjects=[contract.utterances_wildcard()],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        # Unanswered audio is worthless after a day; a cap keeps a dead fleet from
+        # filling the disk.
+        max_age=24 * 3600.0,
+    )
+    try:
+        await js.stream_info(contract.UTTERANCES_STREAM)
+    except NotFoundError:
+        await js.add_stream(config=config)
+        log.info("created JetStream work queue %s", contract.UTTERANCES_STREAM)
+
+
 async def publish_event(js: JetStreamContext, message: contract.BusMessage, kind: str) -> None:
     """Persist one event on the events stream (waits for JetStream's acknowledgement)."""
     await js.publish(contract.event_subject(message.session, kind), contract.encode(message))

@@ -4,6 +4,8 @@ HTTP API (JSON):
     POST   /api/sessions               → 201 {"session_id", "offer_url"}
     POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
     GET    /api/sessions/{id}          → the session's state, score and counters
+    POST   /api/sessions/{id}/profile  {"job_title", "years", "company", "self_intro",
+                                        "language": "ko"|"en"} → 202 (starts the interview)
     POST   /api/sessions/{id}/end      → 204 (the page sends this as a beacon on unload)
     GET    /api/sessions               → live sessions
     GET    /healthz, GET /metrics
@@ -29,11 +31,16 @@ from prometheus_client import (
     generate_latest,
 )
 
-from stream import bus
+from stream import bus, contract
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
 
 log = logging.getLogger(__name__)
+
+#: Bytes read of a profile request: far above any sane form (a 50,000-character Korean
+#: introduction is ~300 kB as JSON), so an oversized one gets the clear
+#: "the self-introduction is N characters" message rather than a size error.
+PROFILE_MAX_BYTES = 1024 * 1024
 
 
 class Gateway:
@@ -83,9 +90,13 @@ def _error(gateway: Gateway, status: int, message: str) -> web.Response:
 async def _read_json(request: web.Request, limit: int) -> dict:
     if request.content_length is not None and request.content_length > limit:
         raise SessionError(f"request body too large ({request.content_length} > {limit} bytes)")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise SessionError(f"request body too large (over {limit} bytes)")
+    chunks, size = [], 0
+    while chunk := await request.content.read(64 * 1024):  # read() may return less
+        size += len(chunk)
+        if size > limit:
+            raise SessionError(f"request body too large (over {limit} bytes)")
+        chunks.append(chunk)
+    body = b"".join(chunks)
     if not body:
         return {}
     try:
@@ -148,6 +159,51 @@ async def offer(request: web.Request, gateway: Gateway) -> web.Response:
     return web.json_response({"sdp": answer.sdp, "type": answer.type})
 
 
+def parse_profile(session_id: str, data: dict, max_intro_chars: int) -> contract.Profile:
+    """The candidate's form → a Profile, or a SessionError that says what to fix."""
+    intro = data.get("self_intro")
+    if not isinstance(intro, str) or not intro.strip():
+        raise SessionError("the self-introduction is empty")
+    intro = intro.strip()
+    if len(intro) > max_intro_chars:
+        raise SessionError(
+            f"the self-introduction is {len(intro):,} characters; the limit is {max_intro_chars:,}"
+        )
+    language = data.get("language", "ko")
+    if language not in ("ko", "en"):
+        raise SessionError("language must be 'ko' or 'en'")
+    try:
+        years = int(data.get("years", 2))
+    except (TypeError, ValueError):
+        raise SessionError("years of experience must be a whole number") from None
+    if not 0 <= years <= 60:
+        raise SessionError("years of experience must be between 0 and 60")
+    fields = {}
+    for name, default in (("job_title", "AI 개발자"), ("company", "EST Soft")):
+        value = data.get(name) or default
+        if not isinstance(value, str) or len(value) > 100:
+            raise SessionError(f"{name} must be text of at most 100 characters")
+        fields[name] = value.strip() or default
+    return contract.Profile(
+        session=session_id,
+        self_intro=intro,
+        language=language,
+        years=years,
+        at_ms=contract.now_ms(),
+        **fields,
+    )
+
+
+@_handle_errors
+async def submit_profile(request: web.Request, gateway: Gateway) -> web.Response:
+    session = gateway.get(request.match_info["session_id"])
+    # A 50 kB introduction must get our clear message, not a generic size error.
+    data = await _read_json(request, PROFILE_MAX_BYTES)
+    profile = parse_profile(session.id, data, gateway.settings.max_intro_chars)
+    await session.submit_profile(profile)
+    return web.json_response({"ok": True}, status=202)
+
+
 @_handle_errors
 async def end_session(request: web.Request, gateway: Gateway) -> web.Response:
     session = gateway.get(request.match_info["session_id"])
@@ -203,7 +259,9 @@ def create_app(
     gateway = Gateway(settings or GatewaySettings(), bus_settings or BusSettings())
     gateway.nc = nc
     # Allow a little over the SDP limit so oversized offers get our 400, not aiohttp's 413.
-    app = web.Application(client_max_size=gateway.settings.max_sdp_bytes * 4)
+    app = web.Application(
+        client_max_size=max(gateway.settings.max_sdp_bytes * 4, PROFILE_MAX_BYTES * 2)
+    )
     app[GATEWAY] = gateway
     app.router.add_get("/", room_page)
     app.router.add_get("/room.js", room_script)
@@ -211,6 +269,7 @@ def create_app(
     app.router.add_get("/api/sessions", list_live)
     app.router.add_post("/api/sessions/{session_id}/offer", offer)
     app.router.add_get("/api/sessions/{session_id}", get_session)
+    app.router.add_post("/api/sessions/{session_id}/profile", submit_profile)
     app.router.add_post("/api/sessions/{session_id}/end", end_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
@@ -225,6 +284,7 @@ async def _on_startup(app: web.Application) -> None:
         gateway.nc = await bus.connect(gateway.bus_settings, "intervue-gateway")
         gateway.owns_nc = True
     await bus.ensure_events_stream(gateway.nc.jetstream(), gateway.bus_settings)
+    await bus.ensure_utterances_stream(gateway.nc.jetstream())
 
 
 async def _on_shutdown(app: web.Application) -> None:

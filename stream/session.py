@@ -25,10 +25,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from stream import bus, contract
+from stream.audio import AudioConverter
 from stream.capture_clock import SenderReportClock, watch_sender_reports
 from stream.sampler import FrameSampler, LatestFrameSlot
 from stream.score import EmotionScore
 from stream.settings import GatewaySettings
+from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ class SessionCounters:
     results: int = 0
     no_face_results: int = 0
     late_results: int = 0
+    utterances: int = 0
     publish_errors: int = 0
     latency_ms: list[float] = field(default_factory=list)  # capture → result at gateway
 
@@ -88,6 +91,7 @@ class SessionCounters:
             "results": self.results,
             "no_face_results": self.no_face_results,
             "late_results": self.late_results,
+            "utterances": self.utterances,
             "result_latency_p50_ms": round(p50, 1),
         }
 
@@ -103,6 +107,7 @@ class RoomSession:
         executor: Executor,
         on_closed: Callable[[RoomSession], None],
         meta: dict[str, str] | None = None,
+        vad_settings: VadSettings | None = None,
     ) -> None:
         self.id = session_id
         self.nc = nc
@@ -125,6 +130,9 @@ class RoomSession:
         self._pts_to_rtp: Callable[[int], int] | None = None
         self.counters = SessionCounters()
         self._seq = 0
+        self.vad_settings = vad_settings or VadSettings()
+        self.profile: contract.Profile | None = None
+        self.speaking = False
         self._kick = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._result_sub = None
@@ -170,7 +178,7 @@ class RoomSession:
             elif track.kind == "audio":
                 self._spawn(self._consume_audio(track), "audio")
         self._result_sub = await self.nc.subscribe(
-            contract.event_subject(self.id, "emotion"), cb=self._on_result
+            contract.session_events_wildcard(self.id), cb=self._on_event
         )
         self._spawn(self._publish_frames(), "publish")
         self._spawn(self._stats_loop(), "stats")
@@ -292,13 +300,76 @@ class RoomSession:
             self.close_soon("video track ended")
 
     async def _consume_audio(self, track: MediaStreamTrack) -> None:
-        # Audio is received (and counted) here; VAD and transcription hook in here.
+        """48 kHz WebRTC audio → 16 kHz mono → VAD → utterances on the work queue.
+
+        Resampling and webrtcvad cost microseconds per 20 ms frame, so they run inline;
+        the utterance is published (and persisted) before the next frame is read."""
+        converter = AudioConverter()
+        segmenter = VadSegmenter(self.vad_settings)
+        stream_t0_ms: float | None = None
         try:
             while True:
-                await track.recv()
+                frame = await track.recv()
                 self.counters.audio_frames += 1
+                if stream_t0_ms is None:
+                    stream_t0_ms = contract.now_ms()
+                try:
+                    samples = converter.convert(frame)
+                except ValueError as exc:
+                    log.warning("session %s: unusable audio frame: %s", self.id, exc)
+                    continue
+                for event in segmenter.push(samples):
+                    await self._on_vad_event(event, stream_t0_ms)
         except MediaStreamError:
-            return
+            for event in segmenter.flush():
+                await self._on_vad_event(event, stream_t0_ms or contract.now_ms())
+
+    async def _on_vad_event(self, event: object, stream_t0_ms: float) -> None:
+        now = contract.now_ms()
+        if isinstance(event, SpeechStarted):
+            await self._set_speaking(True, stream_t0_ms + event.start_ms)
+        elif isinstance(event, SpeechEnded):
+            audio = event.utterance
+            utterance = contract.Utterance(
+                session=self.id,
+                utterance_id=f"{self.id}-{audio.utterance_id}",
+                part=audio.part,
+                final=audio.final,
+                start_ms=stream_t0_ms + audio.start_ms,
+                end_ms=stream_t0_ms + audio.end_ms,
+                cut_ms=now,
+                pcm=audio.pcm.astype("<i2").tobytes(),
+                language=self.profile.language if self.profile else "",
+            )
+            try:
+                await self.js.publish(
+                    contract.utterances_subject(self.id), contract.encode(utterance)
+                )
+                self.counters.utterances += 1
+            except Exception as exc:
+                self.counters.publish_errors += 1
+                log.warning("session %s: cannot queue utterance: %s", self.id, exc)
+            if audio.final:
+                await self._set_speaking(False, stream_t0_ms + audio.end_ms)
+
+    async def _set_speaking(self, speaking: bool, at_ms: float) -> None:
+        self.speaking = speaking
+        self.send({"type": "speech", "speaking": speaking, "at_ms": at_ms})
+        try:
+            await bus.publish_event(
+                self.js,
+                contract.SpeechActivity(session=self.id, speaking=speaking, at_ms=at_ms),
+                "speech",
+            )
+        except Exception as exc:
+            log.warning("session %s: cannot persist speech activity: %s", self.id, exc)
+
+    async def submit_profile(self, profile: contract.Profile) -> None:
+        """The candidate's form: persisted for the interviewer, once per session."""
+        if self.profile is not None:
+            raise SessionError("this session already has a profile", 409)
+        self.profile = profile
+        await bus.publish_event(self.js, profile, "profile")
 
     async def _publish_frames(self) -> None:
         loop = asyncio.get_running_loop()
@@ -344,12 +415,31 @@ class RoomSession:
 
     # ---- results ---------------------------------------------------------------------
 
-    async def _on_result(self, msg: Msg) -> None:
+    async def _on_event(self, msg: Msg) -> None:
+        """Every event of this session on the bus: results drive the score; the
+        interviewer's steps and transcripts are forwarded to the page."""
         try:
-            result = contract.decode(msg.data, contract.EmotionResult)
+            message = contract.decode(msg.data)
         except contract.ContractError as exc:
-            log.warning("session %s: bad result on %s: %s", self.id, msg.subject, exc)
+            log.warning("session %s: bad event on %s: %s", self.id, msg.subject, exc)
             return
+        if isinstance(message, contract.EmotionResult):
+            await self._on_result(message)
+        elif isinstance(message, contract.InterviewEvent):
+            self.send({"type": "interview", "step": message.step, "data": message.data})
+        elif isinstance(message, contract.Transcript):
+            self.send(
+                {
+                    "type": "transcript",
+                    "text": message.text,
+                    "language": message.language,
+                    "metrics": message.metrics,
+                    "final": message.final,
+                    "latency_ms": round(message.done_ms - message.cut_ms, 1),
+                }
+            )
+
+    async def _on_result(self, result: contract.EmotionResult) -> None:
         if not self.slot.complete(result.seq):
             self.counters.late_results += 1
         self._kick.set()

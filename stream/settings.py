@@ -48,3 +48,5 @@ class GatewaySettings(BaseSettings):
     #: Largest SDP offer accepted (bytes).
     max_sdp_bytes: int = Field(64 * 1024, ge=1024)
     max_sessions: int = Field(64, ge=1)
+    #: Longest self-introduction accepted (characters).
+    max_intro_chars: int = Field(5000, ge=100, le=100_000)

@@ -113,3 +113,36 @@ async def test_health_and_metrics(client):
     await _new_session(client)
     metrics = await (await client.get("/metrics")).text()
     assert "intervue_gateway_sessions_created_total 1.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"self_intro": "   "}, "the self-introduction is empty"),
+        ({}, "the self-introduction is empty"),
+        ({"self_intro": "가" * 50_000}, "is 50,000 characters; the limit is 5,000"),
+        ({"self_intro": "hi", "language": "fr"}, "language must be"),
+        ({"self_intro": "hi", "years": "many"}, "whole number"),
+        ({"self_intro": "hi", "years": 99}, "between 0 and 60"),
+    ],
+)
+async def test_bad_profiles_get_clear_messages(client, body, message):
+    session = await _new_session(client)
+    response = await client.post(f"/api/sessions/{session}/profile", json=body)
+    assert response.status == 400
+    assert message in (await response.json())["error"]
+
+
+async def test_profile_is_persisted_once(client, nc):
+    from stream import bus, contract
+
+    session = await _new_session(client)
+    body = {"self_intro": "저는 Python 개발자입니다.", "job_title": "", "language": "ko"}
+    response = await client.post(f"/api/sessions/{session}/profile", json=body)
+    assert response.status == 202
+    again = await client.post(f"/api/sessions/{session}/profile", json=body)
+    assert again.status == 409
+    [event] = await bus.read_events(nc.jetstream(), contract.event_subject(session, "profile"))
+    assert event.message.self_intro == "저는 Python 개발자입니다."
+    assert event.message.job_title == "AI 개발자"  # blank means the default
+    assert (event.message.years, event.message.company) == (2, "EST Soft")

@@ -19,6 +19,10 @@ const state = {
   stats: null,
   ended: null,
   errors: [],
+  interview: {
+    questions: [], engine: null, current: null, transcripts: [], answers: {},
+    evaluations: {}, report: null, errors: [], speaking: false,
+  },
 };
 window.intervue = state;
 
@@ -124,10 +128,145 @@ function onEmotion(msg) {
   $("latency").textContent = `${latency.toFixed(0)} ms (p50 ${p50.toFixed(0)}, p95 ${p95.toFixed(0)}; clock: ${msg.capture_source})`;
 }
 
+// ---- the interview -----------------------------------------------------------------
+
+const TEXT = {
+  ko: {
+    question: (i, n) => `질문 ${i} / ${n}`, offline: "오프라인 엔진", llm: "LLM",
+    speaking: "말하는 중", silent: "대기", metrics: "말하기 지표",
+    duration: "길이", wpm: "분당 단어", sps: "초당 음절", fillers: "군말", pauses: "멈춤",
+    longest: "최장 멈춤", tips: "개선 팁", model: "모범 답안", report: "면접 리포트",
+    answer: "답변", emotion: "감정 점수", criterion: "항목", rating: "평가", reason: "이유",
+    done: "면접이 끝났습니다. 수고하셨습니다!",
+  },
+  en: {
+    question: (i, n) => `Question ${i} of ${n}`, offline: "offline engine", llm: "LLM",
+    speaking: "speaking", silent: "listening", metrics: "Speaking metrics",
+    duration: "duration", wpm: "words/min", sps: "syllables/s", fillers: "fillers", pauses: "pauses",
+    longest: "longest pause", tips: "Tips", model: "Model answer", report: "Interview report",
+    answer: "Answer", emotion: "emotion score", criterion: "criterion", rating: "rating", reason: "reason",
+    done: "The interview is over. Well done!",
+  },
+};
+const lang = () => $("language").value === "en" ? "en" : "ko";
+const t = (key, ...args) => { const v = TEXT[lang()][key]; return typeof v === "function" ? v(...args) : v; };
+
+function escapeHtml(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+
+function speak(text) {
+  // The question is read aloud by the browser's own speech synthesis (no server TTS).
+  if (!window.speechSynthesis) return;
+  try {
+    const utterance = new SpeechSynthesisUtterance(text);
+    utterance.lang = lang() === "ko" ? "ko-KR" : "en-US";
+    window.speechSynthesis.cancel();
+    window.speechSynthesis.speak(utterance);
+  } catch (e) { /* no voices installed: the question is on screen anyway */ }
+}
+
+function metricsText(m) {
+  if (!m) return "";
+  const parts = [];
+  if (m.duration_s != null) parts.push(`${t("duration")} ${Number(m.duration_s).toFixed(1)}s`);
+  if (m.words_per_minute != null) parts.push(`${t("wpm")} ${Number(m.words_per_minute).toFixed(0)}`);
+  if (m.syllables_per_second) parts.push(`${t("sps")} ${Number(m.syllables_per_second).toFixed(1)}`);
+  if (m.filler_count != null) parts.push(`${t("fillers")} ${m.filler_count}${m.filler_words && m.filler_words.length ? " (" + m.filler_words.join(", ") + ")" : ""}`);
+  if (m.pause_count != null) parts.push(`${t("pauses")} ${m.pause_count}`);
+  if (m.longest_pause_s != null) parts.push(`${t("longest")} ${Number(m.longest_pause_s).toFixed(1)}s`);
+  return `${t("metrics")}: ` + parts.join(" · ");
+}
+
+function evaluationHtml(data) {
+  const rows = (data.rows || []).map((r) => `<tr><td>${escapeHtml(r[0])}</td><td>${escapeHtml(r[1])}</td><td>${escapeHtml(r[2])}</td></tr>`).join("");
+  const ev = data.evaluation || {};
+  const tips = (ev.tips || []).map((tip) => `<li>${escapeHtml(tip)}</li>`).join("");
+  const emotion = data.emotion ? `<p class="muted">${t("emotion")}: ${data.emotion.score} <span class="band ${data.emotion.band}">${data.emotion.band}</span></p>` : "";
+  return `<table class="eval"><tr><th>${t("criterion")}</th><th>${t("rating")}</th><th>${t("reason")}</th></tr>${rows}</table>`
+    + `<p><b>${t("tips")}</b></p><ol>${tips}</ol><p><b>${t("model")}</b></p><p>${escapeHtml(ev.model_answer)}</p>${emotion}`;
+}
+
+function onInterview(msg) {
+  const iv = state.interview;
+  const data = msg.data || {};
+  $("interview").style.display = "block";
+  if (msg.step === "questions") {
+    iv.questions = data.questions || [];
+    iv.engine = data.engine;
+    $("engine").textContent = data.engine === "offline" ? t("offline") : t("llm");
+    $("engine").className = `badge ${data.engine === "offline" ? "offline" : ""}`;
+  } else if (msg.step === "asked") {
+    iv.current = data.index;
+    $("q-number").textContent = t("question", data.index + 1, data.total || iv.questions.length || 3);
+    $("question").textContent = data.question;
+    $("transcript").innerHTML = "";
+    $("metrics").textContent = "";
+    $("evaluation").innerHTML = "";
+    speak(data.question);
+  } else if (msg.step === "answered") {
+    iv.answers[data.index] = data;
+    $("metrics").textContent = metricsText(data.metrics);
+  } else if (msg.step === "evaluated") {
+    iv.evaluations[data.index] = data;
+    $("evaluation").innerHTML = evaluationHtml(data);
+  } else if (msg.step === "report") {
+    iv.report = data;
+    showReport(data);
+  } else if (msg.step === "error") {
+    iv.errors.push(data);
+    showError(data.message);
+  }
+}
+
+function showReport(data) {
+  const root = $("report");
+  root.style.display = "block";
+  const items = (data.items || []).map((item) => {
+    const evaluated = state.interview.evaluations[item.index] || { evaluation: item.evaluation, rows: [], emotion: item.emotion };
+    return `<section><div class="muted">${t("question", item.index + 1, data.items.length)}</div>`
+      + `<div class="question">${escapeHtml(item.question)}</div>`
+      + `<p><b>${t("answer")}</b>: ${escapeHtml(item.answer)}</p>`
+      + `<p class="muted">${escapeHtml(metricsText(item.metrics))}</p>`
+      + evaluationHtml(evaluated) + `</section>`;
+  }).join("");
+  root.innerHTML = `<h2>${t("report")}</h2><p>${t("done")}</p>${items}`;
+}
+
+function onTranscript(msg) {
+  state.interview.transcripts.push(msg);
+  const p = document.createElement("p");
+  p.textContent = msg.text;
+  $("transcript").appendChild(p);
+}
+
+function onSpeech(msg) {
+  state.interview.speaking = msg.speaking;
+  $("speaking").textContent = msg.speaking ? t("speaking") : t("silent");
+  $("speaking").className = `badge ${msg.speaking ? "live" : ""}`;
+}
+
+async function submitProfile() {
+  const profile = {
+    job_title: $("job_title").value, years: Number($("years").value || 2),
+    company: $("company").value, self_intro: $("self_intro").value, language: lang(),
+  };
+  if (!profile.self_intro.trim()) return; // emotion-only session: no interview
+  try {
+    await api(`/api/sessions/${state.session}/profile`, profile);
+    $("profile-panel").style.display = "none";
+  } catch (err) {
+    showError(String(err.message || err));
+  }
+}
+
 function onMessage(event) {
   let msg;
   try { msg = JSON.parse(event.data); } catch (e) { return; }
   if (msg.type === "emotion") onEmotion(msg);
+  else if (msg.type === "interview") onInterview(msg);
+  else if (msg.type === "transcript") onTranscript(msg);
+  else if (msg.type === "speech") onSpeech(msg);
   else if (msg.type === "stats") {
     state.stats = msg;
     $("analysed").textContent = `${msg.results} results of ${msg.video_frames} frames`;
@@ -162,6 +301,8 @@ async function start() {
     });
     channel = pc.createDataChannel("results");
     channel.addEventListener("message", onMessage);
+    // The profile goes in once results can flow back, so no question is missed.
+    channel.addEventListener("open", submitProfile, { once: true });
     for (const track of media.getTracks()) pc.addTrack(track, media);
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIce(pc);

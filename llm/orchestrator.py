@@ -1,0 +1,283 @@
+"""The interview orchestrator (`intervue interviewer`): drives each session's interview
+from bus events and persists every step as an `InterviewEvent` on JetStream.
+
+It consumes profiles, transcripts and session ends through one durable JetStream consumer
+and acknowledges a message only after the steps it caused were published, so a restart
+(or a crash mid-step) redelivers the message; the state is rebuilt by folding the
+session's persisted events (`llm.interview.InterviewState`), which never repeats a step
+that was already published. Run one interviewer per NATS account: two would race on the
+same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from llm.interview import Action, InterviewState
+from llm.schemas import Profile, ProfileError
+from stream import bus, contract
+from stream.settings import BusSettings
+
+log = logging.getLogger(__name__)
+
+CONSUMED_KINDS = ("profile", "transcript", "lifecycle")
+REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle")
+
+
+class InterviewerSettings(BaseSettings):
+    """The orchestrator (env prefix ``INTERVUE_INTERVIEWER_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERVUE_INTERVIEWER_", extra="forbid")
+
+    #: Seconds JetStream waits for our ack before redelivering (LLM calls can be slow;
+    #: we also send in-progress heartbeats between steps).
+    ack_wait_s: float = Field(120.0, gt=0)
+    #: Sessions kept in memory; older ones are rebuilt from JetStream when they speak.
+    max_cached_sessions: int = Field(256, ge=1)
+    name: str = Field(default_factory=lambda: f"interviewer-{socket.gethostname()}-{os.getpid()}")
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        nc: NATS,
+        engine: Any,
+        bus_settings: BusSettings,
+        settings: InterviewerSettings,
+        max_intro_chars: int | None = None,
+    ) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.engine = engine
+        self.bus_settings = bus_settings
+        self.settings = settings
+        self.max_intro_chars = max_intro_chars
+        self.states: dict[str, InterviewState] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._task: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        await bus.ensure_events_stream(self.js, self.bus_settings)
+        config = ConsumerConfig(
+            durable_name=contract.INTERVIEWER_CONSUMER,
+            filter_subjects=[f"{contract.EVENTS_PREFIX}.*.{kind}" for kind in CONSUMED_KINDS],
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait_s,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=20,
+        )
+        try:
+            await self.js.consumer_info(contract.EVENTS_STREAM, contract.INTERVIEWER_CONSUMER)
+        except NotFoundError:
+            await self.js.add_consumer(contract.EVENTS_STREAM, config)
+        self._sub = await self.js.pull_subscribe_bind(
+            contract.INTERVIEWER_CONSUMER, stream=contract.EVENTS_STREAM
+        )
+        self._task = asyncio.create_task(self._fetch_loop(), name="interviewer-fetch")
+        log.info("interviewer %s consuming %s", self.settings.name, ", ".join(CONSUMED_KINDS))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            try:
+                messages = await self._sub.fetch(batch=32, timeout=1.0)
+            except (NatsTimeoutError, TimeoutError):
+                continue
+            except Exception as exc:  # NATS away: wait and try again
+                log.warning("interviewer fetch failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in messages:
+                task = asyncio.create_task(self._handle(msg))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, msg: Msg) -> None:
+        session = contract.session_from_subject(msg.subject)
+        lock = self._locks.setdefault(session, asyncio.Lock())
+        async with lock:
+            try:
+                message = contract.decode(msg.data)
+            except contract.ContractError as exc:
+                log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
+                await msg.term()
+                return
+            try:
+                state = await self._state(session)
+                state.apply(message)
+                await self.advance(state, msg)
+            except Exception:
+                log.exception("interview step failed for session %s; will retry", session)
+                await msg.nak(delay=2.0)
+                return
+            await msg.ack()
+
+    async def _state(self, session: str) -> InterviewState:
+        state = self.states.get(session)
+        if state is not None:
+            return state
+        state = InterviewState(session)
+        events = []
+        for kind in REBUILD_KINDS:
+            events += await bus.read_events(
+                self.js, contract.event_subject(session, kind), idle_timeout_s=1.0
+            )
+        for event in sorted(events, key=lambda e: e.seq):
+            if event.message is not None:
+                state.apply(event.message)
+        if len(self.states) >= self.settings.max_cached_sessions:
+            self.states.pop(next(iter(self.states)))
+        self.states[session] = state
+        return state
+
+    async def advance(self, state: InterviewState, msg: Msg | None = None) -> None:
+        """Carry out every step the state calls for, publishing each one."""
+        while (action := state.next_action()) is not None:
+            if msg is not None:
+                await msg.in_progress()
+            try:
+                await self._do(state, action)
+            except ProfileError as exc:
+                await self._publish(
+                    state,
+                    "error",
+                    {"message": str(exc), "stage": "profile", "retryable": False},
+                )
+                state.report_done = True  # nothing can happen without a valid profile
+                return
+
+    async def _publish(self, state: InterviewState, step: str, data: dict) -> None:
+        event = contract.InterviewEvent(
+            session=state.session, step=step, at_ms=contract.now_ms(), data=data
+        )
+        await bus.publish_event(self.js, event, "interview")
+        state.apply(event)
+
+    def _profile(self, state: InterviewState) -> Profile:
+        return Profile.parse(state.profile, max_intro_chars=self.max_intro_chars)
+
+    async def _report_fallback(self, state: InterviewState, result: Any, stage: str) -> None:
+        error = getattr(result, "fallback_error", None)
+        if error:
+            await self._publish(
+                state,
+                "error",
+                {
+                    "message": f"the language model failed ({error}); "
+                    "this step used the offline engine",
+                    "stage": stage,
+                    "retryable": True,
+                },
+            )
+
+    async def _do(self, state: InterviewState, action: Action) -> None:
+        if action.kind == "questions":
+            profile = self._profile(state)
+            result = await self.engine.generate_questions(profile)
+            await self._report_fallback(state, result, "questions")
+            await self._publish(
+                state,
+                "questions",
+                {
+                    "questions": list(result.questions),
+                    "engine": result.engine,
+                    "language": profile.language,
+                },
+            )
+        elif action.kind == "ask":
+            await self._publish(
+                state,
+                "asked",
+                {
+                    "index": action.index,
+                    "question": state.questions[action.index],
+                    "total": len(state.questions),
+                    "follow_up": False,
+                },
+            )
+        elif action.kind == "answered":
+            record = state.answers[action.index]
+            await self._publish(
+                state,
+                "answered",
+                {
+                    "index": action.index,
+                    "answer": record.text,
+                    "metrics": record.metrics,
+                    "start_ms": record.start_ms,
+                    "end_ms": record.end_ms,
+                },
+            )
+        elif action.kind == "evaluate":
+            await self._evaluate(state, action.index)
+        elif action.kind == "report":
+            await self._publish(
+                state,
+                "report",
+                {"items": state.report_items(), "engine": state.engine},
+            )
+
+    async def _evaluate(self, state: InterviewState, index: int) -> None:
+        profile = self._profile(state)
+        record = state.answers[index]
+        question = state.questions[index]
+        result = await self.engine.evaluate(profile, question, record.text, record.metrics)
+        await self._report_fallback(state, result, "evaluation")
+        # Score updates arrive all the time; read the answer's span fresh from JetStream.
+        scores = await bus.read_events(
+            self.js, contract.event_subject(state.session, "score"), idle_timeout_s=1.0
+        )
+        state.scores = [
+            (e.message.at_ms, e.message.positive, e.message.negative)
+            for e in scores
+            if isinstance(e.message, contract.ScoreUpdate)
+        ]
+        await self._publish(
+            state,
+            "evaluated",
+            {
+                "index": index,
+                "question": question,
+                "evaluation": result.model_dump(mode="json"),
+                "rows": [list(row) for row in result.rows(profile.language)],
+                "engine": result.engine,
+                "emotion": state.answer_score(index),
+            },
+        )
+
+
+async def run_interviewer(bus_settings: BusSettings, settings: InterviewerSettings) -> None:
+    """Entry point of `intervue interviewer`."""
+    from llm.engine import build_engine
+    from llm.settings import LlmSettings
+
+    llm_settings = LlmSettings()
+    engine = build_engine(llm_settings)
+    nc = await bus.connect(bus_settings, settings.name)
+    orchestrator = Orchestrator(
+        nc, engine, bus_settings, settings, max_intro_chars=llm_settings.max_intro_chars
+    )
+    await orchestrator.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await orchestrator.stop()
+        await nc.drain()

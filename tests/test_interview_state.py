@@ -1,0 +1,160 @@
+"""The interview state machine (pure): folding events, next actions, resume, spans."""
+
+from __future__ import annotations
+
+from llm.interview import InterviewState
+from stream import contract
+
+
+def _profile(session="s1"):
+    return contract.Profile(session=session, self_intro="저는 Python 개발자입니다.", at_ms=1.0)
+
+
+def _step(step, data, at=10.0, session="s1"):
+    return contract.InterviewEvent(session=session, step=step, at_ms=at, data=data)
+
+
+def _transcript(uid, text, start, end, part=0, final=True, metrics=None):
+    return contract.Transcript(
+        session="s1",
+        utterance_id=uid,
+        part=part,
+        final=final,
+        text=text,
+        language="ko",
+        start_ms=start,
+        end_ms=end,
+        cut_ms=end,
+        done_ms=end + 500,
+        metrics=metrics or {"duration_s": (end - start) / 1000, "word_count": 4},
+    )
+
+
+def test_nothing_happens_without_a_profile():
+    state = InterviewState("s1")
+    assert state.next_action() is None
+    state.apply(_transcript("u0", "hello", 0, 1000))
+    assert state.next_action() is None
+
+
+def test_full_interview_sequence():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    assert state.next_action().kind == "questions"
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"], "engine": "offline"}))
+    for index in range(3):
+        action = state.next_action()
+        assert (action.kind, action.index) == ("ask", index)
+        state.apply(_step("asked", {"index": index, "question": f"q{index + 1}"}, at=1000 * index))
+        assert state.next_action() is None  # waiting for the candidate
+        state.apply(
+            _transcript(f"u{index}", f"answer {index}", 1000 * index + 10, 1000 * index + 900)
+        )
+        assert (state.next_action().kind, state.next_action().index) == ("answered", index)
+        state.apply(_step("answered", {"index": index, "answer": f"answer {index}"}))
+        assert state.next_action().kind == "evaluate"
+        state.apply(_step("evaluated", {"index": index, "evaluation": {"x": 1}}))
+    assert state.next_action().kind == "report"
+    state.apply(_step("report", {}))
+    assert state.next_action() is None
+    items = state.report_items()
+    assert [i["question"] for i in items] == ["q1", "q2", "q3"]
+    assert [i["answer"] for i in items] == ["answer 0", "answer 1", "answer 2"]
+
+
+def test_answer_parts_are_joined_until_the_final_one():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    state.apply(_step("asked", {"index": 0}, at=0))
+    state.apply(
+        _transcript(
+            "u1",
+            "first part",
+            100,
+            28_100,
+            part=0,
+            final=False,
+            metrics={"duration_s": 28.0, "word_count": 50, "longest_pause_s": 1.0},
+        )
+    )
+    assert state.next_action() is None
+    state.apply(
+        _transcript(
+            "u1",
+            "second part",
+            28_100,
+            30_100,
+            part=1,
+            final=True,
+            metrics={"duration_s": 2.0, "word_count": 10, "longest_pause_s": 2.5},
+        )
+    )
+    record = state.answers[0]
+    assert record.text == "first part second part"
+    assert record.metrics["duration_s"] == 30.0 and record.metrics["word_count"] == 60
+    assert record.metrics["longest_pause_s"] == 2.5
+    assert (record.start_ms, record.end_ms) == (100, 30_100)
+    assert state.next_action().kind == "answered"
+
+
+def test_redelivered_transcripts_and_early_speech_are_ignored():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    state.apply(_step("asked", {"index": 0}, at=5000))
+    state.apply(_transcript("early", "talking before the question", 0, 4000))
+    assert 0 not in state.answers
+    state.apply(_transcript("u1", "the answer", 5100, 7000))
+    state.apply(_transcript("u1", "the answer", 5100, 7000))  # redelivered
+    assert state.answers[0].text == "the answer"
+
+
+def test_rebuilding_from_persisted_events_resumes_without_repeating():
+    events = [
+        _profile(),
+        _step("questions", {"questions": ["q1", "q2", "q3"]}),
+        _step("asked", {"index": 0}, at=0),
+        _transcript("u1", "answer", 10, 900),
+        _step("answered", {"index": 0, "answer": "answer"}),
+    ]
+    state = InterviewState("s1")
+    for event in events:
+        state.apply(event)
+    # The orchestrator died after "answered": the rebuilt state evaluates next.
+    assert state.next_action().kind == "evaluate"
+    state.apply(events[0])  # a redelivered profile changes nothing
+    assert state.next_action().kind == "evaluate"
+
+
+def test_no_more_questions_after_the_session_ended():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    state.apply(contract.SessionEvent(session="s1", event="ended", at_ms=1.0))
+    assert state.next_action() is None
+
+
+def test_answer_score_covers_only_the_answer_span():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    state.apply(_step("asked", {"index": 0}, at=0))
+    state.apply(_transcript("u1", "answer", 1000, 2000))
+    for at, pos, neg in [(500, 10, 0), (1200, 12, 3), (1900, 13, 8), (2500, 30, 8)]:
+        state.apply(
+            contract.ScoreUpdate(
+                session="s1",
+                seq=1,
+                score=0,
+                band="normal",
+                faces_seen=pos + neg,
+                positive=pos,
+                negative=neg,
+                at_ms=at,
+            )
+        )
+    figure = state.answer_score(0)
+    # Within the span: +3 positive, +8 negative → 50 − 0.5
+    assert figure == {"score": 49.5, "band": "normal", "faces": 11}
+    assert state.answer_score(1) is None
