@@ -38,7 +38,7 @@ class AnswerRecord:
 class Action:
     """What the orchestrator should do next."""
 
-    kind: str  # "questions" | "ask" | "answered" | "evaluate" | "report"
+    kind: str  # "questions" | "ask" | "follow_up" | "answered" | "evaluate" | "report"
     index: int = -1
 
 
@@ -53,11 +53,17 @@ class InterviewState:
     answers: dict[int, AnswerRecord] = field(default_factory=dict)
     answered: set[int] = field(default_factory=set)  # "answered" steps published
     evaluations: dict[int, dict[str, Any]] = field(default_factory=dict)
-    report_done: bool = False
+    #: Questions the last published report covered (a follow-up after a report reopens
+    #: the interview: it is asked, evaluated, and a new report follows).
+    reported: int = 0
+    #: Interviewers' follow-up questions not yet asked.
+    follow_ups: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     #: (at_ms, positive, negative) of every score update, for per-answer score bands.
     scores: list[tuple[float, int, int]] = field(default_factory=list)
     ended: bool = False
+    #: The interview cannot go on (an unusable profile); set by the orchestrator.
+    failed: bool = False
     seen_utterances: set[tuple[str, int]] = field(default_factory=set)
 
     # ---- folding events --------------------------------------------------------------
@@ -79,6 +85,10 @@ class InterviewState:
             self.scores.append((message.at_ms, message.positive, message.negative))
         elif isinstance(message, contract.SessionEvent) and message.event == "ended":
             self.ended = True
+        elif isinstance(message, contract.InterviewCommand) and message.command == "follow_up":
+            text = message.text.strip()
+            if text:
+                self.follow_ups.append(text)
 
     def _apply_step(self, event: contract.InterviewEvent) -> None:
         data = event.data
@@ -90,6 +100,10 @@ class InterviewState:
             if index == len(self.asked):
                 self.asked.append(dict(data))
                 self.asked_at_ms.append(event.at_ms)
+                if data.get("follow_up"):  # an interviewer's question, asked next
+                    self.questions.insert(index, str(data.get("question", "")))
+                    if self.follow_ups:
+                        self.follow_ups.pop(0)
         elif event.step == "answered":
             index = int(data["index"])
             self.answered.add(index)
@@ -102,7 +116,7 @@ class InterviewState:
         elif event.step == "evaluated":
             self.evaluations[int(data["index"])] = dict(data)
         elif event.step == "report":
-            self.report_done = True
+            self.reported = len(data.get("items", self.questions))
         elif event.step == "error":
             self.errors.append(dict(data))
 
@@ -128,8 +142,15 @@ class InterviewState:
 
     # ---- what next -------------------------------------------------------------------
 
+    @property
+    def report_done(self) -> bool:
+        """A report covers every question asked and no follow-up waits."""
+        return (
+            bool(self.questions) and self.reported >= len(self.questions) and not (self.follow_ups)
+        )
+
     def next_action(self) -> Action | None:
-        if self.profile is None or self.report_done:
+        if self.profile is None or self.failed or self.report_done:
             return None
         if not self.questions:
             return Action("questions")
@@ -143,6 +164,8 @@ class InterviewState:
             return Action("evaluate", index)
         if self.ended:
             return None  # the candidate left: ask nothing more
+        if self.follow_ups:
+            return Action("follow_up", len(self.asked))
         if len(self.asked) < len(self.questions):
             return Action("ask", len(self.asked))
         return Action("report")

@@ -32,8 +32,8 @@ from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
 
-CONSUMED_KINDS = ("profile", "transcript", "lifecycle")
-REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle")
+CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command")
+REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle", "command")
 
 
 class InterviewerSettings(BaseSettings):
@@ -161,7 +161,7 @@ class Orchestrator:
                     "error",
                     {"message": str(exc), "stage": "profile", "retryable": False},
                 )
-                state.report_done = True  # nothing can happen without a valid profile
+                state.failed = True  # nothing can happen without a valid profile
                 return
 
     async def _publish(self, state: InterviewState, step: str, data: dict) -> None:
@@ -211,6 +211,17 @@ class Orchestrator:
                     "question": state.questions[action.index],
                     "total": len(state.questions),
                     "follow_up": False,
+                },
+            )
+        elif action.kind == "follow_up":
+            await self._publish(
+                state,
+                "asked",
+                {
+                    "index": action.index,
+                    "question": state.follow_ups[0],
+                    "total": len(state.questions) + len(state.follow_ups),
+                    "follow_up": True,
                 },
             )
         elif action.kind == "answered":

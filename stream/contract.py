@@ -17,6 +17,7 @@ Subjects
     ``transcript`` `Transcript`, one utterance transcribed, with its speaking metrics
     ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
                   answer evaluated, report, errors (payload is JSON-ready data)
+    ``command``   `InterviewCommand`, an interviewer's follow-up question for the session
 ``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
     `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
 """
@@ -70,7 +71,9 @@ UTTERANCES_PREFIX = "intervue.utterances"
 SPEECH_CONSUMER = "speech-workers"
 INTERVIEWER_CONSUMER = "interviewer"
 
-EventKind = Literal["emotion", "score", "lifecycle", "profile", "speech", "transcript", "interview"]
+EventKind = Literal[
+    "emotion", "score", "lifecycle", "profile", "speech", "transcript", "interview", "command"
+]
 
 
 def utterances_subject(session_id: str) -> str:
@@ -277,6 +280,20 @@ class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
     data: dict = {}
 
 
+class InterviewCommand(msgspec.Struct, tag="command", kw_only=True):
+    """An interviewer's instruction for a live session (from the dashboard).
+
+    ``follow_up``  text = the question to ask next; it is asked after the current
+                   question's evaluation and evaluated like the others."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    command: Literal["follow_up"]
+    text: str
+    by: str = ""
+    at_ms: float
+
+
 BusMessage = (
     Frame
     | EmotionResult
@@ -287,6 +304,7 @@ BusMessage = (
     | Utterance
     | Transcript
     | InterviewEvent
+    | InterviewCommand
 )
 
 _encoder = msgspec.msgpack.Encoder()

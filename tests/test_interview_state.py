@@ -158,3 +158,46 @@ def test_answer_score_covers_only_the_answer_span():
     # Within the span: +3 positive, +8 negative → 50 − 0.5
     assert figure == {"score": 49.5, "band": "normal", "faces": 11}
     assert state.answer_score(1) is None
+
+
+def _run_through(state, start_index, at):
+    """Answer and evaluate whatever is asked next, as the orchestrator would."""
+    action = state.next_action()
+    assert action.kind in ("ask", "follow_up")
+    follow_up = action.kind == "follow_up"
+    question = state.follow_ups[0] if follow_up else state.questions[action.index]
+    data = {"index": action.index, "question": question, "follow_up": follow_up}
+    state.apply(_step("asked", data, at=at))
+    state.apply(_transcript(f"u{at}", "an answer", at + 10, at + 500))
+    state.apply(_step("answered", {"index": action.index, "answer": "an answer"}))
+    state.apply(_step("evaluated", {"index": action.index, "evaluation": {}}))
+    return action
+
+
+def test_a_follow_up_is_asked_next_and_evaluated_and_reopens_a_finished_interview():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    _run_through(state, 0, 1000)
+    state.apply(
+        contract.InterviewCommand(
+            session="s1", command="follow_up", text="Why Kubernetes?", by="kim", at_ms=1.0
+        )
+    )
+    # The follow-up is the next question; the planned ones follow it.
+    action = _run_through(state, 1, 2000)
+    assert action.kind == "follow_up"
+    assert state.questions == ["q1", "Why Kubernetes?", "q2", "q3"] and state.follow_ups == []
+    _run_through(state, 2, 3000)
+    _run_through(state, 3, 4000)
+    assert state.next_action().kind == "report"
+    state.apply(_step("report", {"items": state.report_items()}))
+    assert [i["question"] for i in state.report_items()][1] == "Why Kubernetes?"
+    assert state.next_action() is None
+    # A follow-up after the report: asked, evaluated, then a new report.
+    state.apply(
+        contract.InterviewCommand(session="s1", command="follow_up", text="One more?", at_ms=2.0)
+    )
+    assert state.next_action().kind == "follow_up"
+    _run_through(state, 4, 5000)
+    assert state.next_action().kind == "report"

@@ -89,8 +89,17 @@ def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path,
             log,
         )
         _wait_until(lambda: "[vision-1]" in log.read_text(), 60, "the vision worker's log", log)
-        # Log lines are prefixed by role.
-        assert "[gateway]" in log.read_text()
+        _wait_until(
+            lambda: "interviewer" in log.read_text() and "consuming" in log.read_text(),
+            60,
+            "the interviewer",
+            log,
+        )
+        _wait_until(lambda: "[speech-1]" in log.read_text(), 60, "the speech worker", log)
+        # Log lines are prefixed by role, and no role has died on its own.
+        text = log.read_text()
+        assert "[gateway]" in text
+        assert "exited with code" not in text, text[-3000:]
 
         # A crashed child is reported and restarted.
         workers = [p for p, cmd in _children(up.pid).items() if "worker vision" in cmd]
