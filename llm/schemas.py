@@ -1,0 +1,521 @@
+"""The interviewer's data: the candidate's profile in, questions and evaluations out.
+
+These models are the contract of both engines (`llm.client.LlmClient` and
+`llm.offline.OfflineEngine`): the language model is asked for JSON matching
+`llm_json_schema(Questions)` / `llm_json_schema(Evaluation)` and its reply is validated
+by the same models, so a result looks the same whichever engine produced it. Every
+result says which one did (``engine``).
+
+The evaluation is the product's seven-criterion rubric (DESIGN.md, "The product's
+vocabulary"), each criterion rated 개선 필요함 / 무난함 / 매우 좋음 with a short reason,
+then three tips and one model answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Literal, NamedTuple
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from llm.settings import DEFAULT_MAX_INTRO_CHARS
+
+log = logging.getLogger(__name__)
+
+Language = Literal["ko", "en"]
+EngineName = Literal["llm", "offline"]
+
+#: Fields a result carries that are the engine's business, not the model's output: left
+#: out of the schema the model is shown, and overwritten by the engine after parsing.
+ENGINE_FIELDS = ("engine", "fallback_error")
+
+
+class ProfileError(ValueError):
+    """The candidate's profile cannot be used; the message says why in plain words.
+
+    Never retryable: the same input fails again."""
+
+    retryable = False
+
+
+# --------------------------------------------------------------------------- profile
+
+
+class FieldRow(NamedTuple):
+    """One row of a two-column table (label, value)."""
+
+    label: str
+    value: str
+
+
+class Profile(BaseModel):
+    """What the candidate filled in before the interview (DESIGN.md defaults).
+
+    Validate input from outside with `Profile.parse`, which applies the configured
+    self-introduction limit and raises `ProfileError` with a readable message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    #: The job applied for; blank means the default.
+    job_title: str = Field("AI 개발자", max_length=100)
+    #: Years of experience.
+    years: int = Field(2, ge=0, le=60)
+    #: The company applied to; blank means the default.
+    company: str = Field("EST Soft", max_length=100)
+    #: The self-introduction (자기소개서), stripped; non-empty and at most the configured
+    #: number of characters (`LlmSettings.max_intro_chars`, default 5,000).
+    self_intro: str
+    #: Language of the questions, the evaluation and its display.
+    language: Language = "ko"
+
+    @field_validator("job_title", "company", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
+        # An empty form field means "use the default", not "an empty job title".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return cls.model_fields[info.field_name].default
+        return value
+
+    @field_validator("self_intro")
+    @classmethod
+    def _intro_size(cls, value: str, info: ValidationInfo) -> str:
+        limit = (info.context or {}).get("max_intro_chars", DEFAULT_MAX_INTRO_CHARS)
+        if not value:
+            raise ValueError("the self-introduction is empty")
+        if len(value) > limit:
+            raise ValueError(
+                f"the self-introduction is {len(value):,} characters; the limit is {limit:,}"
+            )
+        return value
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | Any, *, max_intro_chars: int | None = None) -> Profile:
+        """Validate a mapping (or any object with the same attributes, such as the bus's
+        `stream.contract.Profile`) into a Profile; raise `ProfileError` in plain words."""
+        if not isinstance(data, Mapping):
+            data = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
+        else:
+            data = {key: value for key, value in data.items() if key in cls.model_fields}
+        limit = DEFAULT_MAX_INTRO_CHARS if max_intro_chars is None else max_intro_chars
+        try:
+            return cls.model_validate(data, context={"max_intro_chars": limit})
+        except ValidationError as exc:
+            raise ProfileError(plain_errors(exc)) from None
+
+    def rows(self, language: Language | None = None) -> list[FieldRow]:
+        """The profile as a table (the self-introduction by its length only)."""
+        ko = (language or self.language) == "ko"
+        return [
+            FieldRow("직무" if ko else "Job title", self.job_title),
+            FieldRow(
+                "경력" if ko else "Experience", f"{self.years}년" if ko else f"{self.years} y"
+            ),
+            FieldRow("회사" if ko else "Company", self.company),
+            FieldRow(
+                "언어" if ko else "Language", "한국어" if self.language == "ko" else "English"
+            ),
+            FieldRow(
+                "자기소개서" if ko else "Self-introduction",
+                f"{len(self.self_intro):,}자" if ko else f"{len(self.self_intro):,} characters",
+            ),
+        ]
+
+
+def plain_errors(exc: ValidationError) -> str:
+    """A pydantic ValidationError as one readable sentence per problem."""
+    parts = []
+    for error in exc.errors():
+        message = str(error.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        field = ".".join(str(part) for part in error.get("loc", ()))
+        # Our own messages already name the field ("the self-introduction is empty").
+        if field and not message.startswith("the "):
+            message = f"{field}: {message}"
+        parts.append(message)
+    return "; ".join(parts) or "invalid input"
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class SpeakingMetrics(BaseModel):
+    """How an answer was spoken, as the speech worker measured it (``Transcript.metrics``,
+    see inference/speech/metrics.py). All optional: what is missing is not judged.
+    Unknown keys are ignored so the worker may add more."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    #: Length of the spoken answer's audio, seconds.
+    duration_s: float | None = Field(None, ge=0)
+    #: First word start to last word end, seconds.
+    speech_s: float | None = Field(None, ge=0)
+    #: Words in the transcript (Korean: 어절).
+    word_count: int | None = Field(None, ge=0)
+    #: Speaking pace in words (the rate to read for English).
+    words_per_minute: float | None = Field(
+        None, ge=0, validation_alias=AliasChoices("words_per_minute", "wpm")
+    )
+    #: Speaking pace in Hangul syllables (the rate to read for Korean).
+    syllables_per_second: float | None = Field(None, ge=0)
+    #: Which rate the worker says to read: "words" or "syllables".
+    rate_basis: str | None = None
+    #: Filler words heard (음, 어, um, uh, …); None = not counted (the offline engine then
+    #: counts them in the transcript itself).
+    filler_count: int | None = Field(None, ge=0)
+    #: Which filler words, in order (the worker's ``fillers``).
+    filler_words: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("filler_words", "fillers")
+    )
+    #: Pauses (gaps between words over the worker's threshold).
+    pause_count: int | None = Field(
+        None, ge=0, validation_alias=AliasChoices("pause_count", "pauses")
+    )
+    #: The longest gap between two words, seconds.
+    longest_pause_s: float | None = Field(
+        None, ge=0, validation_alias=AliasChoices("longest_pause_s", "max_pause_s")
+    )
+    #: All pauses together, seconds.
+    total_pause_s: float | None = Field(
+        None, ge=0, validation_alias=AliasChoices("total_pause_s", "pause_total_s")
+    )
+
+    @field_validator(
+        "duration_s",
+        "speech_s",
+        "words_per_minute",
+        "syllables_per_second",
+        "longest_pause_s",
+        "total_pause_s",
+        mode="before",
+    )
+    @classmethod
+    def _no_nan(cls, value: object) -> object:
+        return _finite_or_none(value)
+
+    @field_validator("filler_words", mode="before")
+    @classmethod
+    def _words_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [word for word in re.split(r"[,\s]+", value) if word]
+        return value
+
+    @classmethod
+    def coerce(cls, value: SpeakingMetrics | Mapping[str, Any] | None) -> SpeakingMetrics:
+        """Accept the model itself, a plain dict (a transcript's ``metrics``) or None.
+
+        A value that does not fit is dropped, not fatal: metrics only support the
+        evaluation, and a worker's odd value must not cost the candidate theirs."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        data = dict(value)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            bad = {str(error["loc"][0]) for error in exc.errors() if error.get("loc")}
+            log.warning("speaking metrics: ignoring unusable values for %s", sorted(bad))
+            return cls.model_validate({k: v for k, v in data.items() if k not in bad})
+
+    def for_prompt(self) -> dict[str, Any]:
+        """The measured values only (what is unknown is left out, not sent as null)."""
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+# --------------------------------------------------------------------------- questions
+
+
+class QuestionRow(NamedTuple):
+    """One row of the questions table."""
+
+    number: str
+    question: str
+
+
+class Questions(BaseModel):
+    """The three interview questions generated from the profile."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    #: Exactly three non-empty questions, in the order they are asked.
+    questions: list[str] = Field(min_length=3, max_length=3)
+    #: Which engine wrote them ("llm" or "offline").
+    engine: EngineName = "llm"
+    #: Set when the offline engine stood in because the LLM failed: what went wrong.
+    fallback_error: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: object) -> object:
+        # Some models answer `["…", "…", "…"]` instead of `{"questions": [...]}`.
+        if isinstance(data, list):
+            return {"questions": data}
+        return data
+
+    @field_validator("questions")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        for index, question in enumerate(value, start=1):
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"question {index} is empty")
+        return [question.strip() for question in value]
+
+    def rows(self, language: Language = "ko") -> list[QuestionRow]:
+        label = "질문" if language == "ko" else "Question"
+        return [QuestionRow(f"{label} {i}", q) for i, q in enumerate(self.questions, start=1)]
+
+
+# --------------------------------------------------------------------------- evaluation
+
+_NA_WORDS = {"", "na", "n/a", "n.a.", "none", "null", "없음", "해당 없음", "해당없음"}
+
+
+class Rating(StrEnum):
+    """The three grades of every criterion; the values are the product's Korean words."""
+
+    NEEDS_IMPROVEMENT = "개선 필요함"
+    FINE = "무난함"
+    VERY_GOOD = "매우 좋음"
+
+    @property
+    def english(self) -> str:
+        """The English display name (needs_improvement / fine / very_good)."""
+        return self.name.lower()
+
+    @property
+    def score(self) -> int:
+        """0, 1 or 2: for medians and for finding the weakest criteria."""
+        return _RATING_ORDER.index(self)
+
+    def label(self, language: Language = "ko") -> str:
+        return self.value if language == "ko" else self.english
+
+    @classmethod
+    def from_score(cls, score: int) -> Rating:
+        return _RATING_ORDER[max(0, min(2, score))]
+
+    @classmethod
+    def _missing_(cls, value: object) -> Rating | None:
+        # Models writing English (or spacing the Korean differently) mean the same grade.
+        if not isinstance(value, str):
+            return None
+        key = re.sub(r"[\s_\-]+", "", value.strip().lower())
+        return _RATING_ALIASES.get(key)
+
+
+_RATING_ORDER = (Rating.NEEDS_IMPROVEMENT, Rating.FINE, Rating.VERY_GOOD)
+_RATING_ALIASES = {
+    "개선필요함": Rating.NEEDS_IMPROVEMENT,
+    "개선필요": Rating.NEEDS_IMPROVEMENT,
+    "needsimprovement": Rating.NEEDS_IMPROVEMENT,
+    "무난함": Rating.FINE,
+    "무난": Rating.FINE,
+    "fine": Rating.FINE,
+    "good": Rating.FINE,
+    "매우좋음": Rating.VERY_GOOD,
+    "verygood": Rating.VERY_GOOD,
+    "excellent": Rating.VERY_GOOD,
+}
+
+
+class CriterionRow(NamedTuple):
+    """One row of the evaluation table."""
+
+    criterion: str
+    rating: str
+    reason: str
+
+
+class Criterion(BaseModel):
+    """One rubric criterion: a grade and a short reason for it."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    #: The grade.
+    rating: Rating
+    #: Why, in one or two sentences, in the interview's language.
+    reason: str = Field(min_length=1, max_length=2000)
+
+    def rating_label(self, language: Language = "ko") -> str:
+        return self.rating.label(language)
+
+
+class OptionalCriterion(Criterion):
+    """A criterion that may not apply to an answer: ``rating`` None means NA."""
+
+    #: The grade, or None (NA) when the criterion does not apply.
+    rating: Rating | None = None  # type: ignore[assignment]
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _na(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in _NA_WORDS:
+            return None
+        return value
+
+    def rating_label(self, language: Language = "ko") -> str:
+        return "NA" if self.rating is None else self.rating.label(language)
+
+
+class SimilarityCriterion(OptionalCriterion):
+    """Similarity to a reference answer: a percent match (or NA) and the grade."""
+
+    #: How much of the reference the answer covers, 0–100; None = NA.
+    match_percent: int | None = Field(None, ge=0, le=100)
+
+    @field_validator("match_percent", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        # Accept "70%", 70.4 and "NA" as models write them.
+        if isinstance(value, str):
+            text = value.strip().rstrip("%").strip()
+            if text.lower() in _NA_WORDS:
+                return None
+            try:
+                value = float(text)
+            except ValueError:
+                return value  # let pydantic say what is wrong
+        if isinstance(value, float):
+            return round(value) if math.isfinite(value) else None
+        return value
+
+    @model_validator(mode="after")
+    def _rating_from_percent(self) -> SimilarityCriterion:
+        # A percent without a grade still has an obvious grade.
+        if self.rating is None and self.match_percent is not None:
+            self.rating = similarity_rating(self.match_percent)
+        return self
+
+    def rating_label(self, language: Language = "ko") -> str:
+        label = super().rating_label(language)
+        if self.match_percent is None:
+            return label
+        return f"{label} ({self.match_percent}%)"
+
+
+def similarity_rating(percent: int) -> Rating:
+    """The grade of a percent match: ≥ 50 very good, ≥ 25 fine, otherwise needs work."""
+    if percent >= 50:
+        return Rating.VERY_GOOD
+    if percent >= 25:
+        return Rating.FINE
+    return Rating.NEEDS_IMPROVEMENT
+
+
+#: The seven criteria in display order: (field, Korean label, English label).
+CRITERIA: tuple[tuple[str, str, str], ...] = (
+    ("overall", "전반적인 점수", "Overall"),
+    ("similarity", "reference와의 유사도", "Similarity to reference"),
+    ("clarity", "명확성", "Clarity / STAR"),
+    ("technical_explanation", "기술 설명", "Technical explanation"),
+    ("examples", "적절한 예시", "Fitting examples"),
+    ("communication", "소통 방식", "Communication style"),
+    ("natural_delivery", "자연스러운 답변", "Natural delivery / filler words"),
+)
+
+
+class Evaluation(BaseModel):
+    """One spoken answer evaluated on the seven criteria, with tips and a model answer."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    #: 전반적인 점수 — the answer as a whole.
+    overall: Criterion
+    #: reference와의 유사도 — closeness to a reference answer, with a percent match or NA.
+    similarity: SimilarityCriterion
+    #: 명확성 — clear structure (situation, task, action, result).
+    clarity: Criterion
+    #: 기술 설명 — correct, reasoned technical explanation.
+    technical_explanation: Criterion
+    #: 적절한 예시 — concrete, fitting examples; NA when the question calls for none.
+    examples: OptionalCriterion
+    #: 소통 방식 — tone, pace, length, directness.
+    communication: Criterion
+    #: 자연스러운 답변 — fluent delivery, few filler words and long pauses.
+    natural_delivery: Criterion
+    #: Exactly three concrete tips for the next attempt.
+    tips: list[str] = Field(min_length=3, max_length=3)
+    #: One model answer to the same question.
+    model_answer: str = Field(min_length=1, max_length=8000)
+    #: Which engine wrote it ("llm" or "offline").
+    engine: EngineName = "llm"
+    #: Set when the offline engine stood in because the LLM failed: what went wrong.
+    fallback_error: str | None = None
+
+    @field_validator("tips")
+    @classmethod
+    def _tips_non_empty(cls, value: list[str]) -> list[str]:
+        for index, tip in enumerate(value, start=1):
+            if not tip.strip():
+                raise ValueError(f"tip {index} is empty")
+        return [tip.strip() for tip in value]
+
+    @staticmethod
+    def headers(language: Language = "ko") -> CriterionRow:
+        if language == "ko":
+            return CriterionRow("평가 항목", "평가", "이유")
+        return CriterionRow("Criterion", "Rating", "Reason")
+
+    def rows(self, language: Language = "ko") -> list[CriterionRow]:
+        """The seven criteria as table rows: label, grade (NA / percent included), reason."""
+        rows = []
+        for field, ko_label, en_label in CRITERIA:
+            criterion: Criterion = getattr(self, field)
+            rows.append(
+                CriterionRow(
+                    ko_label if language == "ko" else en_label,
+                    criterion.rating_label(language),
+                    criterion.reason,
+                )
+            )
+        return rows
+
+    def as_markdown(self, language: Language = "ko") -> str:
+        """The whole evaluation as Markdown (table, tips, model answer) for reports."""
+        head = self.headers(language)
+        lines = [f"| {head.criterion} | {head.rating} | {head.reason} |", "|---|---|---|"]
+        for row in self.rows(language):
+            reason = row.reason.replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {row.criterion} | {row.rating} | {reason} |")
+        lines += ["", "**팁**" if language == "ko" else "**Tips**", ""]
+        lines += [f"{i}. {tip}" for i, tip in enumerate(self.tips, start=1)]
+        lines += ["", "**모범 답안**" if language == "ko" else "**Model answer**", ""]
+        lines.append(self.model_answer)
+        if self.engine == "offline":
+            lines += [
+                "",
+                "_오프라인 규칙 기반 평가_"
+                if language == "ko"
+                else "_Offline rule-based evaluation_",
+            ]
+        return "\n".join(lines)
+
+
+def llm_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema the language model must produce for `model` (engine fields left
+    out: those are ours to set)."""
+    schema = model.model_json_schema()
+    for name in ENGINE_FIELDS:
+        schema.get("properties", {}).pop(name, None)
+        if name in schema.get("required", []):
+            schema["required"].remove(name)
+    return schema

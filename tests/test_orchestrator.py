@@ -1,0 +1,146 @@
+"""The interview orchestrator on a real nats-server: LLM failures fall back to the
+offline engine with an error event, a restart resumes without repeating, bad profiles
+give an error event."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from llm.engine import build_engine
+from llm.offline import OfflineEngine
+from llm.orchestrator import InterviewerSettings, Orchestrator
+from llm.settings import LlmSettings
+from stream import bus, contract
+from tests.fake_openai import FakeOpenAI, Reply
+from tests.test_llm_client import QUESTIONS
+
+pytestmark = pytest.mark.slow
+
+INTRO = (
+    "저는 Python과 PyTorch로 YOLO 기반 'Vision Guard' 프로젝트를 만들어 정확도를 12% 높였습니다."
+)
+
+
+def _transcript(session, uid, text, start, end):
+    return contract.Transcript(
+        session=session,
+        utterance_id=uid,
+        text=text,
+        language="ko",
+        start_ms=start,
+        end_ms=end,
+        cut_ms=end,
+        done_ms=end + 300,
+        metrics={"duration_s": (end - start) / 1000, "word_count": 12, "filler_count": 0},
+    )
+
+
+async def _steps(nc, session, want_step, count=1, timeout=20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        events = await bus.read_events(
+            nc.jetstream(), contract.event_subject(session, "interview"), idle_timeout_s=0.3
+        )
+        steps = [e.message for e in events]
+        if sum(s.step == want_step for s in steps) >= count:
+            return steps
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no {want_step!r} ×{count} for {session}: {steps}")
+        await asyncio.sleep(0.2)
+
+
+async def _orchestrator(bus_settings, engine):
+    client = await bus.connect(bus_settings, "orchestrator-test")
+    orchestrator = Orchestrator(client, engine, bus_settings, InterviewerSettings(ack_wait_s=5))
+    await orchestrator.start()
+    return client, orchestrator
+
+
+async def _stop(client, orchestrator):
+    await orchestrator.stop()
+    await client.close()
+
+
+async def test_llm_failure_falls_back_offline_with_an_error_event(nc, bus_settings):
+    server = FakeOpenAI()
+    await server.start()
+    # Questions from the LLM; the evaluation gets 500s until retries run out.
+    server.push(Reply.json(QUESTIONS), *[Reply.error(500)] * 6)
+    settings = LlmSettings(
+        base_url=server.base_url, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02
+    )
+    client, orchestrator = await _orchestrator(bus_settings, build_engine(settings))
+    try:
+        js = nc.jetstream()
+        session = "orch-llm"
+        await bus.publish_event(
+            js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+        )
+        steps = await _steps(nc, session, "asked")
+        assert steps[0].step == "questions" and steps[0].data["engine"] == "llm"
+        assert steps[1].data["question"] == QUESTIONS["questions"][0]
+        # The question text the LLM saw is the candidate's, inside its delimiters.
+        assert INTRO in server.user_text(0)
+        now = contract.now_ms()
+        await bus.publish_event(
+            js,
+            _transcript(session, "u1", "YOLO 모델을 경량화했습니다", now, now + 3000),
+            "transcript",
+        )
+        steps = await _steps(nc, session, "evaluated")
+        errors = [s for s in steps if s.step == "error"]
+        assert errors and errors[0].data["stage"] == "evaluation"
+        assert "offline engine" in errors[0].data["message"]
+        evaluated = next(s for s in steps if s.step == "evaluated")
+        assert evaluated.data["engine"] == "offline"
+        assert len(evaluated.data["rows"]) == 7
+        # The interview goes on: the second question is asked.
+        await _steps(nc, session, "asked", count=2)
+    finally:
+        await _stop(client, orchestrator)
+        await server.stop()
+
+
+async def test_a_restarted_orchestrator_resumes_without_repeating(nc, bus_settings):
+    js = nc.jetstream()
+    session = "orch-restart"
+    client, orchestrator = await _orchestrator(bus_settings, OfflineEngine())
+    await bus.publish_event(
+        js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+    )
+    await _steps(nc, session, "asked")
+    await _stop(client, orchestrator)  # the orchestrator dies between two answers
+
+    now = contract.now_ms()
+    await bus.publish_event(
+        js,
+        _transcript(session, "u1", "저는 PyTorch로 모델을 만들었습니다", now, now + 2000),
+        "transcript",
+    )
+    client, orchestrator = await _orchestrator(bus_settings, OfflineEngine())
+    try:
+        steps = await _steps(nc, session, "asked", count=2)
+        kinds = [s.step for s in steps]
+        assert kinds.count("questions") == 1
+        assert [s.data["index"] for s in steps if s.step == "asked"] == [0, 1]
+        assert kinds.count("answered") == 1 and kinds.count("evaluated") == 1
+    finally:
+        await _stop(client, orchestrator)
+
+
+async def test_an_unusable_profile_gives_an_error_event(nc, bus_settings):
+    js = nc.jetstream()
+    session = "orch-bad-profile"
+    client, orchestrator = await _orchestrator(bus_settings, OfflineEngine())
+    try:
+        await bus.publish_event(
+            js, contract.Profile(session=session, self_intro="  ", at_ms=1.0), "profile"
+        )
+        steps = await _steps(nc, session, "error")
+        assert steps[0].data["stage"] == "profile"
+        assert "empty" in steps[0].data["message"]
+        assert all(s.step == "error" for s in steps)
+    finally:
+        await _stop(client, orchestrator)
