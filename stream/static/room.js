@@ -14,7 +14,8 @@ const state = {
   last: null,
   score: 50,
   band: "normal",
-  latencies: [],      // glass-to-result ms (browser clock): capture → shown here
+  latencies: [],      // glass-to-result ms: capture → shown here (any capture clock)
+  glass: [],          // the same, only where the capture time came from the browser's clock
   captureSources: {}, // how capture times were known: rtcp | gateway
   stats: null,
   ended: null,
@@ -107,6 +108,10 @@ function onEmotion(msg) {
   const latency = shownAt - msg.capture_ms;
   state.latencies.push(latency);
   if (state.latencies.length > 1000) state.latencies.splice(0, 500);
+  if (msg.capture_source === "rtcp") {
+    state.glass.push(latency);
+    if (state.glass.length > 1000) state.glass.splice(0, 500);
+  }
   state.captureSources[msg.capture_source] = (state.captureSources[msg.capture_source] || 0) + 1;
   drawFaces(msg);
   if (msg.faces.length) {
