@@ -143,6 +143,12 @@ const TEXT = {
     longest: "최장 멈춤", tips: "개선 팁", model: "모범 답안", report: "면접 리포트",
     answer: "답변", emotion: "감정 점수", criterion: "항목", rating: "평가", reason: "이유",
     done: "면접이 끝났습니다. 수고하셨습니다!",
+    current: "현재 감정", scoreTitle: "감정 점수",
+    scoreHelp: "50점에서 시작; 긍정 표정(happy, normal)마다 +0.1, 부정 표정마다 −0.1",
+    session: "세션", latency: "지연 (촬영→결과)", analysed: "분석", dropped: "버린 프레임",
+    start: "시작", stop: "세션 종료", job: "직무", years: "경력(년)", company: "회사",
+    language: "언어", intro: "자기소개서", tagline: "AI 모의 면접실 — 연습용 코칭 도구이며 채용 결정 도구가 아닙니다",
+    noIntro: "자기소개서가 없어 감정 분석만 진행합니다",
   },
   en: {
     question: (i, n) => `Question ${i} of ${n}`, offline: "offline engine", llm: "LLM",
@@ -151,6 +157,13 @@ const TEXT = {
     longest: "longest pause", tips: "Tips", model: "Model answer", report: "Interview report",
     answer: "Answer", emotion: "emotion score", criterion: "criterion", rating: "rating", reason: "reason",
     done: "The interview is over. Well done!",
+    current: "Current emotion", scoreTitle: "Emotion score",
+    scoreHelp: "starts at 50; +0.1 per positive face (happy, normal), −0.1 per negative one",
+    session: "session", latency: "glass-to-result", analysed: "analysed", dropped: "dropped",
+    start: "Start", stop: "End session", job: "Job title", years: "Years", company: "Company",
+    language: "Language", intro: "Self-introduction (자기소개서)",
+    tagline: "AI mock-interview room — a coaching tool, not a hiring decision",
+    noIntro: "No self-introduction: emotion analysis only",
   },
 };
 const lang = () => $("language").value === "en" ? "en" : "ko";
@@ -256,7 +269,10 @@ async function submitProfile() {
     job_title: $("job_title").value, years: Number($("years").value || 2),
     company: $("company").value, self_intro: $("self_intro").value, language: lang(),
   };
-  if (!profile.self_intro.trim()) return; // emotion-only session: no interview
+  if (!profile.self_intro.trim()) { // emotion-only session: no interview
+    $("error").textContent = t("noIntro");
+    return;
+  }
   try {
     await api(`/api/sessions/${state.session}/profile`, profile);
     $("profile-panel").style.display = "none";
@@ -334,6 +350,13 @@ function endSession(reason) {
   $("stop").disabled = true;
 }
 
+function applyLanguage() {
+  document.documentElement.lang = lang();
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
+
+$("language").addEventListener("change", applyLanguage);
+applyLanguage();
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", () => endSession("ended by the candidate"));
 window.addEventListener("pagehide", () => endSession("page closed"));
