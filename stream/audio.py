@@ -66,8 +66,7 @@ class AudioConverter:
         drained = np.zeros(0, np.int16)
         if key != self._input_key:
             if self._resampler is not None:
-                log.info("audio input changed from %s to %s; rebuilding resampler",
-                         self._input_key, key)  # fmt: skip
+                log.info("audio input changed from %s to %s; new resampler", self._input_key, key)
                 drained = self._to_array(self._resampler.resample(None))
             self._resampler = self._new_resampler()
             self._input_key = key
@@ -128,7 +127,7 @@ def resample_to_16k_mono(
         if rate % target_rate == 0:
             mono = mono[:: rate // target_rate]
         else:
-            n_out = int(round(mono.size * target_rate / rate))
+            n_out = round(mono.size * target_rate / rate)
             t_out = np.arange(n_out) * (rate / target_rate)
             mono = np.interp(t_out, np.arange(mono.size), mono)
     return np.clip(np.round(mono), -32768, 32767).astype(np.int16)

@@ -204,9 +204,8 @@ class VadSegmenter:
         dropped). The segmenter can be reused afterwards; its clock keeps running."""
         events: list[VadEvent] = []
         if self._speaking:
-            cut = min(len(self._part_frames), self._last_voiced - self._part_frames[0][0] + 1
-                      + self._pad_end)  # fmt: skip
-            self._finish(cut, events)
+            last_voiced = self._last_voiced - self._part_frames[0][0]
+            self._finish(last_voiced + 1 + self._pad_end, events)
         self._pending = np.zeros(0, np.int16)
         return events
 

@@ -1,0 +1,12 @@
+"""Speech: offline Whisper models, transcription with hallucination guards, speaking
+metrics, and the speech worker that serves the utterances work queue.
+
+Public surface (import from the submodules):
+
+* `inference.speech.models`: ``prepare_whisper_models``, ``resolve_model``
+* `inference.speech.transcriber`: ``Transcriber``, ``TranscriptionResult``
+* `inference.speech.metrics`: ``speaking_metrics``
+* `inference.speech.worker`: ``SpeechSettings``, ``SpeechWorker``, ``run_speech_worker``,
+  ``ensure_utterances_stream``
+* `inference.speech.bench`: ``run_speech_bench`` (for ``intervue bench speech``)
+"""
