@@ -75,52 +75,45 @@ def gateway(
     run_gateway(settings, _settings_or_exit(BusSettings))
 
 
-@worker_app.command("vision")
-def worker_vision(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
-    """Run a vision worker (face + emotion) in the shared queue group."""
-    from inference.vision_worker import VisionSettings, run_vision_worker
+def _run_role(verbose: bool, settings_cls, run) -> None:  # type: ignore[no-untyped-def]
+    """Validate the bus and role settings, then serve the role until Ctrl-C/SIGTERM."""
+    from stream.bus import BusUnavailableError
     from stream.settings import BusSettings
 
     setup_logging(verbose)
     bus_settings = _settings_or_exit(BusSettings)
-    settings = _settings_or_exit(VisionSettings)
+    settings = _settings_or_exit(settings_cls)
     try:
-        asyncio.run(run_vision_worker(bus_settings, settings))
+        asyncio.run(run(bus_settings, settings))
     except KeyboardInterrupt:
         pass
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, BusUnavailableError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+
+
+@worker_app.command("vision")
+def worker_vision(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    """Run a vision worker (face + emotion) in the shared queue group."""
+    from inference.vision_worker import VisionSettings, run_vision_worker
+
+    _run_role(verbose, VisionSettings, run_vision_worker)
 
 
 @worker_app.command("speech")
 def worker_speech(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run a speech worker (Whisper) on the shared utterances work queue."""
     from inference.speech.worker import SpeechSettings, run_speech_worker
-    from stream.settings import BusSettings
 
-    setup_logging(verbose)
-    bus_settings = _settings_or_exit(BusSettings)
-    settings = _settings_or_exit(SpeechSettings)
-    try:
-        asyncio.run(run_speech_worker(bus_settings, settings))
-    except KeyboardInterrupt:
-        pass
+    _run_role(verbose, SpeechSettings, run_speech_worker)
 
 
 @app.command()
 def interviewer(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the interview orchestrator (questions, evaluations, report)."""
     from llm.orchestrator import InterviewerSettings, run_interviewer
-    from stream.settings import BusSettings
 
-    setup_logging(verbose)
-    bus_settings = _settings_or_exit(BusSettings)
-    settings = _settings_or_exit(InterviewerSettings)
-    try:
-        asyncio.run(run_interviewer(bus_settings, settings))
-    except KeyboardInterrupt:
-        pass
+    _run_role(verbose, InterviewerSettings, run_interviewer)
 
 
 @app.command()

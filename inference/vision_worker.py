@@ -214,15 +214,10 @@ async def run_vision_worker(bus_settings: BusSettings, settings: VisionSettings)
     models_dir = settings.models_dir or default_models_dir()
     pipeline = await asyncio.to_thread(VisionPipeline.load, models_dir, settings.detector)
     metrics = WorkerMetrics()
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, registry=metrics.registry)
-    nc = await bus.connect(bus_settings, settings.name)
-    worker = VisionWorker(nc, pipeline, bus_settings, settings, metrics)
-    await worker.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await worker.stop()
-        await nc.drain()
+    await bus.serve(
+        bus_settings,
+        settings.name,
+        lambda nc: VisionWorker(nc, pipeline, bus_settings, settings, metrics),
+        registry=metrics.registry,
+        metrics_port=settings.metrics_port,
+    )

@@ -282,13 +282,10 @@ async def run_interviewer(bus_settings: BusSettings, settings: InterviewerSettin
 
     llm_settings = LlmSettings()
     engine = build_engine(llm_settings)
-    nc = await bus.connect(bus_settings, settings.name)
-    orchestrator = Orchestrator(
-        nc, engine, bus_settings, settings, max_intro_chars=llm_settings.max_intro_chars
+    await bus.serve(
+        bus_settings,
+        settings.name,
+        lambda nc: Orchestrator(
+            nc, engine, bus_settings, settings, max_intro_chars=llm_settings.max_intro_chars
+        ),
     )
-    await orchestrator.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await orchestrator.stop()
-        await nc.drain()

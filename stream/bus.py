@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry, start_http_server
 
 from stream import contract
 from stream.settings import BusSettings
@@ -207,6 +210,36 @@ async def list_sessions(js: JetStreamContext) -> list[SessionSummary]:
         summaries.append(summary)
     summaries.sort(key=lambda s: s.started_ms or 0.0, reverse=True)
     return summaries
+
+
+class Role(Protocol):
+    """A long-running bus role (vision worker, speech worker, interviewer)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def serve(
+    settings: BusSettings,
+    name: str,
+    make_role: Callable[[NATS], Role],
+    *,
+    registry: CollectorRegistry | None = None,
+    metrics_port: int = 0,
+) -> None:
+    """Run one role until cancelled: metrics endpoint (if a port is given), connect,
+    start, wait; then stop the role and drain the connection (in-flight acks go out)."""
+    if metrics_port and registry is not None:
+        start_http_server(metrics_port, registry=registry)
+    nc = await connect(settings, name)
+    role = make_role(nc)
+    await role.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await role.stop()
+        await nc.drain()
 
 
 async def wait_for_server(settings: BusSettings, timeout_s: float = 10.0) -> None:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 #: How far a sender-report capture time may sit from the gateway's clock before we
 #: distrust it (a browser on another machine with a badly set clock).
 MAX_CLOCK_SKEW_MS = 10_000.0
+PC_CLOSE_TIMEOUT_S = 5.0
 
 
 class SessionError(Exception):
@@ -246,15 +247,23 @@ class RoomSession:
             with contextlib.suppress(Exception):
                 await self._result_sub.unsubscribe()
             self._result_sub = None
-        if self.pc is not None:
-            with contextlib.suppress(Exception):
-                await self.pc.close()
-            self.pc = None
-        self.channel = None
-        self.slot.waiting = None
-        if previous != "created":
-            await self._publish_lifecycle("ended", reason)
-        self._on_closed(self)
+        try:
+            if self.pc is not None:
+                # aiortc's close waits for its RTCP loops; a peer that vanished mid-
+                # handshake must not keep the session (and its slot) alive.
+                try:
+                    await asyncio.wait_for(self.pc.close(), timeout=PC_CLOSE_TIMEOUT_S)
+                except TimeoutError:
+                    log.warning("session %s: peer connection close timed out", self.id)
+                except Exception as exc:
+                    log.debug("session %s: peer connection close: %s", self.id, exc)
+                self.pc = None
+            self.channel = None
+            self.slot.waiting = None
+            if previous != "created":
+                await self._publish_lifecycle("ended", reason)
+        finally:
+            self._on_closed(self)
 
     async def _watchdog(self) -> None:
         """Expire a session that never got an offer, end one whose media stopped, and

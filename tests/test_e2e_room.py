@@ -71,17 +71,21 @@ async def _wait(predicate, timeout: float, what: str, describe=lambda: ""):
         await asyncio.sleep(0.2)
 
 
-def _export(session: str, nats_url: str) -> dict:
+def _cli(nats_url: str, *args: str) -> str:
     env = {**os.environ, "INTERVUE_NATS_URL": nats_url}
     out = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "session", "export", session],
+        [sys.executable, "-m", "deploy.cli", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return json.loads(out.stdout)
+    return out.stdout
+
+
+def _export(session: str, nats_url: str) -> dict:
+    return json.loads(_cli(nats_url, "session", "export", session))
 
 
 def _chromium_pids(marker: str) -> list[int]:
@@ -128,7 +132,7 @@ async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, b
             # The page's own "End session" ends it cleanly.
             await lp.page.click("#stop")
         await _wait(
-            lambda: asyncio.sleep(0, result=not gateway.sessions), 15, "the session to close"
+            lambda: asyncio.sleep(0, result=not gateway.sessions), 30, "the session to close"
         )
     p50 = statistics.median(latencies)
     print(
@@ -142,6 +146,11 @@ async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, b
     assert kinds[0] == "lifecycle" and exported["events"][0]["event"] == "started"
     ended = [e for e in exported["events"] if e["type"] == "lifecycle" and e["event"] == "ended"]
     assert len(ended) == 1 and ended[0]["stats"]["results"] >= 15
+    listed = json.loads(
+        await asyncio.to_thread(_cli, bus_settings.nats_url, "session", "list", "--json")
+    )
+    [mine] = [s for s in listed if s["session"] == session]
+    assert mine["status"] == "ended" and mine["events"] == len(exported["events"])
     scores = [e for e in exported["events"] if e["type"] == "score"]
     assert scores[-1]["faces_seen"] == scores[-1]["positive"] + scores[-1]["negative"]
     assert scores[-1]["score"] == pytest.approx(

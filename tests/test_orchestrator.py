@@ -8,15 +8,29 @@ import asyncio
 
 import pytest
 
+from deploy.nats_server import EmbeddedNats, free_port
 from llm.engine import build_engine
 from llm.offline import OfflineEngine
 from llm.orchestrator import InterviewerSettings, Orchestrator
 from llm.settings import LlmSettings
 from stream import bus, contract
+from stream.settings import BusSettings
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_llm_client import QUESTIONS
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bus_settings(tmp_path_factory):
+    """A nats-server of this module's own: the interviewer's durable consumer replays the
+    whole events stream, and other tests' sessions must not take the fake LLM's replies."""
+    store = tmp_path_factory.mktemp("orchestrator-nats")
+    server = EmbeddedNats(store, port=free_port(), log_file=store / "nats.log")
+    server.start()
+    yield BusSettings(nats_url=server.url)
+    server.stop()
+
 
 INTRO = (
     "저는 Python과 PyTorch로 YOLO 기반 'Vision Guard' 프로젝트를 만들어 정확도를 12% 높였습니다."

@@ -446,15 +446,10 @@ async def run_speech_worker(bus_settings: BusSettings, settings: SpeechSettings)
     """Entry point of `intervue worker speech`: load Whisper, serve until cancelled."""
     transcriber = await asyncio.to_thread(load_transcriber, settings)
     metrics = SpeechMetrics()
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(settings.metrics_port, registry=metrics.registry)
-    nc = await bus.connect(bus_settings, settings.name)
-    worker = SpeechWorker(nc, transcriber, bus_settings, settings, metrics)
-    await worker.start()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await worker.stop()
-        await nc.drain()
+    await bus.serve(
+        bus_settings,
+        settings.name,
+        lambda nc: SpeechWorker(nc, transcriber, bus_settings, settings, metrics),
+        registry=metrics.registry,
+        metrics_port=settings.metrics_port,
+    )
