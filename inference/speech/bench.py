@@ -171,7 +171,8 @@ def measure(transcriber, clip: Clip, vad: VadSettings) -> Measurement:
     parts += [e.utterance for e in seg.flush() if isinstance(e, SpeechEnded)]
     if not parts or cut_ms is None:
         raise RuntimeError(f"the VAD found no complete utterance in a {clip.seconds:.1f} s clip")
-    language = "ko" if clip.language == "ko" else None
+    # The room passes the candidate's chosen language, so no detection pass is spent.
+    language = clip.language
     texts, spent = [], 0.0
     for part in parts:
         start = time.perf_counter()
