@@ -70,8 +70,11 @@ class VadSettings(BaseSettings):
     end_padding_ms: int = Field(200, ge=0, le=10_000)
     #: Speech shorter than this (first to last voiced frame) is a blip and is dropped.
     min_utterance_ms: int = Field(300, ge=0, le=10_000)
-    #: Longest part sent to the recogniser (Whisper's window is 30 s).
-    max_utterance_ms: int = Field(28_000, ge=2_000, le=600_000)
+    #: Longest part sent to the recogniser (Whisper's window is 30 s). Long answers are
+    #: cut into parts this long (at the quietest frame) so the speech worker transcribes
+    #: them while the candidate is still talking: when they stop, only the last part is
+    #: left, which keeps end-of-answer → transcript near a second even for long answers.
+    max_utterance_ms: int = Field(8_000, ge=2_000, le=600_000)
     #: A part that reaches the cap is split at the quietest frame in this last stretch.
     split_search_ms: int = Field(1_000, ge=10, le=10_000)
 
