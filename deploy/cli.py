@@ -122,8 +122,8 @@ def dashboard(
     host: str = typer.Option("127.0.0.1"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the interviewer dashboard (for now a live list of sessions)."""
-    from dashboard.placeholder import run_dashboard
+    """Run the interviewers' dashboard (Streamlit): live sessions, replay, reports."""
+    from dashboard.run import run_dashboard
     from stream.settings import BusSettings
 
     setup_logging(verbose)

@@ -136,6 +136,7 @@ def _role_argv(*args: str) -> list[str]:
 
 
 async def run_up(settings: UpSettings) -> int:
+    from dashboard.auth import ensure_credentials
     from inference.prepare import default_models_dir, prepare_models
     from inference.speech.models import prepare_whisper_models
     from stream.settings import GatewaySettings
@@ -150,6 +151,8 @@ async def run_up(settings: UpSettings) -> int:
 
     env = dict(os.environ)
     env["INTERVUE_MODELS_DIR"] = str(models_dir)
+    env.setdefault("INTERVUE_DASHBOARD_DATA_DIR", str(settings.data_dir))
+    username, new_password = ensure_credentials(Path(env["INTERVUE_DASHBOARD_DATA_DIR"]))
     env["PYTHONUNBUFFERED"] = "1"
     nats: EmbeddedNats | None = None
     nats_url = os.environ.get("INTERVUE_NATS_URL")
@@ -186,7 +189,13 @@ async def run_up(settings: UpSettings) -> int:
         f"    room       http://{host}:{gateway_settings.port}/\n"
         f"    dashboard  http://127.0.0.1:{settings.dashboard_port}/\n"
         f"    NATS       {nats_url}{where}\n"
-        "  Ctrl-C stops everything.\n"
+        + (
+            f"  dashboard login: {username} / {new_password}  (shown once; only its hash "
+            f"is stored in {env['INTERVUE_DASHBOARD_DATA_DIR']})\n"
+            if new_password
+            else ""
+        )
+        + "  Ctrl-C stops everything.\n"
     )
     print(banner, flush=True)
     try:

@@ -7,6 +7,7 @@ configuration and the read-back logic live in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,44 @@ class BusUnavailableError(ConnectionError):
     retryable = True
 
 
-async def connect(settings: BusSettings, name: str, *, connect_timeout_s: float = 5.0) -> NATS:
-    """Connect with reconnects forever; log (not raise) disconnects, reconnects and errors."""
+def auth_options(settings: BusSettings) -> dict:
+    """nats-py connect options for the configured auth and TLS (secrets stay in memory)."""
+    options: dict = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        if settings.nats_password is not None:
+            options["password"] = settings.nats_password.get_secret_value()
+    if settings.nats_creds_file:
+        options["user_credentials"] = str(settings.nats_creds_file)
+    if settings.nats_nkey_seed_file:
+        options["nkeys_seed"] = str(settings.nats_nkey_seed_file)
+    if settings.nats_tls_ca_file or settings.nats_tls_cert_file:
+        import ssl
+
+        context = ssl.create_default_context(
+            cafile=str(settings.nats_tls_ca_file) if settings.nats_tls_ca_file else None
+        )
+        if settings.nats_tls_cert_file:
+            context.load_cert_chain(
+                str(settings.nats_tls_cert_file),
+                str(settings.nats_tls_key_file) if settings.nats_tls_key_file else None,
+            )
+        options["tls"] = context
+    return options
+
+
+async def connect(
+    settings: BusSettings,
+    name: str,
+    *,
+    connect_timeout_s: float = 5.0,
+    first_connect_timeout_s: float = 15.0,
+) -> NATS:
+    """Connect; once connected, reconnect forever and log (not raise) disconnects,
+    reconnects and errors. The first connection is bounded: a wrong URL or a refused
+    login raises `BusUnavailableError` after `first_connect_timeout_s` instead of hanging
+    (nats-py would otherwise retry an unreachable server for ever)."""
+    last_error: list[Exception] = []
 
     async def on_disconnected() -> None:
         log.warning("%s: disconnected from NATS", name)
@@ -41,25 +78,34 @@ async def connect(settings: BusSettings, name: str, *, connect_timeout_s: float 
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc)
 
     async def on_error(exc: Exception) -> None:
+        last_error[:] = [exc]
         log.warning("%s: NATS error: %s", name, exc)
 
     servers = [url.strip() for url in settings.nats_url.split(",") if url.strip()]
     nc = NATS()
     try:
-        await nc.connect(
-            servers=servers,
-            name=name,
-            connect_timeout=connect_timeout_s,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-            error_cb=on_error,
-            # Fail fast on the first connect (a typo in the URL should not hang `up`).
-            allow_reconnect=True,
+        await asyncio.wait_for(
+            nc.connect(
+                **auth_options(settings),
+                servers=servers,
+                name=name,
+                connect_timeout=connect_timeout_s,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                error_cb=on_error,
+                allow_reconnect=True,
+            ),
+            timeout=first_connect_timeout_s,
         )
-    except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-        raise BusUnavailableError(f"cannot reach NATS at {settings.nats_url}: {exc}") from exc
+    except (nats.errors.NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        reason = last_error[0] if last_error else exc
+        raise BusUnavailableError(
+            f"cannot reach NATS at {settings.nats_url}: {reason or type(reason).__name__}"
+        ) from exc
     return nc
 
 
@@ -248,7 +294,9 @@ async def wait_for_server(settings: BusSettings, timeout_s: float = 10.0) -> Non
     last: Exception | None = None
     while asyncio.get_running_loop().time() < deadline:
         try:
-            nc = await connect(settings, "intervue-probe", connect_timeout_s=1.0)
+            nc = await connect(
+                settings, "intervue-probe", connect_timeout_s=1.0, first_connect_timeout_s=1.0
+            )
         except BusUnavailableError as exc:
             last = exc
             await asyncio.sleep(0.1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -14,6 +16,16 @@ class BusSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INTERVUE_", extra="forbid")
 
     nats_url: str = Field(DEFAULT_NATS_URL, description="NATS server URL(s), comma-separated")
+    #: User/password auth (or put them in the URL); the password is never logged.
+    nats_user: str | None = None
+    nats_password: SecretStr | None = None
+    #: NATS credentials file (JWT + nkey seed), or an nkey seed file.
+    nats_creds_file: Path | None = None
+    nats_nkey_seed_file: Path | None = None
+    #: TLS: CA bundle to verify the server, and a client certificate/key for mutual TLS.
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
     #: How long session events stay in JetStream (seconds; 0 = forever).
     events_max_age_s: float = Field(7 * 24 * 3600.0, ge=0)
     #: Cap on the events stream's size in bytes (-1 = unlimited); oldest go first.

@@ -83,11 +83,13 @@ def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path,
         _wait_until(lambda: _get(room)[0] == 200, 60, "the room page", log)
         _wait_until(lambda: _get(room + "healthz")[0] == 200, 30, "gateway health", log)
         _wait_until(
-            lambda: "sessions" in _get(f"http://127.0.0.1:{ports['dashboard']}/")[1],
-            30,
+            lambda: _get(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health")[1] == "ok",
+            60,
             "the dashboard",
             log,
         )
+        # No dashboard credentials configured: up generated a login and printed it once.
+        assert "dashboard login: interviewer / " in text
         _wait_until(lambda: "[vision-1]" in log.read_text(), 60, "the vision worker's log", log)
         _wait_until(
             lambda: "interviewer" in log.read_text() and "consuming" in log.read_text(),

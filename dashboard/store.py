@@ -1,0 +1,374 @@
+"""A live, in-memory copy of the events stream, kept up to date by a background thread.
+
+`EventStore` runs its own asyncio loop and NATS connection in a daemon thread. It follows
+every subject of ``INTERVUE_EVENTS`` with an ordered consumer from the start of the stream
+(deliver all), decodes each message once, and files it under its session. Readers (the
+Streamlit script threads) take cheap snapshots under a lock.
+
+When NATS or JetStream goes away the store says so (`status().state == "unavailable"`),
+keeps what it has, reconnects with backoff and resumes after the last stream sequence it
+saw. A stream that was recreated (its sequence numbers went backwards) is read again from
+the start. Messages that do not decode are kept as `StoredEvent(message=None)` and counted.
+
+The dashboard app creates one store per NATS URL through ``st.cache_resource``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from stream import bus, contract
+from stream.bus import StoredEvent
+from stream.settings import BusSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreStatus:
+    state: str  # "connecting" | "ok" | "no-stream" | "unavailable"
+    detail: str = ""
+    since: float = field(default_factory=time.time)  # wall-clock seconds of the last change
+    last_ok: float | None = None
+    events: int = 0
+    malformed: int = 0
+    last_seq: int = 0
+    sessions: int = 0
+
+    @property
+    def available(self) -> bool:
+        return self.state in ("ok", "no-stream")
+
+
+@dataclass
+class SessionLog:
+    session: str
+    events: list[StoredEvent] = field(default_factory=list)
+    version: int = 0  # bumped on every change
+    malformed: int = 0
+    last_wall: float = 0.0  # when the store last received an event for it (wall clock)
+
+
+class EventStore:
+    """Follows the events stream into memory; thread-safe snapshots for the app."""
+
+    def __init__(
+        self,
+        bus_settings: BusSettings,
+        *,
+        name: str = "intervue-dashboard",
+        probe_every_s: float = 2.0,
+        max_backoff_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus_settings = bus_settings
+        self.name = name
+        self.probe_every_s = probe_every_s
+        self.max_backoff_s = max_backoff_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._sessions: dict[str, SessionLog] = {}
+        self._status = StoreStatus("connecting", "connecting to NATS")
+        self._last_seq = 0
+        self._events = 0
+        self._malformed = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: NATS | None = None
+        self._js: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake: asyncio.Event | None = None  # set on stop (lives in the store's loop)
+        self._ready = threading.Event()
+        self._caught_up = threading.Event()
+
+    # ---- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> EventStore:
+        if self._thread is not None:
+            return self
+        self._thread = threading.Thread(target=self._thread_main, name=self.name, daemon=True)
+        self._thread.start()
+        self._ready.wait(5.0)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping.set()
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake_up)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def wait_caught_up(self, timeout_s: float = 10.0) -> bool:
+        """Block until the store has read what the stream held when it (re)connected."""
+        return self._caught_up.wait(timeout_s)
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._ready.set()
+        try:
+            loop.run_until_complete(self._run())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def status(self) -> StoreStatus:
+        with self._lock:
+            s = self._status
+            return StoreStatus(
+                s.state,
+                s.detail,
+                s.since,
+                s.last_ok,
+                self._events,
+                self._malformed,
+                self._last_seq,
+                len(self._sessions),
+            )
+
+    def sessions(self) -> dict[str, tuple[int, float]]:
+        """Every session the store knows: id → (version, wall time of its last event)."""
+        with self._lock:
+            return {k: (v.version, v.last_wall) for k, v in self._sessions.items()}
+
+    def version(self, session: str) -> int:
+        """A number that changes whenever the session's events change (0: unknown)."""
+        with self._lock:
+            entry = self._sessions.get(session)
+            return entry.version if entry is not None else 0
+
+    def wait_for_events(self, session: str, count: int, timeout_s: float = 10.0) -> bool:
+        """Block until the store holds at least `count` events of `session` (for tests and
+        scripts; the app never waits)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                entry = self._sessions.get(session)
+                if entry is not None and len(entry.events) >= count:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def events(self, session: str) -> tuple[int, list[StoredEvent]]:
+        """A session's events in stream order (a copy) and its version."""
+        with self._lock:
+            log_ = self._sessions.get(session)
+            if log_ is None:
+                return 0, []
+            return log_.version, list(log_.events)
+
+    # ---- publishing (from other threads) ----------------------------------------------
+
+    def publish(self, message: contract.BusMessage, kind: str, timeout_s: float = 5.0) -> None:
+        """Persist one event on the stream; raises `bus.BusUnavailableError` when it cannot."""
+        loop, js = self._loop, self._js
+        if loop is None or js is None or not self.status().available:
+            raise bus.BusUnavailableError("JetStream is unavailable; try again when it is back")
+        future = asyncio.run_coroutine_threadsafe(bus.publish_event(js, message, kind), loop)
+        try:
+            future.result(timeout_s)
+        except Exception as exc:
+            future.cancel()
+            raise bus.BusUnavailableError(f"could not publish to JetStream: {exc}") from exc
+
+    # ---- the follower -----------------------------------------------------------------
+
+    def _set_status(self, state: str, detail: str = "") -> None:
+        with self._lock:
+            changed = self._status.state != state
+            if changed or self._status.detail != detail:
+                since = self._clock() if changed else self._status.since
+                self._status = StoreStatus(state, detail, since, self._status.last_ok)
+            if state in ("ok", "no-stream"):
+                self._status.last_ok = self._clock()
+        if changed and state == "unavailable":
+            log.warning("dashboard store: JetStream unavailable: %s", detail)
+        elif changed and state == "ok":
+            log.info("dashboard store: following %s", contract.EVENTS_STREAM)
+
+    async def _run(self) -> None:
+        backoff = 0.25
+        while not self._stopping.is_set():
+            nc = None
+            # nats-py keeps trying an unreachable server; say so after a short while.
+            watchdog = asyncio.get_running_loop().call_later(
+                2.5,
+                self._set_status,
+                "unavailable",
+                f"cannot reach NATS at {self.bus_settings.nats_url}",
+            )
+            try:
+                nc = await bus.connect(self.bus_settings, self.name, connect_timeout_s=2.0)
+                watchdog.cancel()
+                self._nc = nc
+                await self._follow(nc)
+                backoff = 0.25
+            except Exception as exc:
+                watchdog.cancel()
+                self._caught_up.clear()
+                self._js = None
+                self._set_status("unavailable", _describe(exc))
+            finally:
+                self._js = None
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(nc.close(), 2.0)
+                self._nc = None
+            if self._stopping.is_set():
+                break
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _follow(self, nc: NATS) -> None:
+        js = nc.jetstream(timeout=3.0)
+        # Wait for the stream (a fresh server has none until a role creates it).
+        while True:
+            try:
+                info = await js.stream_info(contract.EVENTS_STREAM)
+                break
+            except NotFoundError:
+                self._js = js
+                self._set_status("no-stream", "the events stream does not exist yet")
+                self._caught_up.set()
+                await self._sleep(self.probe_every_s)
+                if self._stopping.is_set():
+                    return
+                if not nc.is_connected:
+                    raise bus.BusUnavailableError("disconnected from NATS") from None
+        last_in_stream = info.state.last_seq
+        if last_in_stream < self._last_seq:
+            log.warning(
+                "the events stream was recreated (last seq %d < %d seen); reading it again",
+                last_in_stream,
+                self._last_seq,
+            )
+            self._reset()
+        if self._last_seq:
+            sub = await js.subscribe(
+                contract.all_events_wildcard(),
+                stream=contract.EVENTS_STREAM,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self._last_seq + 1,
+            )
+        else:
+            sub = await js.subscribe(
+                contract.all_events_wildcard(),
+                stream=contract.EVENTS_STREAM,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.ALL,
+            )
+        self._js = js
+        self._set_status("ok")
+        if self._last_seq >= last_in_stream:
+            self._caught_up.set()
+        last_probe = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msg = await sub.next_msg(timeout=0.5)
+                except TimeoutError:
+                    msg = None
+                if msg is None:
+                    if not nc.is_connected:
+                        raise bus.BusUnavailableError("disconnected from NATS")
+                    if time.monotonic() - last_probe >= self.probe_every_s:
+                        info = await js.stream_info(contract.EVENTS_STREAM)
+                        last_probe = time.monotonic()
+                        if info.state.last_seq < self._last_seq:
+                            raise bus.BusUnavailableError("the events stream was recreated")
+                        self._set_status("ok")
+                    continue
+                meta = msg.metadata
+                self._ingest(meta.sequence.stream, msg.subject, msg.data)
+                if meta.num_pending == 0 or self._last_seq >= last_in_stream:
+                    self._caught_up.set()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+
+    def _reset(self) -> None:
+        with self._lock:
+            self._sessions.clear()
+            self._last_seq = 0
+            self._events = 0
+            self._malformed = 0
+
+    def _ingest(self, seq: int, subject: str, data: bytes) -> None:
+        try:
+            session = contract.session_from_subject(subject)
+        except contract.ContractError:
+            session = "_unknown"
+        try:
+            message: contract.BusMessage | None = contract.decode(data)
+            error = ""
+        except contract.ContractError as exc:
+            message, error = None, str(exc)
+        event = StoredEvent(seq, subject, message, error)
+        with self._lock:
+            if seq <= self._last_seq:
+                return  # delivered again after a reconnect
+            self._last_seq = seq
+            self._events += 1
+            entry = self._sessions.get(session)
+            if entry is None:
+                entry = self._sessions[session] = SessionLog(session)
+            entry.events.append(event)
+            entry.version += 1
+            entry.last_wall = self._clock()
+            if message is None:
+                entry.malformed += 1
+                self._malformed += 1
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        text = "JetStream did not answer in time"
+    return text[:300]
+
+
+_shared: dict[str, EventStore] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_store(nats_url: str) -> EventStore:
+    """The process's one started store for a NATS URL (what the app's cached resource
+    returns; tests reach the same instance through here)."""
+    with _shared_lock:
+        store = _shared.get(nats_url)
+        if store is None or not store.running:
+            store = _shared[nats_url] = EventStore(BusSettings(nats_url=nats_url)).start()
+        return store
