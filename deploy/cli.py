@@ -60,6 +60,31 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 
 
 @app.command()
+def invite(
+    room: str = typer.Argument(..., help="Room name (letters, digits, . _ -)"),
+    ttl_hours: float = typer.Option(2.0, help="How long the link is valid"),
+    base_url: str = typer.Option("http://127.0.0.1:8080/", help="The gateway's public URL"),
+) -> None:
+    """Print a signed, expiring invitation link to a room (uses the gateway's key:
+    INTERVUE_GATEWAY_TOKEN_SECRET_FILE or _TOKEN_SECRET)."""
+    import time
+
+    from stream import tokens
+    from stream.settings import GatewaySettings
+
+    settings = _settings_or_exit(GatewaySettings)
+    try:
+        key = settings.secret()
+        if key is None:
+            raise ValueError("dev mode is on: rooms need no invitation")
+        token = tokens.issue(key, room, ttl_hours * 3600, time.time())
+    except (ValueError, OSError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{base_url.rstrip('/')}/?room={room}&token={token}")
+
+
+@app.command()
 def gateway(
     host: str = typer.Option(None, help="Bind address (INTERVUE_GATEWAY_HOST)"),
     port: int = typer.Option(None, help="Port (INTERVUE_GATEWAY_PORT)"),
@@ -72,7 +97,11 @@ def gateway(
     setup_logging(verbose)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = _settings_or_exit(lambda: GatewaySettings(**overrides))
-    run_gateway(settings, _settings_or_exit(BusSettings))
+    try:
+        run_gateway(settings, _settings_or_exit(BusSettings))
+    except (ValueError, OSError) as exc:  # no invitation key, port taken, …
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
 
 
 def _run_role(verbose: bool, settings_cls, run) -> None:  # type: ignore[no-untyped-def]

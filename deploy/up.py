@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.nats_server import EmbeddedNats
+from stream import tokens
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class UpSettings(BaseSettings):
     dashboard_port: int = Field(8501, ge=1, le=65535)
     #: Skip `models prepare` (when the models directory is managed elsewhere).
     skip_prepare: bool = False
+    #: The room `up` prints an invitation link for, and how long that link is valid.
+    room: str = "demo"
+    invite_ttl_h: float = Field(24.0, gt=0)
     #: Longest wait between restarts of a crashing child.
     max_backoff_s: float = Field(30.0, gt=0)
 
@@ -131,6 +136,16 @@ class Supervisor:
                 await child.process.wait()
 
 
+def ensure_signing_key(path: Path) -> Path:
+    """The invitation signing key `up` generates once (0600) when none is configured."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path
+
+
 def _role_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "deploy.cli", *args]
 
@@ -153,6 +168,21 @@ async def run_up(settings: UpSettings) -> int:
     env["INTERVUE_MODELS_DIR"] = str(models_dir)
     env.setdefault("INTERVUE_DASHBOARD_DATA_DIR", str(settings.data_dir))
     username, new_password = ensure_credentials(Path(env["INTERVUE_DASHBOARD_DATA_DIR"]))
+    room_query = ""
+    if gateway_settings.dev_mode:
+        log.warning(
+            "DEV MODE: the room takes anyone without an invitation "
+            "(unset INTERVUE_GATEWAY_DEV_MODE for invitations)"
+        )
+    else:
+        if gateway_settings.token_secret is None and gateway_settings.token_secret_file is None:
+            key_file = ensure_signing_key(settings.data_dir / "invitation.key")
+            env["INTERVUE_GATEWAY_TOKEN_SECRET_FILE"] = str(key_file)
+            gateway_settings = GatewaySettings(token_secret_file=key_file)
+        token = tokens.issue(
+            gateway_settings.secret(), settings.room, settings.invite_ttl_h * 3600, time.time()
+        )
+        room_query = f"?room={settings.room}&token={token}"
     env["PYTHONUNBUFFERED"] = "1"
     nats: EmbeddedNats | None = None
     nats_url = os.environ.get("INTERVUE_NATS_URL")
@@ -186,8 +216,14 @@ async def run_up(settings: UpSettings) -> int:
     where = f" (embedded, store {nats.store_dir})" if nats else ""
     banner = (
         "\n  intervue is up\n"
-        f"    room       http://{host}:{gateway_settings.port}/\n"
-        f"    dashboard  http://127.0.0.1:{settings.dashboard_port}/\n"
+        f"    room       http://{host}:{gateway_settings.port}/{room_query}\n"
+        + (
+            f"               (invitation to room {settings.room!r}, valid "
+            f"{settings.invite_ttl_h:g} h; more with `intervue invite ROOM`)\n"
+            if room_query
+            else "               (DEV MODE: no invitation needed)\n"
+        )
+        + f"    dashboard  http://127.0.0.1:{settings.dashboard_port}/\n"
         f"    NATS       {nats_url}{where}\n"
         + (
             f"  dashboard login: {username} / {new_password}  (shown once; only its hash "

@@ -1,7 +1,9 @@
 """The WebRTC gateway: serves the room page, creates sessions, answers SDP offers.
 
 HTTP API (JSON):
-    POST   /api/sessions               → 201 {"session_id", "offer_url"}
+    POST   /api/sessions               {"room", "token"} → 201 {"session_id", "offer_url"}
+                                        (401 no/forged/expired invitation, 403 wrong room;
+                                        no token needed in dev mode)
     POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
     GET    /api/sessions/{id}          → the session's state, score and counters
     POST   /api/sessions/{id}/profile  {"job_title", "years", "company", "self_intro",
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
@@ -31,7 +34,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from stream import bus, contract
+from stream import bus, contract, tokens
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
 
@@ -49,6 +52,8 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, bus_settings: BusSettings) -> None:
         self.settings = settings
         self.bus_settings = bus_settings
+        # Read (and checked) once at start: a missing key stops the gateway here.
+        self.token_key = settings.secret()
         self.nc: NATS | None = None
         self.owns_nc = False
         self.sessions: dict[str, RoomSession] = {}
@@ -129,11 +134,20 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         return _error(gateway, 503, "the message bus is not reachable; try again shortly")
     if len(gateway.sessions) >= gateway.settings.max_sessions:
         return _error(gateway, 503, "too many live sessions on this gateway")
+    room = str(data.get("room") or ("dev" if gateway.token_key is None else ""))
+    if gateway.token_key is not None:
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        token = data.get("token") or bearer or None
+        try:
+            tokens.verify(gateway.token_key, token, room, time.time())
+        except tokens.TokenError as exc:
+            return _error(gateway, exc.status, str(exc))
     meta_in = data.get("meta", {})
     if not isinstance(meta_in, dict):
         raise SessionError("meta must be an object of strings")
     meta = {str(k)[:64]: str(v)[:256] for k, v in list(meta_in.items())[:16]}
     meta["user_agent"] = request.headers.get("User-Agent", "")[:256]
+    meta["room"] = room
     session_id = new_session_id()
     session = RoomSession(
         session_id, gateway.nc, gateway.settings, gateway.executor, gateway.session_closed, meta

@@ -62,3 +62,27 @@ class GatewaySettings(BaseSettings):
     max_sessions: int = Field(64, ge=1)
     #: Longest self-introduction accepted (characters).
     max_intro_chars: int = Field(5000, ge=100, le=100_000)
+    #: Sessions need a signed invitation (`intervue invite`) unless dev mode is on.
+    dev_mode: bool = False
+    #: The invitation signing key, inline or in a file (at least 32 bytes; never logged).
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+
+    def secret(self) -> bytes | None:
+        """The signing key, or None in dev mode; a clear error when one is required but
+        not configured."""
+        if self.token_secret is not None:
+            key = self.token_secret.get_secret_value().encode()
+        elif self.token_secret_file is not None:
+            key = self.token_secret_file.read_bytes().strip()
+        elif self.dev_mode:
+            return None
+        else:
+            raise ValueError(
+                "the gateway needs an invitation signing key: set "
+                "INTERVUE_GATEWAY_TOKEN_SECRET_FILE (or _TOKEN_SECRET), or "
+                "INTERVUE_GATEWAY_DEV_MODE=true to run without invitations"
+            )
+        if len(key) < 32:
+            raise ValueError("the invitation signing key must be at least 32 bytes")
+        return key

@@ -48,7 +48,7 @@ async def interview_stack(nc, bus_settings, models_dir, tmp_path):
     interviewer = Orchestrator(clients[2], OfflineEngine(), bus_settings, InterviewerSettings())
     for role in (vision, speech, interviewer):
         await role.start()
-    app = create_app(GatewaySettings(), bus_settings, nc=nc)
+    app = create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

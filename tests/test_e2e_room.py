@@ -10,13 +10,14 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from inference.vision_worker import VisionSettings, VisionWorker
-from stream import bus, contract
+from stream import bus, contract, tokens
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
 from tests.browser import launch_browser, logged_page, new_logged_page
@@ -48,13 +49,20 @@ async def stack(nc, bus_settings, models_dir):
     worker_nc = await bus.connect(bus_settings, "e2e-worker")
     worker = VisionWorker(worker_nc, pipeline, bus_settings, VisionSettings(name="e2e-vision"))
     await worker.start()
-    app = create_app(GatewaySettings(media_timeout_s=4.0), bus_settings, nc=nc)
+    # Invitations on, as in production: the page enters with a signed room link.
+    secret = "e2e-room-invitation-signing-key-0123456789"
+    app = create_app(GatewaySettings(media_timeout_s=4.0, token_secret=secret), bus_settings, nc=nc)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    yield {"url": f"http://127.0.0.1:{port}/", "gateway": app[GATEWAY], "worker": worker}
+    token = tokens.issue(secret.encode(), "e2e-room", ttl_s=600, now=time.time())
+    yield {
+        "url": f"http://127.0.0.1:{port}/?room=e2e-room&token={token}&",
+        "gateway": app[GATEWAY],
+        "worker": worker,
+    }
     await runner.cleanup()
     await worker.stop()
     await worker_nc.close()
@@ -105,7 +113,7 @@ def _chromium_pids(marker: str) -> list[int]:
 async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, bus_settings):
     gateway = stack["gateway"]
     async with launch_browser(video=media["face"], audio=media["speech"]) as browser:
-        async with logged_page(browser, stack["url"] + "?autostart") as lp:
+        async with logged_page(browser, stack["url"] + "autostart") as lp:
             state = await _wait(
                 lambda: lp.page.evaluate(
                     """window.intervue.faceResults >= 40 ? {
@@ -160,7 +168,7 @@ async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, b
 
 async def test_faceless_video_shows_no_face(stack, media):
     async with launch_browser(video=media["noface"]) as browser:
-        async with logged_page(browser, stack["url"] + "?autostart") as lp:
+        async with logged_page(browser, stack["url"] + "autostart") as lp:
             state = await _wait(
                 lambda: lp.page.evaluate(
                     """window.intervue.results >= 20 ? {
@@ -183,7 +191,7 @@ async def test_a_vanished_browser_closes_the_session_without_leaks(stack, media)
     gateway = stack["gateway"]
     baseline_tasks = len(asyncio.all_tasks())
     async with launch_browser(video=media["face"]) as browser:
-        lp = await new_logged_page(browser, stack["url"] + "?autostart")
+        lp = await new_logged_page(browser, stack["url"] + "autostart")
         await _wait(
             lambda: lp.page.evaluate("window.intervue.results >= 3"),
             timeout=30,

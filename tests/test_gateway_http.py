@@ -11,7 +11,7 @@ from stream.settings import GatewaySettings
 
 @pytest.fixture
 async def client(nc, bus_settings):
-    app = create_app(GatewaySettings(offer_timeout_s=5), bus_settings, nc=nc)
+    app = create_app(GatewaySettings(offer_timeout_s=5, dev_mode=True), bus_settings, nc=nc)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -99,7 +99,7 @@ async def test_ended_session_is_404(client):
 async def test_session_without_offer_expires(nc, bus_settings):
     import asyncio
 
-    app = create_app(GatewaySettings(offer_timeout_s=0.3), bus_settings, nc=nc)
+    app = create_app(GatewaySettings(offer_timeout_s=0.3, dev_mode=True), bus_settings, nc=nc)
     async with TestClient(TestServer(app)) as client:
         session = await _new_session(client)
         await asyncio.sleep(0.6)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -41,6 +44,17 @@ def _get(url: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except Exception as exc:
         return 0, str(exc)
+
+
+def _post(url: str, body: dict) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _wait_until(check, timeout: float, what: str, log: Path):
@@ -81,6 +95,12 @@ def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path,
         assert f"http://127.0.0.1:{ports['dashboard']}/" in text
         assert f"nats://127.0.0.1:{ports['nats']}" in text
         _wait_until(lambda: _get(room)[0] == 200, 60, "the room page", log)
+        # The printed room link carries an invitation the gateway accepts; none → 401.
+        [link] = [w for w in text.split() if w.startswith(room + "?room=demo&token=")]
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
+        body = {"room": query["room"][0], "token": query["token"][0]}
+        assert _post(room + "api/sessions", body) == 201
+        assert _post(room + "api/sessions", {"room": "demo"}) == 401
         _wait_until(lambda: _get(room + "healthz")[0] == 200, 30, "gateway health", log)
         _wait_until(
             lambda: _get(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health")[1] == "ok",

@@ -311,7 +311,11 @@ async function start() {
     });
     $("preview").srcObject = media;
     setStatus("creating a session…");
-    const created = await api("/api/sessions", { meta: { page: "room" } });
+    // The invitation link carries ?room=…&token=… (signed by `intervue invite`).
+    const query = new URLSearchParams(location.search);
+    const created = await api("/api/sessions", {
+      room: query.get("room") || "", token: query.get("token") || "", meta: { page: "room" },
+    });
     state.session = created.session_id;
     $("session").textContent = created.session_id;
     pc = new RTCPeerConnection({ iceServers: [] });
