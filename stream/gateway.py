@@ -35,6 +35,7 @@ from prometheus_client import (
 )
 
 from stream import bus, contract, tokens
+from stream.sampler import TokenBucket
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
 
@@ -52,6 +53,9 @@ class Gateway:
     def __init__(self, settings: GatewaySettings, bus_settings: BusSettings) -> None:
         self.settings = settings
         self.bus_settings = bus_settings
+        self.session_limit = TokenBucket(
+            settings.session_burst, settings.sessions_per_minute / 60.0
+        )
         # Read (and checked) once at start: a missing key stops the gateway here.
         self.token_key = settings.secret()
         self.nc: NATS | None = None
@@ -129,6 +133,14 @@ def _handle_errors(handler):  # type: ignore[no-untyped-def]
 
 @_handle_errors
 async def create_session(request: web.Request, gateway: Gateway) -> web.Response:
+    wait_s = gateway.session_limit.allow(request.remote or "?", time.monotonic())
+    if wait_s > 0:
+        gateway.rejected.labels(status="429").inc()
+        return web.json_response(
+            {"error": f"too many new sessions from this address; retry in {wait_s:.0f} s"},
+            status=429,
+            headers={"Retry-After": str(max(1, round(wait_s)))},
+        )
     data = await _read_json(request, 16 * 1024)
     if gateway.nc is None or not gateway.nc.is_connected:
         return _error(gateway, 503, "the message bus is not reachable; try again shortly")

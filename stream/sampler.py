@@ -88,3 +88,30 @@ class LatestFrameSlot(Generic[T]):
             del self.in_flight[seq]
         self.counters.timed_out += len(stale)
         return len(stale)
+
+
+@dataclass
+class TokenBucket:
+    """A rate limit per key (pure: the caller passes the time). Each key may spend up to
+    `burst` tokens at once; tokens come back at `rate_per_s`."""
+
+    burst: int
+    rate_per_s: float
+    max_keys: int = 10_000
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, key: str, now: float) -> float:
+        """0.0 if the request may go ahead (a token is spent), else the seconds to wait."""
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate_per_s)
+        if tokens < 1.0:
+            self._buckets.pop(key, None)
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate_per_s
+        if len(self._buckets) >= self.max_keys and key not in self._buckets:
+            # Bounded memory under many addresses: forget the longest-idle key (dicts
+            # keep insertion order and every update re-inserts at the end).
+            del self._buckets[next(iter(self._buckets))]
+        self._buckets.pop(key, None)
+        self._buckets[key] = (tokens - 1.0, now)
+        return 0.0

@@ -62,6 +62,9 @@ class GatewaySettings(BaseSettings):
     max_sessions: int = Field(64, ge=1)
     #: Longest self-introduction accepted (characters).
     max_intro_chars: int = Field(5000, ge=100, le=100_000)
+    #: Session creation per client address: a burst, then this many per minute (429 past it).
+    session_burst: int = Field(10, ge=1, le=10_000)
+    sessions_per_minute: float = Field(30.0, gt=0)
     #: Sessions need a signed invitation (`intervue invite`) unless dev mode is on.
     dev_mode: bool = False
     #: The invitation signing key, inline or in a file (at least 32 bytes; never logged).

@@ -146,3 +146,14 @@ async def test_profile_is_persisted_once(client, nc):
     assert event.message.self_intro == "저는 Python 개발자입니다."
     assert event.message.job_title == "AI 개발자"  # blank means the default
     assert (event.message.years, event.message.company) == (2, "EST Soft")
+
+
+async def test_session_creation_is_rate_limited_per_address(nc, bus_settings):
+    settings = GatewaySettings(dev_mode=True, session_burst=3, sessions_per_minute=6)
+    app = create_app(settings, bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as client:
+        statuses = [(await client.post("/api/sessions", json={})).status for _ in range(5)]
+        assert statuses == [201, 201, 201, 429, 429]
+        response = await client.post("/api/sessions", json={})
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "too many new sessions" in (await response.json())["error"]

@@ -116,3 +116,23 @@ def test_sender_report_clock_handles_rtp_wraparound():
     clock = SenderReportClock()
     clock.on_sender_report((2208988800 + 100) << 32, rtp=(1 << 32) - 900)
     assert clock.capture_ms(900) == pytest.approx(100_000.0 + 20.0)
+
+
+def test_token_bucket_allows_a_burst_then_the_rate():
+    from stream.sampler import TokenBucket
+
+    bucket = TokenBucket(burst=3, rate_per_s=1.0)
+    assert [bucket.allow("a", 0.0) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.allow("a", 0.0) == pytest.approx(1.0)
+    assert bucket.allow("b", 0.0) == 0.0  # per key
+    assert bucket.allow("a", 0.5) == pytest.approx(0.5)
+    assert bucket.allow("a", 1.6) == 0.0
+
+
+def test_token_bucket_memory_is_bounded():
+    from stream.sampler import TokenBucket
+
+    bucket = TokenBucket(burst=1, rate_per_s=0.001, max_keys=100)
+    for i in range(1000):
+        bucket.allow(f"10.0.{i // 256}.{i % 256}", float(i))
+    assert len(bucket._buckets) <= 100
