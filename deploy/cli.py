@@ -22,6 +22,12 @@ app.add_typer(worker_app, name="worker")
 app.add_typer(session_app, name="session")
 app.add_typer(bench_app, name="bench")
 app.add_typer(models_app, name="models")
+try:  # the training commands need the `models` extra (torch, ultralytics)
+    from training.cli import train_app
+
+    app.add_typer(train_app, name="train")
+except ImportError:  # pragma: no cover - a slim install without torch
+    pass
 
 log = logging.getLogger("intervue")
 

@@ -1,0 +1,314 @@
+"""Model bundles for trained models (on top of `inference.bundle`, which is unchanged).
+
+Every model `training.fit` trains ends as an ONNX bundle (``<name>.onnx`` + ``<name>.json``
++ ``<name>.md`` card) written with `inference.bundle.save_bundle`:
+
+* classifiers (YOLOv8-cls and the torchvision baselines): task ``classify``, the labels in
+  the model's output order, the input size, ``rgb``, scale/mean/std and the resize mode of
+  the model's own validation transform, and the face-crop geometry the training crops used
+  (``crop_margin``, ``square_crop``), so `inference.emotion.EmotionClassifier` loads and runs
+  them exactly like the shipped FER bundle;
+* detectors (YOLOv8 detect): task ``detect``, the labels are the detector's classes, input
+  ``[imgsz, imgsz]``, ``letterbox`` resize. `BundleMeta` has no field for a detector's raw
+  output or its letterbox padding value, so they go in ``extra`` (backwards compatible:
+  ``extra`` is free-form and old readers ignore it)::
+
+      extra.detect_output = {"layout": "yolov8", "shape": "batch, 4 + classes, anchors",
+                             "boxes": "cx, cy, w, h in input pixels",
+                             "scores": "per-class sigmoid", "nms": false}
+      extra.letterbox_pad = 114     # ultralytics pads with grey 114, not 0
+
+  ``output`` is ``probabilities`` (the class scores are sigmoid probabilities).
+  `DetectRunner` runs such a bundle with ONNX Runtime (top-scoring box, no NMS needed for
+  one face per image; `detections` applies NMS for several).
+
+Export uses the TorchScript ONNX exporter (no onnxscript), opset 17, a dynamic batch axis,
+and is checked against the PyTorch model with ONNX Runtime before the bundle is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, load_bundle, save_bundle
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+YOLO_LETTERBOX_PAD = 114
+YOLOV8_DETECT_OUTPUT: dict[str, Any] = {
+    "layout": "yolov8",
+    "shape": "batch, 4 + classes, anchors",
+    "boxes": "cx, cy, w, h in input pixels",
+    "scores": "per-class sigmoid",
+    "nms": False,
+}
+#: ONNX Runtime output may differ from PyTorch by this much before export fails.
+MAX_EXPORT_ERROR = 1e-3
+
+
+class ExportError(RuntimeError):
+    """The exported ONNX model disagrees with the PyTorch model."""
+
+
+def export_onnx(
+    module: Any,
+    path: Path | str,
+    input_size: tuple[int, int],
+    channels: int = 3,
+    output_name: str = "output",
+    check_batch: int = 2,
+    seed: int = 0,
+) -> float:
+    """Export `module` (eval mode, CPU) to ONNX at `path` with a dynamic batch axis, then
+    run both on the same random batch; returns the max abs difference (raises
+    `ExportError` beyond `MAX_EXPORT_ERROR`)."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.eval().cpu()
+    dummy = torch.zeros(1, channels, *input_size, dtype=torch.float32)
+    # not under no_grad: there nn.MultiheadAttention (ViT) takes its fused fast path,
+    # which has no ONNX export
+    with warnings.catch_warnings():
+        # the TorchScript exporter is deprecated in favour of the dynamo one, which would
+        # pull in onnxscript; these graphs export fine with it
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["input"],
+            output_names=[output_name],
+            dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(check_batch, channels, *input_size, generator=gen)
+    with torch.no_grad():
+        expected = module(x)
+    if isinstance(expected, (tuple, list)):
+        expected = expected[0]
+    got = onnx_run(path, x.numpy())
+    err = float(np.max(np.abs(got - expected.numpy())))
+    if not np.isfinite(err) or err > MAX_EXPORT_ERROR:
+        raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {err:.2e}")
+    return err
+
+
+def onnx_run(path: Path | str, x: np.ndarray, threads: int = 0) -> np.ndarray:
+    """One ONNX Runtime (CPU) forward pass; returns the first output."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def classify_meta(
+    name: str,
+    labels: Sequence[str],
+    input_size: tuple[int, int],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    resize: str,
+    output: str,
+    crop_margin: float = 0.0,
+    square_crop: bool = False,
+    source: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    license: str = "see the training data's terms",
+) -> BundleMeta:
+    """Metadata of an RGB NCHW classifier bundle (weights/sha256 filled when saved)."""
+    return BundleMeta(
+        name=name,
+        task="classify",
+        format="onnx",
+        labels=tuple(labels),
+        input_size=tuple(input_size),
+        channels=3,
+        color="rgb",
+        layout="nchw",
+        output=output,
+        preprocess=Preprocess(
+            scale=1.0 / 255.0,
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            resize=resize,
+            crop_margin=crop_margin,
+            square_crop=square_crop,
+        ),
+        source=dict(source or {}),
+        extra=dict(extra or {}),
+        license=license,
+    )
+
+
+def detect_meta(
+    name: str,
+    labels: Sequence[str],
+    imgsz: int,
+    *,
+    source: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    license: str = "see the training data's terms (AGPL-3.0 for ultralytics YOLOv8 code)",
+) -> BundleMeta:
+    """Metadata of a YOLOv8 detection bundle (see the module doc for ``extra``)."""
+    return BundleMeta(
+        name=name,
+        task="detect",
+        format="onnx",
+        labels=tuple(labels),
+        input_size=(imgsz, imgsz),
+        channels=3,
+        color="rgb",
+        layout="nchw",
+        output="probabilities",
+        preprocess=Preprocess(scale=1.0 / 255.0, mean=(0.0,), std=(1.0,), resize="letterbox"),
+        source=dict(source or {}),
+        extra={
+            "detect_output": dict(YOLOV8_DETECT_OUTPUT),
+            "letterbox_pad": YOLO_LETTERBOX_PAD,
+            **(extra or {}),
+        },
+        license=license,
+    )
+
+
+def write_bundle(meta: BundleMeta, onnx_path: Path, directory: Path, card_text: str) -> Bundle:
+    """Save the bundle (the weights copied next to the sidecar unless already there as
+    ``<name>.onnx``; the card written; the sidecar last) and read it back, so a bundle
+    that cannot be read never counts as written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    card = directory / f"{meta.name}.md"
+    card.write_text(card_text, encoding="utf-8")
+    bundle = save_bundle(meta, onnx_path, directory, card=card)
+    return load_bundle(bundle.meta_path, verify=False)  # readable; sha256 just computed
+
+
+# ---------------------------------------------------------------------------- detect runner
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], pad: int = YOLO_LETTERBOX_PAD
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping aspect into (height, width), centred, padded with `pad`. Returns the
+    image, the scale and the (left, top) offset."""
+    height, width = size
+    h, w = image.shape[:2]
+    s = min(height / h, width / w)
+    rw, rh = max(1, round(w * s)), max(1, round(h * s))
+    resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    left, top = (width - rw) // 2, (height - rh) // 2
+    out = cv2.copyMakeBorder(
+        resized,
+        top,
+        height - rh - top,
+        left,
+        width - rw - left,
+        borderType=cv2.BORDER_CONSTANT,
+        value=(pad, pad, pad),
+    )
+    return out, s, (left, top)
+
+
+class DetectRunner:
+    """Runs a YOLOv8 ``detect`` ONNX bundle with ONNX Runtime on BGR images."""
+
+    def __init__(self, bundle: Bundle, threads: int = 1) -> None:
+        meta = bundle.meta
+        if meta.task != "detect" or meta.format != "onnx":
+            raise BundleError(f"bundle {meta.name} is not an ONNX detect bundle")
+        layout = meta.extra.get("detect_output", {}).get("layout")
+        if layout != "yolov8":
+            raise BundleError(f"bundle {meta.name}: unknown detector output layout {layout!r}")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        self.meta = meta
+        self.pad = int(meta.extra.get("letterbox_pad", YOLO_LETTERBOX_PAD))
+        self._session = ort.InferenceSession(
+            str(bundle.weights_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, path: Path | str, threads: int = 1) -> DetectRunner:
+        return cls(load_bundle(path), threads=threads)
+
+    def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
+        """(batch, 4 + classes, anchors) outputs and each image's (scale, left, top)."""
+        batch, geometry = [], []
+        for image in images:
+            boxed, s, (left, top) = letterbox(image, self.meta.input_size, self.pad)
+            batch.append(cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB))
+            geometry.append((s, left, top))
+        x = np.stack(batch).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(
+            self.meta.preprocess.scale
+        )
+        out = self._session.run(None, {self._input: np.ascontiguousarray(x)})[0]
+        return np.asarray(out, dtype=np.float32), geometry
+
+    def top(self, images: Sequence[np.ndarray]) -> list[tuple[str, float, np.ndarray, tuple]]:
+        """Per image: (label, score, all class scores of that box, box x1, y1, x2, y2 in
+        the image's pixels) of the single highest-scoring box."""
+        if not images:
+            return []
+        out, geometry = self.raw(images)
+        results = []
+        for pred, (s, left, top) in zip(out, geometry, strict=True):
+            scores = pred[4:]  # (classes, anchors)
+            anchor = int(np.argmax(scores.max(axis=0)))
+            cls = int(np.argmax(scores[:, anchor]))
+            cx, cy, w, h = pred[:4, anchor]
+            box = (
+                float((cx - w / 2 - left) / s),
+                float((cy - h / 2 - top) / s),
+                float((cx + w / 2 - left) / s),
+                float((cy + h / 2 - top) / s),
+            )
+            results.append(
+                (self.meta.labels[cls], float(scores[cls, anchor]), scores[:, anchor].copy(), box)
+            )
+        return results
+
+    def detections(
+        self, image: np.ndarray, conf: float = 0.25, iou: float = 0.45
+    ) -> list[tuple[str, float, tuple[float, float, float, float]]]:
+        """All boxes above `conf` after class-agnostic NMS: (label, score, box)."""
+        out, geometry = self.raw([image])
+        pred, (s, left, top) = out[0], geometry[0]
+        scores = pred[4:].max(axis=0)
+        keep = scores >= conf
+        if not np.any(keep):
+            return []
+        cls = pred[4:, keep].argmax(axis=0)
+        cx, cy, w, h = pred[:4, keep]
+        boxes = np.stack([(cx - w / 2 - left) / s, (cy - h / 2 - top) / s, w / s, h / s], axis=1)
+        idx = cv2.dnn.NMSBoxes(boxes.tolist(), scores[keep].tolist(), conf, iou)
+        result = []
+        for i in np.asarray(idx).reshape(-1):
+            x, y, bw, bh = boxes[i]
+            result.append(
+                (self.meta.labels[int(cls[i])], float(scores[keep][i]), (x, y, x + bw, y + bh))
+            )
+        return result
