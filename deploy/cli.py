@@ -251,22 +251,6 @@ def models_prepare(
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-@bench_app.command("vision")
-def bench_vision(
-    frames: int = typer.Option(200, help="Frames per measured configuration"),
-    baseline: bool = typer.Option(True, help="Also run the YOLOv8 seed-style baseline"),
-    output: Path = typer.Option(None, help="Also write the Markdown table here"),
-) -> None:
-    """Per-frame vision cost on this machine, next to a YOLOv8 baseline in the same run."""
-    from inference.bench import run_vision_bench
-
-    setup_logging()
-    report = run_vision_bench(frames=frames, baseline=baseline)
-    typer.echo(report)
-    if output:
-        output.write_text(report, encoding="utf-8")
-
-
 @bench_app.command("speech")
 def bench_speech(
     output: Path = typer.Option(None, help="Also write the Markdown table here"),
@@ -279,6 +263,17 @@ def bench_speech(
     typer.echo(report)
     if output:
         output.write_text(report, encoding="utf-8")
+
+
+def _mount_engine_commands() -> None:
+    from inference.cli import bench_vision_command, export_command, models_import_command
+
+    app.command("export")(export_command)
+    models_app.command("import")(models_import_command)
+    bench_app.command("vision")(bench_vision_command)
+
+
+_mount_engine_commands()
 
 
 def main() -> None:

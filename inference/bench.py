@@ -6,6 +6,17 @@ baseline: an ultralytics YOLOv8n detector built from its yaml (no weights downlo
 cost of a forward pass does not depend on the weight values) running `predict()` on each
 decoded 640 frame at batch 1, as the original project did. Prints p50/p95 per stage,
 frames/s, and the ratio against the baseline.
+
+With ``--backend`` / ``--sessions`` (`run_engines_bench`) it measures the engines of
+issue 6 instead, per backend, in the same process:
+
+* the raw backend call on real face crops at each batch size — crops/s and p50/p95 per
+  call, batch 1 as the baseline;
+* the worker's engine (`inference.batching.BatchingAnalyzer`, no NATS) with N sessions in
+  a closed loop (each session sends its next frame as soon as its result is back, so the
+  worker is always saturated): the per-frame loop (batching off, the baseline) against
+  cross-session batching — frames/s, crops/s, p50/p95 frame latency, mean batch and
+  batch fill.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -131,3 +142,246 @@ def run_vision_bench(
         ratio = f"{fps / base:.1f}×" if base else "-"
         lines.append(f"| {name} | {fps:.1f} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ engines
+
+
+def _backend_rows(pipeline, crops_input, batch_sizes: Sequence[int], calls: int) -> list[dict]:
+    """Raw backend calls on real preprocessed face crops."""
+    rows = []
+    backend = pipeline.backend
+    for size in batch_sizes:
+        reps = int(np.ceil(size / len(crops_input)))
+        x = np.concatenate([crops_input] * reps)[:size]
+        for _ in range(3):
+            backend.infer(x)
+        times = []
+        n = max(5, calls // max(1, size // 8))
+        for _ in range(n):
+            t0 = time.perf_counter()
+            backend.infer(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+        rows.append(
+            {
+                "batch": size,
+                "p50": _pct(times, 50),
+                "p95": _pct(times, 95),
+                "crops_s": size * 1000.0 / statistics.fmean(times),
+            }
+        )
+    return rows
+
+
+async def _closed_loop(
+    pipeline, jpegs: list[bytes], sessions: int, frames: int, batching: bool, **kw
+) -> dict:
+    import asyncio
+
+    from inference.batching import BatchingAnalyzer
+
+    latencies: list[float] = []
+    sent: dict[str, float] = {}
+    counter = {"n": 0, "faces": 0}
+    done = asyncio.Event()
+    analyzer: BatchingAnalyzer
+
+    def send(session: str) -> None:
+        i = counter["n"] + len(sent)
+        sent[session] = time.perf_counter()
+        analyzer.submit(session, i, jpegs[i % len(jpegs)])
+
+    async def on_result(session, token, analysis, error) -> None:
+        latencies.append((time.perf_counter() - sent.pop(session)) * 1e3)
+        if error is not None:
+            raise error
+        counter["n"] += 1
+        counter["faces"] += len(analysis.faces)
+        if counter["n"] + len(sent) < frames:
+            send(session)
+        elif not sent:
+            done.set()
+
+    analyzer = BatchingAnalyzer(pipeline, on_result, batching=batching, **kw)
+    analyzer.start()
+    try:
+        t0 = time.perf_counter()
+        for i in range(sessions):
+            send(f"s{i}")
+        await asyncio.wait_for(done.wait(), 600)
+        wall = time.perf_counter() - t0
+    finally:
+        await analyzer.stop()
+    stats = analyzer.stats
+    sizes = stats.batch_sizes
+    return {
+        "frames_s": counter["n"] / wall,
+        "crops_s": counter["faces"] / wall,
+        "frames": counter["n"],
+        "faces": counter["faces"],
+        "wall": wall,
+        "latencies": latencies,
+        "sizes": sizes,
+        "p50": _pct(latencies, 50),
+        "p95": _pct(latencies, 95),
+        "mean_batch": statistics.fmean(sizes) if sizes else 1.0,
+        "fill": stats.fill(analyzer.max_batch) if sizes else 1.0 / analyzer.max_batch,
+        "solo": stats.solo,
+        "batches": stats.batches,
+    }
+
+
+def run_engines_bench(
+    backends: Sequence[str] = ("auto",),
+    sessions: Sequence[int] = (1, 4, 8),
+    batch_sizes: Sequence[int] = (1, 8, 32, 64),
+    frames: int = 300,
+    models_dir: Path | None = None,
+    classifier: str = "fer-mini-xception",
+    window_ms: float = 2.0,
+    max_batch: int = 32,
+    concurrency: int = 1,
+    faces_per_frame: int = 1,
+    rounds: int = 3,
+) -> str:
+    """Backends × batch sizes (raw calls) and backends × sessions × batching on/off
+    (the worker's engine, closed loop). Returns the Markdown report."""
+    import asyncio
+
+    from inference.pipeline import VisionPipeline
+    from inference.prepare import default_models_dir, prepare_models
+
+    models_dir = models_dir or default_models_dir()
+    if classifier == "fer-mini-xception":
+        prepare_models(models_dir)
+    jpegs = face_frames(max(40, frames // 4)) if faces_per_frame == 1 else _multi_face(frames)
+    lines = [
+        f"### Engines: backends, batch sizes, cross-session batching ({classifier})",
+        "",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"{_gpu_name()}, Python {platform.python_version()}. Worker engine: batch window "
+        f"{window_ms:g} ms, max batch {max_batch}, {concurrency} preparing thread(s), "
+        f"{'one face' if faces_per_frame == 1 else 'four 320×240 tiles (up to 4 faces)'} "
+        f"per 640×480 frame, {frames} frames per row in {rounds} alternating rounds, "
+        f"closed loop. Load average at start: {_load()}.",
+        "",
+    ]
+    raw_lines = [
+        "| backend | batch | p50 ms/call | p95 ms/call | crops/s | × batch 1 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    worker_lines = [
+        "| backend | sessions | mode | frames/s | crops/s | p50 ms | p95 ms | mean batch "
+        "| fill | one hop | × per-frame |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in backends:
+        pipeline = VisionPipeline.load(
+            models_dir, classifier=classifier, backend=name, max_batch=max(max_batch, *batch_sizes)
+        )
+        label = pipeline.backend.label + (
+            "" if name in ("auto", pipeline.backend.label) else f" (asked {name})"
+        )
+        prepared = [pipeline.prepare_jpeg(j) for j in jpegs[:16]]
+        crops = np.concatenate([p.inputs for p in prepared if p.size])
+        if not len(crops):
+            raise RuntimeError("the benchmark frames should hold faces; none was found")
+        rows = _backend_rows(pipeline, crops, batch_sizes, calls=max(20, frames // 4))
+        base = rows[0]["crops_s"] if rows and rows[0]["batch"] == 1 else None
+        for r in rows:
+            ratio = f"{r['crops_s'] / base:.1f}×" if base else "-"
+            raw_lines.append(
+                f"| {label} | {r['batch']} | {r['p50']:.3f} | {r['p95']:.3f} "
+                f"| {r['crops_s']:.0f} | {ratio} |"
+            )
+        # the engine runs at the worker's max batch
+        pipeline = VisionPipeline.load(
+            models_dir, classifier=classifier, backend=name, max_batch=max_batch
+        )
+        for n in sessions:
+            # the two modes alternate in `rounds` short runs, so a change in the machine's
+            # load during the run hits both alike; figures are pooled over the rounds
+            runs: dict[str, list[dict]] = {"per-frame": [], "batched": []}
+            for batching in (False, True):  # warm-up (threads, detectors, caches): not kept
+                asyncio.run(_closed_loop(pipeline, jpegs, n, 4 * n, batching, max_batch=max_batch))
+            for _ in range(rounds):
+                for mode, batching in (("per-frame", False), ("batched", True)):
+                    runs[mode].append(
+                        asyncio.run(
+                            _closed_loop(
+                                pipeline,
+                                jpegs,
+                                n,
+                                max(n, frames // rounds),
+                                batching,
+                                max_batch=max_batch,
+                                window_ms=window_ms,
+                                prepare_workers=concurrency,
+                            )
+                        )
+                    )
+            results = {mode: _pool(rs) for mode, rs in runs.items()}
+            per = results["per-frame"]["frames_s"]
+            for mode, r in results.items():
+                batched = mode == "batched" and r["solo"] < 1.0
+                mean_batch = f"{r['mean_batch']:.1f}" if batched else "-"
+                fill = f"{r['fill'] * 100:.0f}%" if batched else "-"
+                one_hop = f"{r['solo'] * 100:.0f}%" if mode == "batched" else "-"
+                worker_lines.append(
+                    f"| {label} | {n} | {mode} | {r['frames_s']:.1f} | {r['crops_s']:.1f} "
+                    f"| {r['p50']:.2f} | {r['p95']:.2f} | {mean_batch} | {fill} | {one_hop} "
+                    f"| {r['frames_s'] / per:.2f}× |"
+                )
+    lines += ["#### Raw backend call on face crops", "", *raw_lines, ""]
+    lines += ["#### Worker engine, N sessions (closed loop)", "", *worker_lines, ""]
+    lines.append(
+        "mean batch = model inputs per batched inference call; fill = mean batch / max "
+        "batch; one hop = frames analysed at once because nothing else was waiting (the "
+        "unbatched path); frames/s and latency are pooled over the rounds."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _pool(runs: list[dict]) -> dict:
+    """Figures of several runs of one configuration taken together."""
+    wall = sum(r["wall"] for r in runs)
+    latencies = [v for r in runs for v in r["latencies"]]
+    sizes = [v for r in runs for v in r["sizes"]]
+    return {
+        "frames_s": sum(r["frames"] for r in runs) / wall,
+        "crops_s": sum(r["faces"] for r in runs) / wall,
+        "p50": _pct(latencies, 50),
+        "p95": _pct(latencies, 95),
+        "mean_batch": statistics.fmean(sizes) if sizes else 1.0,
+        "fill": statistics.fmean(r["fill"] for r in runs),
+        "solo": sum(r["solo"] for r in runs) / max(1, sum(r["frames"] for r in runs)),
+    }
+
+
+def _multi_face(count: int) -> list[bytes]:
+    """Frames with four faces each (2×2 astronaut tiles) for crop-heavy runs."""
+    single = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in face_frames(8)]
+    frames = []
+    for i in range(max(8, count // 8)):
+        tiles = [cv2.resize(single[(i + k) % 8], (320, 240)) for k in range(4)]
+        canvas = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+        _ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        frames.append(buf.tobytes())
+    return frames
+
+
+def _load() -> str:
+    try:
+        return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def _gpu_name() -> str:
+    from inference.backends.base import torch_cuda_reason
+
+    if torch_cuda_reason() is not None:
+        return ", no GPU"
+    import torch
+
+    return f", GPU {torch.cuda.get_device_name(0)}"

@@ -3,8 +3,11 @@
 `EmotionClassifier` reads everything about its model from the bundle's metadata
 (`inference.bundle`): input size, gray or colour, scale/mean/std, resize mode, how much
 margin to take around a face box, the label order and the label map. It crops every face
-of a frame, stacks the crops into one batch, runs ONNX Runtime once (CPU), and returns one
-dict over the product's seven classes per face (`inference.labels`).
+of a frame, stacks the crops into one batch, runs its backend once (`inference.backends`:
+ONNX Runtime on the CPU by default, or torch / TensorRT), and returns one dict over the
+product's seven classes per face (`inference.labels`). The vision worker's cross-session
+batching uses the pieces separately: `crop_face` + `preprocess` per frame, one
+`backend.infer` for many frames, `outputs_to_probs` + `to_product` per frame.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inference.bundle import Bundle, BundleError, load_bundle
+from inference.backends import Backend, create_backend
+from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle
 from inference.labels import mapping_matrix, to_product_probs_batch
 
 log = logging.getLogger(__name__)
@@ -27,53 +31,12 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-class EmotionClassifier:
-    """Runs one classify bundle on face crops. One instance per worker thread: an ONNX
-    Runtime session may be shared, but the reusable input buffer here may not."""
+class CropPreprocessor:
+    """Face box → model-sized crop → normalised input tensor, as a bundle's metadata says.
+    No model: the export's calibration and verification inputs use it too."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1) -> None:
-        meta = bundle.meta
-        if meta.task != "classify":
-            raise BundleError(f"bundle {meta.name} is a {meta.task} model, not a classifier")
-        if meta.format != "onnx":
-            raise BundleError(
-                f"bundle {meta.name} is in {meta.format} format; EmotionClassifier runs onnx"
-            )
-        import onnxruntime as ort
-
-        self.bundle = bundle
+    def __init__(self, meta: BundleMeta) -> None:
         self.meta = meta
-        # resolve the label map now, so a bundle with an unmappable label fails at load
-        self._matrix = mapping_matrix(meta.labels, meta.label_map)
-        options = ort.SessionOptions()
-        # one frame at a time on a small machine: parallelism inside a 64×64 network costs
-        # more in thread hand-offs than it gains (measured in docs/face-detector.md)
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(
-            str(bundle.weights_path), options, providers=["CPUExecutionProvider"]
-        )
-        model_input = self._session.get_inputs()[0]
-        self._input_name = model_input.name
-        height, width = meta.input_size
-        expected = (
-            [meta.channels, height, width]
-            if meta.layout == "nchw"
-            else [height, width, meta.channels]
-        )
-        declared = list(model_input.shape[1:])
-        if all(isinstance(d, int) for d in declared) and declared != expected:
-            raise BundleError(
-                f"bundle {meta.name}: model input {model_input.shape} does not match the "
-                f"metadata's {meta.layout} {expected}"
-            )
-        n_out = self._session.get_outputs()[0].shape[-1]
-        if isinstance(n_out, int) and n_out != len(meta.labels):
-            raise BundleError(
-                f"bundle {meta.name}: model has {n_out} outputs but {len(meta.labels)} labels"
-            )
         pre = meta.preprocess
         channels = meta.channels
         self._scale = np.float32(pre.scale)
@@ -83,18 +46,9 @@ class EmotionClassifier:
             self._mean = np.repeat(self._mean, channels)
             self._std = np.repeat(self._std, channels)
 
-    @classmethod
-    def load(cls, path: Path | str, threads: int = 1) -> EmotionClassifier:
-        """Load the bundle at `path` (sidecar, weights or single-bundle directory)."""
-        return cls(load_bundle(path), threads=threads)
-
-    @property
-    def name(self) -> str:
-        return self.meta.name
-
-    @property
-    def wants_color(self) -> bool:
-        return self.meta.color != "gray"
+    def fit_image(self, image: np.ndarray) -> np.ndarray:
+        """A whole image (BGR or gray) resized and converted as if it were one face crop."""
+        return self._convert_color(self._resize(image))
 
     # ---------------------------------------------------------------- cropping
 
@@ -170,8 +124,6 @@ class EmotionClassifier:
             return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
         return crop
 
-    # ---------------------------------------------------------------- inference
-
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Stack model-sized uint8 crops into the float32 input tensor."""
         batch = np.stack([c if c.ndim == 3 else c[:, :, None] for c in crops]).astype(np.float32)
@@ -182,15 +134,75 @@ class EmotionClassifier:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         return batch
 
+
+class EmotionClassifier(CropPreprocessor):
+    """Runs one classify bundle on face crops through a `Backend` (ONNX Runtime on the
+    CPU unless told otherwise). One instance per worker thread: the backend is not
+    thread-safe (the vision pipeline serialises `predict_raw` with a lock)."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        threads: int = 1,
+        backend: Backend | str | dict | None = None,
+        max_batch: int = 64,
+    ) -> None:
+        """`backend`: a loaded `Backend`, or a config for `create_backend` (``"auto"``,
+        ``"onnxruntime"``, ``"torch-cuda"``, …). None keeps the original behaviour: ONNX
+        Runtime on the CPU with `threads` threads, and an error if that cannot run."""
+        meta = bundle.meta
+        if meta.task != "classify":
+            raise BundleError(f"bundle {meta.name} is a {meta.task} model, not a classifier")
+        CropPreprocessor.__init__(self, meta)
+        self.bundle = bundle
+        # resolve the label map now, so a bundle with an unmappable label fails at load
+        self._matrix = mapping_matrix(meta.labels, meta.label_map)
+        if backend is None:
+            if meta.format != "onnx":
+                raise BundleError(
+                    f"bundle {meta.name} is in {meta.format} format; name a backend that "
+                    "runs it (backend='torch' or 'tensorrt')"
+                )
+            backend = create_backend(
+                "onnxruntime", bundle, strict=True, threads=threads, max_batch=max_batch
+            )
+        elif not isinstance(backend, Backend):
+            backend = create_backend(backend, bundle, threads=threads, max_batch=max_batch)
+        self.backend = backend
+
+    @classmethod
+    def load(
+        cls, path: Path | str, threads: int = 1, backend: Backend | str | dict | None = None
+    ) -> EmotionClassifier:
+        """Load the bundle at `path` (sidecar, weights or single-bundle directory)."""
+        return cls(load_bundle(path), threads=threads, backend=backend)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def wants_color(self) -> bool:
+        return self.meta.color != "gray"
+
     def predict_raw(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(N, len(labels)) probabilities in the model's own label order."""
         if not crops:
             return np.zeros((0, len(self.meta.labels)), dtype=np.float32)
-        out = self._session.run(None, {self._input_name: self.preprocess(crops)})[0]
-        out = np.asarray(out, dtype=np.float32).reshape(len(crops), -1)
+        return self.outputs_to_probs(self.backend.infer(self.preprocess(crops)))
+
+    def outputs_to_probs(self, out: np.ndarray) -> np.ndarray:
+        """(N, len(labels)) probabilities in the model's order from raw backend output."""
+        out = np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)
         if self.meta.output == "logits":
             out = _softmax(out)
         return out
+
+    def to_product(self, probs: np.ndarray) -> list[dict[str, float]]:
+        """Product-class dicts for (N, len(labels)) probabilities in the model's order."""
+        if len(probs) == 0:
+            return []
+        return to_product_probs_batch(probs, self.meta.labels, matrix=self._matrix)
 
     def classify_crops(self, crops: Sequence[np.ndarray]) -> list[dict[str, float]]:
         """Product-class probabilities for model-sized crops (from `crop_face`)."""

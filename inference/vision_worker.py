@@ -3,7 +3,16 @@
 Stateless apart from one waiting frame per session: workers share the load through a
 NATS queue group, and a frame that arrives while an older one of the same session still
 waits replaces it (latest frame wins; the replaced one is counted as dropped). Model work
-runs in a thread pool, never on the event loop.
+runs in threads, never on the event loop.
+
+With ``batching`` on (the default) the worker batches the model inputs (face crops, or
+whole letterboxed frames for a single-stage YOLOv8 detector) of all sessions: frames are
+decoded and their faces found by `concurrency` preparing threads, and one inference thread
+runs one backend call per batch — when `max_batch` inputs are waiting, when the oldest has
+waited `batch_window_ms`, or at once when nothing else is on its way (so a lone session
+is never slowed down). Results are routed back per session; at most one frame per session
+waits at any stage (`inference.batching`). With ``batching`` off every frame is analysed
+on its own, as before.
 """
 
 from __future__ import annotations
@@ -12,9 +21,9 @@ import asyncio
 import logging
 import os
 import socket
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
+from typing import Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -23,10 +32,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from inference.batching import Batch, BatchingAnalyzer
 from stream import bus, contract
 from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
+
+#: Forget a session's per-session metric labels after this long without a frame.
+SESSION_IDLE_S = 120.0
 
 
 class VisionSettings(BaseSettings):
@@ -38,8 +51,30 @@ class VisionSettings(BaseSettings):
     #: ~/.cache/intervue/models).
     models_dir: Path | None = None
     detector: str = "auto"
-    #: Frames analysed at once by this worker (each analysis uses its own threads too).
+    #: The emotion model: a bundle name in `models_dir` or a path to a bundle sidecar /
+    #: weights file. A ``classify`` bundle runs on the face detector's crops; a ``detect``
+    #: bundle (YOLOv8) runs single-stage and `detector` is not used.
+    classifier: str = "fer-mini-xception"
+    #: Which runtime runs the emotion model: auto picks the fastest that works here
+    #: (tensorrt > onnxruntime-cuda > torch-cuda > onnxruntime-cpu).
+    backend: Literal[
+        "auto", "onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda", "tensorrt"
+    ] = "auto"
+    #: Threads per runtime call (ONNX Runtime intra-op, OpenCV).
+    threads: int = Field(1, ge=0, le=64)
+    #: Frames prepared at once (decode + face detection), each in its own thread.
     concurrency: int = Field(1, ge=1, le=32)
+    #: Batch model inputs across sessions (off: every frame on its own).
+    batching: bool = True
+    #: Longest a prepared frame waits for others to join its batch (ms).
+    batch_window_ms: float = Field(2.0, ge=0.0, le=50.0)
+    #: Most model inputs (face crops / frames) in one inference call.
+    max_batch: int = Field(32, ge=1, le=1024)
+    #: Single-stage detectors: score and NMS IoU thresholds.
+    conf: float = Field(0.25, gt=0.0, lt=1.0)
+    iou: float = Field(0.45, gt=0.0, lt=1.0)
+    #: Faces analysed per frame at most (highest scores first).
+    max_faces: int = Field(4, ge=1, le=64)
     #: Serve Prometheus metrics on this port (0 = off).
     metrics_port: int = Field(0, ge=0, le=65535)
     name: str = Field(default_factory=lambda: f"vision-{socket.gethostname()}-{os.getpid()}")
@@ -55,13 +90,39 @@ class WorkerMetrics:
         )
         self.stage_ms = Histogram(
             "intervue_vision_stage_ms",
-            "Per-stage analysis time (ms)",
+            "Per-stage analysis time (ms): decode, detect, classify, wait, total, infer",
             ["stage"],
-            buckets=(1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250),
+            buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 100, 250),
             registry=self.registry,
         )
         self.sessions = Gauge(
             "intervue_vision_sessions", "Sessions with a waiting frame", registry=self.registry
+        )
+        self.batch_size = Histogram(
+            "intervue_vision_batch_size",
+            "Model inputs (face crops or frames) per inference call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+            registry=self.registry,
+        )
+        self.batch_frames = Histogram(
+            "intervue_vision_batch_frames",
+            "Frames (sessions) per inference call",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "intervue_vision_dropped_frames",
+            "Frames replaced by a newer one of the same session before analysis",
+            ["session"],
+            registry=self.registry,
+        )
+        self.sessions_served = Gauge(
+            "intervue_vision_sessions_served",
+            f"Sessions that sent a frame in the last {SESSION_IDLE_S:.0f} s",
+            registry=self.registry,
+        )
+        self.sessions_total = Counter(
+            "intervue_vision_sessions_seen", "Distinct sessions served", registry=self.registry
         )
 
 
@@ -82,40 +143,49 @@ class VisionWorker:
         self.bus_settings = bus_settings
         self.settings = settings
         self.metrics = metrics or WorkerMetrics()
-        # session → newest waiting frame; OrderedDict gives round-robin fairness.
-        self._waiting: OrderedDict[str, contract.Frame] = OrderedDict()
-        self._wakeup = asyncio.Event()
-        self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="vision")
-        self._tasks: list[asyncio.Task] = []
+        self.analyzer = BatchingAnalyzer(
+            pipeline,
+            self._on_result,
+            batching=settings.batching,
+            max_batch=settings.max_batch,
+            window_ms=settings.batch_window_ms,
+            prepare_workers=settings.concurrency,
+            on_drop=self._on_drop,
+            on_batch=self._on_batch,
+        )
         self._sub = None
+        self._last_seen: dict[str, float] = {}
+        self._pruned = time.monotonic()
         self.counts = {"received": 0, "analysed": 0, "dropped": 0, "rejected": 0, "failed": 0}
 
     async def start(self) -> None:
         await bus.ensure_events_stream(self.js, self.bus_settings)
+        self.analyzer.start()
         self._sub = await self.nc.subscribe(
             contract.frames_wildcard(), queue=contract.VISION_QUEUE_GROUP, cb=self._on_frame
         )
-        self._tasks = [
-            asyncio.create_task(self._analyse_loop(), name=f"analyse-{i}")
-            for i in range(self.settings.concurrency)
-        ]
+        try:  # the server knows the subscription before start() returns
+            await self.nc.flush(timeout=2)
+        except Exception as exc:
+            log.warning("could not flush the frame subscription: %s", exc)
+        backend = getattr(self.pipeline, "backend", None)
         log.info(
-            "vision worker %s serving %s in queue group %s (model %s)",
+            "vision worker %s serving %s in queue group %s (model %s, backend %s, %s)",
             self.settings.name,
             contract.frames_wildcard(),
             contract.VISION_QUEUE_GROUP,
             getattr(self.pipeline, "model_name", "?"),
+            getattr(backend, "label", "?"),
+            f"batching ≤{self.analyzer.max_batch} inputs / {self.settings.batch_window_ms:g} ms"
+            if self.analyzer.batching
+            else "no batching",
         )
 
     async def stop(self) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.analyzer.stop()
 
     def _reject(self, reason: str, subject: str, detail: str = "") -> None:
         self.counts["rejected"] += 1
@@ -135,48 +205,71 @@ class VisionWorker:
         if frame.session != contract.session_from_subject(msg.subject):
             self._reject("session_mismatch", msg.subject)
             return
-        if frame.session in self._waiting:
-            self.counts["dropped"] += 1
-            self.metrics.frames.labels(outcome="dropped").inc()
-            del self._waiting[frame.session]  # re-insert at the end: fair round robin
-        self._waiting[frame.session] = frame
-        self.metrics.sessions.set(len(self._waiting))
-        self._wakeup.set()
+        self._seen(frame.session)
+        self.analyzer.submit(frame.session, frame, frame.jpeg)
+        self.metrics.sessions.set(self.analyzer.waiting_sessions)
 
-    async def _analyse_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._waiting:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            _, frame = self._waiting.popitem(last=False)
-            self.metrics.sessions.set(len(self._waiting))
-            try:
-                analysis = await loop.run_in_executor(
-                    self._pool, self.pipeline.analyse_jpeg, frame.jpeg
-                )
-            except ValueError as exc:  # CorruptFrameError and other bad payloads
-                self.counts["failed"] += 1
+    def _seen(self, session: str) -> None:
+        now = time.monotonic()
+        if session not in self._last_seen:
+            self.metrics.sessions_total.inc()
+        self._last_seen[session] = now
+        if now - self._pruned > 10.0:  # forget idle sessions' labels, at most every 10 s
+            self._pruned = now
+            for old in [s for s, t in self._last_seen.items() if now - t > SESSION_IDLE_S]:
+                del self._last_seen[old]
+                self.analyzer.scheduler.forget(old)
+                self.analyzer.stats.dropped.pop(old, None)
+                try:
+                    self.metrics.dropped.remove(old)
+                except KeyError:
+                    pass
+        self.metrics.sessions_served.set(len(self._last_seen))
+
+    def _on_drop(self, session: str, frame: contract.Frame) -> None:
+        self.counts["dropped"] += 1
+        self.metrics.frames.labels(outcome="dropped").inc()
+        self.metrics.dropped.labels(session=session).inc()
+
+    def _on_batch(self, batch: Batch, infer_ms: float) -> None:
+        # called from the inference thread; prometheus_client metrics are thread-safe
+        self.metrics.batch_size.observe(batch.size)
+        self.metrics.batch_frames.observe(len(batch.entries))
+        self.metrics.stage_ms.labels(stage="infer").observe(infer_ms)
+
+    async def _on_result(
+        self,
+        session: str,
+        frame: contract.Frame,
+        analysis: object,
+        error: BaseException | None,
+    ) -> None:
+        self.metrics.sessions.set(self.analyzer.waiting_sessions)
+        if error is not None:
+            self.counts["failed"] += 1
+            if isinstance(error, ValueError):  # CorruptFrameError and other bad payloads
                 self.metrics.frames.labels(outcome="corrupt").inc()
-                log.warning("corrupt frame %s/%d: %s", frame.session, frame.seq, exc)
-                continue
-            except Exception:
-                self.counts["failed"] += 1
+                log.warning("corrupt frame %s/%d: %s", frame.session, frame.seq, error)
+            else:
                 self.metrics.frames.labels(outcome="error").inc()
-                log.exception("analysis failed for %s/%d", frame.session, frame.seq)
-                continue
-            result = self._result(frame, analysis)
-            try:
-                await bus.publish_event(self.js, result, "emotion")
-            except Exception as exc:  # JetStream down: the frame is lost, keep serving
-                self.metrics.frames.labels(outcome="publish_failed").inc()
-                log.warning("could not publish result %s/%d: %s", frame.session, frame.seq, exc)
-                continue
-            self.counts["analysed"] += 1
-            self.metrics.frames.labels(outcome="analysed").inc()
-            for stage, ms in analysis.timings_ms.items():
-                self.metrics.stage_ms.labels(stage=stage).observe(ms)
+                log.error(
+                    "analysis failed for %s/%d",
+                    frame.session,
+                    frame.seq,
+                    exc_info=(type(error), error, error.__traceback__),
+                )
+            return
+        result = self._result(frame, analysis)
+        try:
+            await bus.publish_event(self.js, result, "emotion")
+        except Exception as exc:  # JetStream down: the frame is lost, keep serving
+            self.metrics.frames.labels(outcome="publish_failed").inc()
+            log.warning("could not publish result %s/%d: %s", frame.session, frame.seq, exc)
+            return
+        self.counts["analysed"] += 1
+        self.metrics.frames.labels(outcome="analysed").inc()
+        for stage, ms in analysis.timings_ms.items():
+            self.metrics.stage_ms.labels(stage=stage).observe(ms)
 
     def _result(self, frame: contract.Frame, analysis: object) -> contract.EmotionResult:
         faces = [
@@ -212,7 +305,18 @@ async def run_vision_worker(bus_settings: BusSettings, settings: VisionSettings)
     from inference.prepare import default_models_dir
 
     models_dir = settings.models_dir or default_models_dir()
-    pipeline = await asyncio.to_thread(VisionPipeline.load, models_dir, settings.detector)
+    pipeline = await asyncio.to_thread(
+        VisionPipeline.load,
+        models_dir,
+        settings.detector,
+        classifier=settings.classifier,
+        threads=settings.threads,
+        backend=settings.backend,
+        max_batch=settings.max_batch,
+        conf=settings.conf,
+        iou=settings.iou,
+        max_faces=settings.max_faces,
+    )
     metrics = WorkerMetrics()
     await bus.serve(
         bus_settings,

@@ -1,0 +1,771 @@
+"""``intervue export``: a model bundle → ONNX (dynamic batch) or a TensorRT engine.
+
+Formats are declared in one table (`EXPORT_FORMATS`, like ultralytics' exporter): what
+each needs, whether it needs a GPU, which arguments apply. Every export
+
+1. finds the PyTorch module the bundle came from (`load_torch_module`: a ``torch``
+   bundle, a ``.pt`` companion written by ``intervue models import``, the FER rebuild);
+   with none, an ONNX bundle itself is the reference (run by ONNX Runtime on the CPU) and
+   the export says so;
+2. writes ONNX (opset 17, TorchScript exporter, dynamic batch axis named ``batch``),
+   simplified with onnxslim or onnxsim when one is installed, otherwise only checked and
+   shape-inferred with onnx's own tools (recorded in the metadata as ``simplifier``);
+3. for ``engine``: builds a serialized TensorRT engine from that ONNX with the
+   ``tensorrt`` Python API (builder + ONNX parser, one optimisation profile with
+   min/opt/max batch, fp16, int8 with an entropy calibrator over an image folder and a
+   calibration cache, a workspace limit);
+4. verifies the exported file against the reference on generated inputs (half noise,
+   half smooth patterns, run through the bundle's own preprocessing) and prints the
+   agreement: top-1 % and max abs error. An export that disagrees beyond `TOLERANCES`
+   fails and writes nothing;
+5. writes a bundle: the weights beside a JSON sidecar (`inference.bundle`; metadata is in
+   the sidecar, not a header inside the weights file) with the source bundle's task,
+   labels, input size and preprocessing, plus ``extra.export``: source bundle (name, path,
+   sha256), precision, batch profile, opset, simplifier, the verification figures, and for
+   engines the TensorRT version, GPU name and compute capability — engines only run on
+   the TensorRT version and GPU architecture that built them, and the TensorRT backend
+   refuses any other (`check_engine_compat`).
+
+Output name: ``<source>-onnx-<precision>`` / ``<source>-trt-<precision>`` in the source
+bundle's directory unless told otherwise, so the worker's ``--backend auto`` finds the
+variants of a bundle beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inference.backends import BackendUnavailable, load_torch_module
+from inference.backends.base import export_info, torch_cuda_reason
+from inference.backends.tensorrt_backend import gpu_facts, tensorrt_reason
+from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle, save_bundle
+
+log = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the export table."""
+
+    name: str
+    format: str  # the --format value and the bundle's `format`
+    suffix: str
+    requires: tuple[str, ...]  # Python modules it imports
+    gpu: bool  # needs an NVIDIA GPU
+    args: tuple[str, ...]  # export() arguments that apply
+
+
+EXPORT_FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat("ONNX", "onnx", ".onnx", ("torch", "onnx"), False, ("half", "batch", "imgsz")),
+    ExportFormat(
+        "TensorRT",
+        "engine",
+        ".engine",
+        ("torch", "onnx", "tensorrt"),
+        True,
+        ("half", "int8", "calib_dir", "batch", "imgsz", "workspace_gb"),
+    ),
+)
+
+#: precision → (min top-1 agreement, max abs error or None): beyond these an export fails.
+TOLERANCES: dict[str, tuple[float, float | None]] = {
+    "fp32": (0.99, 1e-3),
+    "fp16": (0.97, 5e-2),
+    "int8": (0.80, None),
+}
+
+
+class ExportError(RuntimeError):
+    """The export cannot be done here, or its output disagrees with the reference."""
+
+
+def export_table() -> str:
+    """The format table as Markdown (``intervue export --help`` shows it)."""
+    lines = [
+        "| format | --format | suffix | needs | GPU | arguments |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in EXPORT_FORMATS:
+        lines.append(
+            f"| {f.name} | {f.format} | {f.suffix} | {', '.join(f.requires)} | "
+            f"{'yes' if f.gpu else 'no'} | {', '.join(f.args)} |"
+        )
+    return "\n".join(lines)
+
+
+def _format(name: str) -> ExportFormat:
+    for f in EXPORT_FORMATS:
+        if f.format == name.lower():
+            return f
+    raise ExportError(
+        f"unknown export format {name!r}; known: {[f.format for f in EXPORT_FORMATS]}"
+    )
+
+
+# ------------------------------------------------------------------------------ results
+
+
+@dataclass
+class Agreement:
+    """How an exported model agrees with its reference on the same inputs."""
+
+    n: int
+    top1: float  # fraction of inputs with the same top class
+    max_abs_error: float
+    reference: str  # what the reference was ("torch fer_port rebuild …", "onnxruntime …")
+    candidate: str  # what ran the export ("onnxruntime-cpu", "tensorrt")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        return (
+            f"agreement with {self.reference}: top-1 {self.top1 * 100:.2f}% over {self.n} "
+            f"inputs, max abs error {self.max_abs_error:.3g} ({self.candidate})"
+        )
+
+
+@dataclass
+class ExportResult:
+    """What `export` wrote and how well it agrees with its reference."""
+
+    format: str
+    bundle: Bundle
+    precision: str
+    agreement: Agreement
+    simplifier: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.weights_path
+
+    @property
+    def sidecar(self) -> Path:
+        return self.bundle.meta_path
+
+    def summary(self) -> str:
+        info = export_info(self.bundle)
+        lines = [
+            f"exported {info.get('source_name')} → {self.path} ({self.format}, {self.precision}, "
+            f"batch {info.get('batch', {})}) in {self.seconds:.1f} s",
+            f"metadata: {self.sidecar} (sidecar JSON)",
+            self.agreement.line(),
+            f"simplifier: {self.simplifier}",
+        ]
+        if self.format == "engine":
+            lines.append(
+                f"engine tied to TensorRT {info.get('tensorrt_version')} on "
+                f"{info.get('gpu_name')} (compute capability {info.get('compute_capability')}): "
+                "other TensorRT versions or GPU architectures refuse to load it"
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "weights": str(self.path),
+            "sidecar": str(self.sidecar),
+            "precision": self.precision,
+            "agreement": self.agreement.as_dict(),
+            "simplifier": self.simplifier,
+            "seconds": round(self.seconds, 3),
+            "notes": list(self.notes),
+            "export": export_info(self.bundle),
+        }
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _generated_images(meta: BundleMeta, n: int, seed: int = 0) -> list[np.ndarray]:
+    """`n` uint8 images at the model's input size in the model's colour: half uniform
+    noise, half smooth sinusoid patterns (noise alone barely moves a face model)."""
+    rng = np.random.default_rng(seed)
+    height, width = meta.input_size
+    yy, xx = np.mgrid[0:height, 0:width]
+    images = []
+    for i in range(n):
+        if i % 2 == 0:
+            img = rng.integers(0, 256, size=(height, width, meta.channels), dtype=np.uint8)
+        else:
+            chans = []
+            for _ in range(meta.channels):
+                fx, fy, ph = rng.uniform(0.5, 4.0), rng.uniform(0.5, 4.0), rng.uniform(0, 6.3)
+                wave = np.sin(2 * np.pi * (fx * xx / width + fy * yy / height) + ph)
+                chans.append(127.5 + 127.5 * wave * rng.uniform(0.3, 1.0))
+            img = np.clip(np.stack(chans, axis=-1), 0, 255).astype(np.uint8)
+        images.append(img[:, :, 0] if meta.channels == 1 else img)
+    return images
+
+
+def normalise(meta: BundleMeta, images: list[np.ndarray]) -> np.ndarray:
+    """Model-sized uint8 images (in the model's colour) → the float32 input batch."""
+    from inference.emotion import CropPreprocessor
+
+    return CropPreprocessor(meta).preprocess(images)
+
+
+def sample_inputs(meta: BundleMeta, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Generated verification inputs, preprocessed exactly as the worker would."""
+    return normalise(meta, _generated_images(meta, n, seed))
+
+
+def calibration_images(calib_dir: Path | str, meta: BundleMeta, limit: int = 512) -> np.ndarray:
+    """INT8 calibration inputs: every image under `calib_dir` (recursively, at most
+    `limit`), made into model inputs the way the worker makes them — a classifier gets
+    the whole image as its face crop (so give it face crops), a detector a letterboxed
+    frame. Raises `ExportError` when the folder holds no readable image."""
+    from inference.emotion import CropPreprocessor
+    from inference.yolo import YOLO_LETTERBOX_PAD, letterbox
+
+    root = Path(calib_dir)
+    if not root.is_dir():
+        raise ExportError(f"calibration folder {root} does not exist")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    pre = CropPreprocessor(meta)
+    images = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("calibration: skipped unreadable %s", path)
+            continue
+        if meta.task == "detect":
+            boxed, _, _ = letterbox(
+                img, meta.input_size, int(meta.extra.get("letterbox_pad", YOLO_LETTERBOX_PAD))
+            )
+            images.append(pre._convert_color(boxed))
+        else:
+            images.append(pre.fit_image(img))
+    if not images:
+        raise ExportError(f"no readable images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
+    return pre.preprocess(images)
+
+
+# ------------------------------------------------------------------------------ agreement
+
+
+def agreement(
+    meta: BundleMeta, reference: np.ndarray, candidate: np.ndarray, ref_name: str, cand_name: str
+) -> Agreement:
+    """Top-1 agreement and max abs error of two outputs of the same inputs. Classifiers:
+    argmax per row. Detectors ((N, 4 + classes, anchors)): the class of the reference's
+    best-scoring anchor, read in both outputs."""
+    reference = np.asarray(reference, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape:
+        raise ExportError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
+    err = float(np.max(np.abs(reference - candidate)))
+    if meta.task == "detect":
+        scores_r, scores_c = reference[:, 4:, :], candidate[:, 4:, :]
+        anchor = scores_r.max(axis=1).argmax(axis=1)
+        rows = np.arange(reference.shape[0])
+        top_r = scores_r[rows, :, anchor].argmax(axis=1)
+        top_c = scores_c[rows, :, anchor].argmax(axis=1)
+    else:
+        flat_r = reference.reshape(reference.shape[0], -1)
+        flat_c = candidate.reshape(candidate.shape[0], -1)
+        top_r, top_c = flat_r.argmax(axis=1), flat_c.argmax(axis=1)
+    return Agreement(
+        n=int(reference.shape[0]),
+        top1=float(np.mean(top_r == top_c)),
+        max_abs_error=err,
+        reference=ref_name,
+        candidate=cand_name,
+    )
+
+
+def _torch_run(module: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    import torch
+
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            y = module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
+            if isinstance(y, (tuple, list)):
+                y = y[0]
+            outs.append(y.float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+def _ort_run(path: Path, x: np.ndarray, batch: int) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    outs = [
+        session.run(None, {name: np.ascontiguousarray(x[i : i + batch])})[0]
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(outs).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ ONNX
+
+
+def torch_to_onnx(
+    module: Any,
+    path: Path | str,
+    channels: int,
+    input_size: tuple[int, int],
+    opset: int = ONNX_OPSET,
+    half: bool = False,
+    device: str = "cpu",
+    output_name: str = "output",
+) -> Path:
+    """Export `module` to ONNX with a dynamic batch axis (input ``input``, output
+    `output_name`), with the TorchScript exporter (no onnxscript needed)."""
+    import onnx
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = module.to(device).eval()
+    dtype = torch.float16 if half else torch.float32
+    if half:
+        module = module.half()
+    dummy = torch.zeros(1, channels, *input_size, dtype=dtype, device=device)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            module,
+            (dummy,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=[output_name],
+            dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
+            do_constant_folding=True,
+        )
+    onnx.checker.check_model(str(path))
+    return path
+
+
+def make_batch_dynamic(src: Path, dst: Path) -> Path:
+    """Copy an ONNX model with the first axis of every graph input and output renamed to
+    the symbolic ``batch`` (for bundles without PyTorch weights)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].ClearField("dim_value")
+            dims[0].dim_param = "batch"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def simplify_onnx(path: Path) -> str:
+    """Simplify in place with onnxslim or onnxsim when installed; otherwise run onnx's
+    shape inference and checker only. Returns what was done (goes in the metadata)."""
+    import onnx
+
+    try:
+        import onnxslim
+
+        onnx.save(onnxslim.slim(str(path)), str(path))
+        return f"onnxslim {getattr(onnxslim, '__version__', '')}".strip()
+    except ImportError:
+        pass
+    except Exception as exc:  # a simplifier bug must not lose the export
+        log.warning("onnxslim failed (%s); keeping the unsimplified model", exc)
+    try:
+        import onnxsim
+
+        model, ok = onnxsim.simplify(onnx.load(str(path)))
+        if ok:
+            onnx.save(model, str(path))
+            return f"onnxsim {getattr(onnxsim, '__version__', '')}".strip()
+        log.warning("onnxsim could not validate its simplification; keeping the original")
+    except ImportError:
+        pass
+    except Exception as exc:
+        log.warning("onnxsim failed (%s); keeping the unsimplified model", exc)
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return (
+        f"onnx {onnx.__version__} shape inference + checker only (onnxslim/onnxsim not "
+        "installed; torch's constant folding ran at export)"
+    )
+
+
+# ------------------------------------------------------------------------------ TensorRT
+
+
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    input_shape: tuple[int, int, int],
+    batch: tuple[int, int, int],
+    half: bool = False,
+    int8: bool = False,
+    calib: np.ndarray | None = None,
+    calib_cache: Path | None = None,
+    workspace_gb: float = 4.0,
+    trt: Any = None,
+    calib_device: str = "cuda",
+) -> dict[str, Any]:
+    """Build and write a serialized TensorRT engine from `onnx_path`.
+
+    `input_shape` is (C, H, W); `batch` the (min, opt, max) of the optimisation profile;
+    `calib` the preprocessed INT8 calibration inputs (with `int8`), `calib_cache` where
+    the calibration cache is read from / written to. `trt` is the tensorrt module (given
+    by tests to check the build's structure without a GPU). Returns build facts.
+    """
+    if trt is None:
+        import tensorrt as trt
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError("TensorRT's ONNX parser failed: " + "; ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    precision = "fp32"
+    if half:
+        if not builder.platform_has_fast_fp16:
+            log.warning("this GPU has no fast fp16; building fp16 anyway")
+        config.set_flag(trt.BuilderFlag.FP16)
+        precision = "fp16"
+    calibrator = None
+    if int8:
+        if calib is None or not len(calib):
+            raise ExportError("--int8 needs calibration images (--calib DIR)")
+        if not builder.platform_has_fast_int8:
+            log.warning("this GPU has no fast int8; building int8 anyway")
+        config.set_flag(trt.BuilderFlag.INT8)
+        if half:  # let layers INT8 cannot take fall back to fp16, not fp32
+            config.set_flag(trt.BuilderFlag.FP16)
+        calibrator = make_calibrator(trt, calib, batch[2], calib_cache, calib_device)
+        config.int8_calibrator = calibrator
+        precision = "int8"
+    profile = builder.create_optimization_profile()
+    name = network.get_input(0).name
+    c, h, w = input_shape
+    profile.set_shape(name, (batch[0], c, h, w), (batch[1], c, h, w), (batch[2], c, h, w))
+    config.add_optimization_profile(profile)
+    if calibrator is not None and hasattr(config, "set_calibration_profile"):
+        config.set_calibration_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError("TensorRT could not build the engine (see its log above)")
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    engine_path.write_bytes(bytes(serialized))
+    return {
+        "precision": precision,
+        "input": name,
+        "profile": {"min": batch[0], "opt": batch[1], "max": batch[2]},
+        "workspace_gb": workspace_gb,
+    }
+
+
+def make_calibrator(
+    trt: Any, calib: np.ndarray, batch: int, cache: Path | None, device: str = "cuda"
+) -> Any:
+    """An `IInt8EntropyCalibrator2` feeding `calib` (preprocessed inputs) in batches of
+    `batch` from a torch buffer on `device` (CUDA for TensorRT); reads/writes the
+    calibration cache at `cache`."""
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            super().__init__()
+            import torch
+
+            self.batch = max(1, min(batch, len(calib)))
+            self.index = 0
+            self.device_input = torch.empty(
+                (self.batch, *calib.shape[1:]), dtype=torch.float32, device=device
+            )
+
+        def get_batch_size(self) -> int:
+            return self.batch
+
+        def get_batch(self, names: list[str]) -> list[int] | None:
+            import torch
+
+            if self.index + self.batch > len(calib):
+                return None
+            chunk = calib[self.index : self.index + self.batch]
+            self.device_input.copy_(torch.from_numpy(np.ascontiguousarray(chunk)))
+            self.index += self.batch
+            return [int(self.device_input.data_ptr())]
+
+        def read_calibration_cache(self) -> bytes | None:
+            if cache is not None and Path(cache).is_file():
+                log.info("int8: reusing calibration cache %s", cache)
+                return Path(cache).read_bytes()
+            return None
+
+        def write_calibration_cache(self, data: Any) -> None:
+            if cache is not None:
+                Path(cache).write_bytes(bytes(data))
+                log.info("int8: wrote calibration cache %s", cache)
+
+    return EntropyCalibrator()
+
+
+# ------------------------------------------------------------------------------ export
+
+
+def _check_can_export(fmt: ExportFormat, half: bool, int8: bool) -> None:
+    if int8 and fmt.format != "engine":
+        raise ExportError("--int8 applies to TensorRT engines only (--format engine)")
+    if fmt.format == "onnx" and half:
+        reason = torch_cuda_reason()
+        if reason:
+            raise ExportError(
+                f"--half ONNX export traces the model in fp16 on a CUDA device, and there is "
+                f"none here ({reason}); export fp32 ONNX, or an fp16 TensorRT engine on a GPU"
+            )
+    if fmt.format == "engine":
+        reasons = [r for r in (tensorrt_reason(), torch_cuda_reason()) if r]
+        if reasons:
+            raise ExportError(
+                "TensorRT export needs an NVIDIA GPU and the tensorrt package: "
+                + "; ".join(reasons)
+                + ". The ONNX export (--format onnx) is what TensorRT consumes; build the "
+                "engine on the machine that will run it"
+            )
+
+
+def export(
+    bundle_path: Path | str,
+    format: str = "onnx",
+    half: bool = False,
+    int8: bool = False,
+    calib_dir: Path | str | None = None,
+    batch: int = 32,
+    imgsz: int | None = None,
+    *,
+    output_dir: Path | str | None = None,
+    name: str | None = None,
+    workspace_gb: float = 4.0,
+    calib_cache: Path | str | None = None,
+    n_verify: int = 64,
+    opset: int = ONNX_OPSET,
+) -> ExportResult:
+    """Export the bundle at `bundle_path` (see the module docstring) and return the
+    result; raises `ExportError` when it cannot be done here or fails verification.
+
+    `batch` is the largest batch the export is built for (the TensorRT profile's max; its
+    opt is half of it; ONNX always has a dynamic batch); `imgsz` overrides the input size
+    (square; needs the PyTorch weights)."""
+    start = time.perf_counter()
+    fmt = _format(format)
+    if batch < 1:
+        raise ExportError("--batch must be at least 1")
+    _check_can_export(fmt, half, int8)
+    src = load_bundle(bundle_path)
+    meta = src.meta
+    notes: list[str] = []
+    input_size = (imgsz, imgsz) if imgsz else tuple(meta.input_size)
+    if meta.task == "detect" and (input_size[0] % 32 or input_size[1] % 32):
+        raise ExportError(f"a YOLOv8 detector's input size must be a multiple of 32: {input_size}")
+    try:
+        module, origin = load_torch_module(src)
+        reference = f"PyTorch ({origin})"
+    except BackendUnavailable as exc:
+        module = None
+        if meta.format != "onnx":
+            raise ExportError(f"no PyTorch weights and no ONNX to start from: {exc}") from exc
+        if imgsz and tuple(input_size) != tuple(meta.input_size):
+            raise ExportError(f"--imgsz needs the PyTorch weights, and {exc}") from exc
+        reference = f"the source ONNX {meta.weights} (onnxruntime-cpu)"
+        notes.append(f"no PyTorch reference ({exc}); verified against the source ONNX")
+    precision = "int8" if int8 else ("fp16" if half else "fp32")
+    out_dir = Path(output_dir) if output_dir else src.directory
+    root_name = str(export_info(src).get("source_name") or meta.name)
+    stem = name or f"{root_name}-{'trt' if fmt.format == 'engine' else 'onnx'}-{precision}"
+    new_meta_fields: dict[str, Any] = {"input_size": tuple(input_size)}
+    verify_meta = dataclasses.replace(meta, **new_meta_fields)
+    x = sample_inputs(verify_meta, n_verify)
+    with tempfile.TemporaryDirectory(prefix="intervue-export-") as tmp:
+        onnx_path = Path(tmp) / f"{stem}.onnx"
+        if module is not None:
+            torch_to_onnx(
+                module,
+                onnx_path,
+                meta.channels,
+                input_size,
+                opset=opset,
+                half=half and fmt.format == "onnx",
+                device="cuda" if half and fmt.format == "onnx" else "cpu",
+            )
+            if half and fmt.format == "onnx":
+                module = module.float().cpu()
+            ref_out = _torch_run(module, x, batch)
+        else:
+            make_batch_dynamic(src.weights_path, onnx_path)
+            ref_out = _ort_run(src.weights_path, x, 1)
+        simplifier = simplify_onnx(onnx_path)
+        facts: dict[str, Any] = {}
+        if fmt.format == "onnx":
+            weights = onnx_path
+            if half:
+                x_run = x.astype(np.float16)
+                import onnxruntime as ort
+
+                providers = [
+                    p
+                    for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+                    if p in ort.get_available_providers()
+                ]
+                sess = ort.InferenceSession(str(onnx_path), providers=providers)
+                in_name = sess.get_inputs()[0].name
+                cand_out = np.concatenate(
+                    [
+                        sess.run(None, {in_name: x_run[i : i + batch]})[0]
+                        for i in range(0, len(x_run), batch)
+                    ]
+                ).astype(np.float32)
+            else:
+                cand_out = _ort_run(onnx_path, x, batch)
+            candidate = "onnxruntime (fp16)" if half else "onnxruntime-cpu"
+            profile = {"min": 1, "opt": max(1, batch // 2), "max": batch, "dynamic": True}
+        else:
+            weights = Path(tmp) / f"{stem}.engine"
+            calib = None
+            cache = Path(calib_cache) if calib_cache else None
+            if int8:
+                if calib_dir is None:
+                    raise ExportError("--int8 needs --calib DIR (a folder of images)")
+                calib = calibration_images(calib_dir, verify_meta)
+                cache = cache or out_dir / f"{stem}.calib"
+            opt = max(1, batch // 2)
+            facts = build_engine(
+                onnx_path,
+                weights,
+                (meta.channels, *input_size),
+                (1, opt, batch),
+                half=half,
+                int8=int8,
+                calib=calib,
+                calib_cache=cache,
+                workspace_gb=workspace_gb,
+            )
+            import tensorrt as trt
+
+            facts.update(gpu_facts(0), tensorrt_version=trt.__version__)
+            if calib is not None:
+                facts["calibration"] = {
+                    "images": len(calib),
+                    "dir": str(calib_dir),
+                    "cache": str(cache) if cache else None,
+                }
+            cand_out = _engine_run(weights, x, batch)
+            candidate = "tensorrt"
+            profile = {"min": 1, "opt": opt, "max": batch, "dynamic": True}
+        result = agreement(verify_meta, ref_out, cand_out, reference, candidate)
+        print(result.line(), flush=True)
+        min_top1, max_err = TOLERANCES[precision]
+        if result.top1 < min_top1 or (max_err is not None and result.max_abs_error > max_err):
+            raise ExportError(
+                f"the {fmt.name} export disagrees with {reference}: top-1 "
+                f"{result.top1 * 100:.2f}% (needs ≥ {min_top1 * 100:.0f}%), max abs error "
+                f"{result.max_abs_error:.3g}"
+                + (f" (allowed ≤ {max_err:g})" if max_err is not None else "")
+                + "; nothing written"
+            )
+        extra = {k: v for k, v in meta.extra.items() if k not in ("export", "torch")}
+        if "torch" in meta.extra and out_dir.resolve() == src.directory.resolve():
+            extra["torch"] = meta.extra["torch"]  # the companion file is beside it
+        import onnx
+
+        try:
+            import torch
+
+            torch_version = torch.__version__
+        except ImportError:
+            torch_version = None
+        extra["export"] = {
+            "format": fmt.format,
+            "source_name": root_name,
+            "source_bundle": str(src.meta_path.resolve()),
+            "source_sha256": meta.sha256,
+            "source_format": meta.format,
+            "precision": precision,
+            "batch": profile,
+            "opset": opset,
+            "simplifier": simplifier,
+            "reference": reference,
+            "verification": result.as_dict(),
+            "onnx_version": onnx.__version__,
+            "torch_version": torch_version,
+            **facts,
+        }
+        new_meta = dataclasses.replace(
+            meta,
+            name=stem,
+            format=fmt.format,
+            input_size=tuple(input_size),
+            extra=extra,
+            weights="",
+            sha256="",
+            card=None,
+        )
+        bundle = save_bundle(new_meta, weights, out_dir, card=src.card_path)
+    return ExportResult(
+        format=fmt.format,
+        bundle=bundle,
+        precision=precision,
+        agreement=result,
+        simplifier=simplifier,
+        seconds=time.perf_counter() - start,
+        notes=notes,
+    )
+
+
+def _engine_run(engine_path: Path, x: np.ndarray, batch: int) -> np.ndarray:
+    """Run a freshly built engine (not yet a bundle) through the TensorRT backend."""
+    from inference.backends.config import TensorRTConfig
+    from inference.backends.tensorrt_backend import TensorRTBackend
+
+    backend = TensorRTBackend(TensorRTConfig(max_batch=batch))
+    backend.load_engine_file(engine_path)
+    try:
+        return backend.infer(x)
+    finally:
+        backend.close()
+
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "TOLERANCES",
+    "Agreement",
+    "BundleError",
+    "ExportError",
+    "ExportFormat",
+    "ExportResult",
+    "build_engine",
+    "calibration_images",
+    "export",
+    "export_table",
+    "sample_inputs",
+    "simplify_onnx",
+    "torch_to_onnx",
+]
