@@ -340,8 +340,12 @@ def torch_to_onnx(
     if half:
         module = module.half()
     dummy = torch.zeros(1, channels, *input_size, dtype=dtype, device=device)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+    # Not under no_grad: there nn.MultiheadAttention (ViT) takes its fused fast path,
+    # which has no ONNX export.
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which would
+        # pull in onnxscript; these graphs export fine with it.
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (dummy,),

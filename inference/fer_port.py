@@ -29,7 +29,6 @@ import importlib.util
 import json
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -507,30 +506,9 @@ def export_onnx(
 ) -> Path:
     """Export the torch rebuild to ONNX with a dynamic batch axis (input ``input``,
     output ``probs``). Uses the TorchScript exporter, which needs no onnxscript."""
-    import torch
+    from inference.export import torch_to_onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, channels, *input_size, dtype=torch.float32)
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated in favour of the dynamo one, which would
-        # pull in onnxscript; the graph here is static and exports fine either way
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=["probs"],
-            dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
-            do_constant_folding=True,
-        )
-    import onnx
-
-    onnx.checker.check_model(onnx.load(str(path)))
-    return path
+    return torch_to_onnx(module, path, channels, input_size, opset=opset, output_name="probs")
 
 
 def onnx_forward(path: Path | str, x_nchw: np.ndarray) -> np.ndarray:

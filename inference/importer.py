@@ -35,18 +35,11 @@ from typing import Any
 from inference.backends.torch_backend import load_ultralytics_checkpoint, prepare_ultralytics
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, save_bundle, sha256_file
 from inference.labels import FER_TO_PRODUCT, LabelMapError, resolve_label_map
+from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT
 from stream.contract import EMOTIONS
 
 log = logging.getLogger(__name__)
 
-YOLO_LETTERBOX_PAD = 114
-YOLOV8_DETECT_OUTPUT: dict[str, Any] = {
-    "layout": "yolov8",
-    "shape": "batch, 4 + classes, anchors",
-    "boxes": "cx, cy, w, h in input pixels",
-    "scores": "per-class sigmoid",
-    "nms": False,
-}
 #: ONNX Runtime may differ from PyTorch by this much before the import fails.
 MAX_IMPORT_ERROR = 1e-3
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,6 +32,14 @@ from inference.labels import mapping_matrix, to_product_probs_batch
 log = logging.getLogger(__name__)
 
 YOLO_LETTERBOX_PAD = 114
+#: How a YOLOv8 detect bundle's raw output is laid out (its sidecar's extra.detect_output).
+YOLOV8_DETECT_OUTPUT: dict[str, Any] = {
+    "layout": "yolov8",
+    "shape": "batch, 4 + classes, anchors",
+    "boxes": "cx, cy, w, h in input pixels",
+    "scores": "per-class sigmoid",
+    "nms": False,
+}
 
 
 @dataclass(frozen=True)

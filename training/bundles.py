@@ -29,7 +29,6 @@ and is checked against the PyTorch model with ONNX Runtime before the bundle is 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,20 +37,14 @@ import cv2
 import numpy as np
 
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, load_bundle, save_bundle
+from inference.export import torch_to_onnx
+from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT, letterbox
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-YOLO_LETTERBOX_PAD = 114
-YOLOV8_DETECT_OUTPUT: dict[str, Any] = {
-    "layout": "yolov8",
-    "shape": "batch, 4 + classes, anchors",
-    "boxes": "cx, cy, w, h in input pixels",
-    "scores": "per-class sigmoid",
-    "nms": False,
-}
 #: ONNX Runtime output may differ from PyTorch by this much before export fails.
 MAX_EXPORT_ERROR = 1e-3
 
@@ -72,31 +65,11 @@ def export_onnx(
     """Export `module` (eval mode, CPU) to ONNX at `path` with a dynamic batch axis, then
     run both on the same random batch; returns the max abs difference (raises
     `ExportError` beyond `MAX_EXPORT_ERROR`)."""
-    import onnx
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     module = module.eval().cpu()
-    dummy = torch.zeros(1, channels, *input_size, dtype=torch.float32)
-    # not under no_grad: there nn.MultiheadAttention (ViT) takes its fused fast path,
-    # which has no ONNX export
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated in favour of the dynamo one, which would
-        # pull in onnxscript; these graphs export fine with it
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["input"],
-            output_names=[output_name],
-            dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
-            do_constant_folding=True,
-        )
-    onnx.checker.check_model(str(path))
+    torch_to_onnx(module, path, channels, input_size, opset=ONNX_OPSET, output_name=output_name)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(check_batch, channels, *input_size, generator=gen)
     with torch.no_grad():
@@ -205,29 +178,6 @@ def write_bundle(meta: BundleMeta, onnx_path: Path, directory: Path, card_text: 
 
 
 # ---------------------------------------------------------------------------- detect runner
-
-
-def letterbox(
-    image: np.ndarray, size: tuple[int, int], pad: int = YOLO_LETTERBOX_PAD
-) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize keeping aspect into (height, width), centred, padded with `pad`. Returns the
-    image, the scale and the (left, top) offset."""
-    height, width = size
-    h, w = image.shape[:2]
-    s = min(height / h, width / w)
-    rw, rh = max(1, round(w * s)), max(1, round(h * s))
-    resized = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    left, top = (width - rw) // 2, (height - rh) // 2
-    out = cv2.copyMakeBorder(
-        resized,
-        top,
-        height - rh - top,
-        left,
-        width - rw - left,
-        borderType=cv2.BORDER_CONSTANT,
-        value=(pad, pad, pad),
-    )
-    return out, s, (left, top)
 
 
 class DetectRunner:
