@@ -120,6 +120,7 @@ async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> N
         max_bytes=settings.events_max_bytes,
         # A result published twice on a retry is stored once.
         duplicate_window=30.0,
+        num_replicas=settings.stream_replicas,
     )
     try:
         await js.stream_info(contract.EVENTS_STREAM)
@@ -130,7 +131,9 @@ async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> N
     await js.update_stream(config=config)
 
 
-async def ensure_utterances_stream(js: JetStreamContext) -> None:
+async def ensure_utterances_stream(
+    js: JetStreamContext, settings: BusSettings | None = None
+) -> None:
     """Create the utterances work queue if missing (idempotent). Work-queue retention: a
     message leaves the stream when a speech worker acknowledges it, so an utterance whose
     worker died is redelivered to another one, and none is lost."""
@@ -142,6 +145,7 @@ async def ensure_utterances_stream(js: JetStreamContext) -> None:
         # Unanswered audio is worthless after a day; a cap keeps a dead fleet from
         # filling the disk.
         max_age=24 * 3600.0,
+        num_replicas=settings.stream_replicas if settings else 1,
     )
     try:
         await js.stream_info(contract.UTTERANCES_STREAM)

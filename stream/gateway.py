@@ -310,7 +310,7 @@ async def _on_startup(app: web.Application) -> None:
         gateway.nc = await bus.connect(gateway.bus_settings, "intervue-gateway")
         gateway.owns_nc = True
     await bus.ensure_events_stream(gateway.nc.jetstream(), gateway.bus_settings)
-    await bus.ensure_utterances_stream(gateway.nc.jetstream())
+    await bus.ensure_utterances_stream(gateway.nc.jetstream(), gateway.bus_settings)
 
 
 async def _on_shutdown(app: web.Application) -> None:

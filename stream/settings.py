@@ -30,6 +30,9 @@ class BusSettings(BaseSettings):
     events_max_age_s: float = Field(7 * 24 * 3600.0, ge=0)
     #: Cap on the events stream's size in bytes (-1 = unlimited); oldest go first.
     events_max_bytes: int = Field(-1, ge=-1)
+    #: JetStream replicas of intervue's streams (events, utterances): 3 on a 3-server
+    #: NATS cluster so a server loss loses nothing; 1 on a single server.
+    stream_replicas: int = Field(1, ge=1, le=5)
     #: Largest frame payload a worker accepts; bigger ones are counted and skipped.
     frame_max_bytes: int = Field(512 * 1024, ge=1024, le=8 * 1024 * 1024)
 

@@ -14,7 +14,6 @@ from inference.speech.worker import (
     SpeechSettings,
     SpeechWorker,
     ensure_speech_consumer,
-    ensure_utterances_stream,
 )
 from stream import bus, contract
 from tests.media import make_speech_wav, read_wav
@@ -119,7 +118,7 @@ async def test_crashed_worker_message_is_redelivered(nc, bus_settings, tiny, ans
     js = nc.jetstream()
     session = new_session()
     crash_settings = settings("w-crash", ack_wait_s=2.0)
-    await ensure_utterances_stream(js)
+    await bus.ensure_utterances_stream(js)
     await ensure_speech_consumer(js, crash_settings)
     await publish_utterance(js, utterance(session, answer_pcm, uid="taken"))
 

@@ -6,7 +6,7 @@ Public surface (import from the submodules):
 * `inference.speech.models`: ``prepare_whisper_models``, ``resolve_model``
 * `inference.speech.transcriber`: ``Transcriber``, ``TranscriptionResult``
 * `inference.speech.metrics`: ``speaking_metrics``
-* `inference.speech.worker`: ``SpeechSettings``, ``SpeechWorker``, ``run_speech_worker``,
-  ``ensure_utterances_stream``
+* `inference.speech.worker`: ``SpeechSettings``, ``SpeechWorker``, ``run_speech_worker``
+  (the work queue itself: `stream.bus.ensure_utterances_stream`)
 * `inference.speech.bench`: ``run_speech_bench`` (for ``intervue bench speech``)
 """

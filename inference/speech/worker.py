@@ -103,13 +103,6 @@ class SpeechSettings(BaseSettings):
         return self
 
 
-async def ensure_utterances_stream(js: JetStreamContext) -> None:
-    """Create the utterances work queue if missing (idempotent). The stream's configuration
-    lives in `stream.bus.ensure_utterances_stream`, which the gateway calls too, so both
-    roles always agree on it; this name is kept for the worker's callers."""
-    await bus.ensure_utterances_stream(js)
-
-
 def consumer_config(settings: SpeechSettings) -> ConsumerConfig:
     return ConsumerConfig(
         name=contract.SPEECH_CONSUMER,
@@ -204,7 +197,7 @@ class SpeechWorker:
 
     async def start(self) -> None:
         await bus.ensure_events_stream(self.js, self.bus_settings)
-        await ensure_utterances_stream(self.js)
+        await bus.ensure_utterances_stream(self.js, self.bus_settings)
         await ensure_speech_consumer(self.js, self.settings)
         self._sub = await self.js.pull_subscribe_bind(
             durable=contract.SPEECH_CONSUMER, stream=contract.UTTERANCES_STREAM
