@@ -834,6 +834,31 @@ def downloads(store: EventStore, session: str) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def invite_form(settings: DashboardSettings) -> None:
+    """Issue a signed, expiring room link with the gateway's key (the same key the
+    gateway checks: INTERVUE_GATEWAY_TOKEN_SECRET_FILE, set for every role by `up`)."""
+    from stream import tokens
+    from stream.settings import GatewaySettings
+
+    with st.expander("Invite a candidate"):
+        with st.form("invite", clear_on_submit=False):
+            room = st.text_input("Room", value="interview-1", max_chars=64)
+            hours = st.number_input("Valid for (hours)", 0.25, 168.0, 2.0, step=0.25)
+            made = st.form_submit_button("Make link")
+        if not made:
+            return
+        try:
+            key = GatewaySettings().secret()
+            if key is None:
+                st.info("The gateway runs in dev mode: rooms need no invitation.")
+                return
+            token = tokens.issue(key, room, float(hours) * 3600, time.time())
+        except (ValueError, OSError) as exc:
+            st.error(str(exc))
+            return
+        st.code(f"{settings.gateway_url.rstrip('/')}/?room={room}&token={token}", language=None)
+
+
 def main() -> None:
     st.set_page_config(page_title="intervue · dashboard", page_icon="🎙️", layout="wide")
     st.markdown(STYLE, unsafe_allow_html=True)
@@ -856,6 +881,7 @@ def main() -> None:
             else:
                 st.logout()
         st.caption(f"NATS: {bus_settings.nats_url}")
+        invite_form(settings)
     session = st.query_params.get("session")
     if session:
         session_page(store, settings, session, user)

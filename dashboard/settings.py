@@ -28,6 +28,8 @@ class DashboardSettings(BaseSettings):
     #: .streamlit/secrets.toml and Authlib), or "auto": OIDC when it is configured, else the
     #: password.
     auth: Literal["auto", "password", "oidc"] = "auto"
+    #: The room's public address, for invitation links made on the dashboard.
+    gateway_url: str = "http://127.0.0.1:8080/"
     #: The login name (the password is shared by every interviewer who knows it).
     username: str = Field("interviewer", min_length=1, max_length=64)
     #: A salted hash of the password: ``scrypt$n$r$p$salt$hash`` or

@@ -506,3 +506,23 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
     finally:
         store.stop()
         server.stop()
+
+
+# --------------------------------------------------------------------------- invitations
+
+
+def test_the_dashboard_makes_invitation_links_the_gateway_accepts(app_env, monkeypatch):
+    from stream import tokens
+
+    key = "dashboard-invitation-signing-key-0123456789"
+    monkeypatch.setenv("INTERVUE_GATEWAY_TOKEN_SECRET", key)
+    monkeypatch.setenv("INTERVUE_DASHBOARD_GATEWAY_URL", "https://rooms.example/")
+    at = app().run()
+    [room] = [t for t in at.sidebar.text_input if t.label == "Room"]
+    room.input("kim-1")
+    at.sidebar.button[-1].click().run()
+    assert not at.exception
+    [link] = [c.value for c in at.sidebar.code]
+    assert link.startswith("https://rooms.example/?room=kim-1&token=")
+    token = link.split("token=", 1)[1]
+    assert tokens.verify(key.encode(), token, "kim-1", time.time()).room == "kim-1"
