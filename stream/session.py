@@ -20,6 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.contrib.media import MediaRecorder, MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -121,6 +122,8 @@ class RoomSession:
         self.created_at = time.monotonic()
         self.last_media_at = self.created_at
         self.pc: RTCPeerConnection | None = None
+        self.recorder: MediaRecorder | None = None
+        self._relay: MediaRelay | None = None
         self.channel: Any = None
         self.sampler = FrameSampler(settings.analysis_fps)
         self.slot: LatestFrameSlot[tuple[Any, float, str]] = LatestFrameSlot(
@@ -169,10 +172,16 @@ class RoomSession:
         self.last_media_at = time.monotonic()  # ICE + DTLS take a moment before media
         pc.on("datachannel", self._on_datachannel)
         pc.on("connectionstatechange", self._on_connection_state)
+        recorder = self._recorder()
         for transceiver in pc.getTransceivers():
             track = transceiver.receiver.track
             if track is None:
                 continue
+            if recorder is not None:
+                # One track, two readers: the analysis and the recording.
+                self._relay = self._relay or MediaRelay()
+                recorder.addTrack(self._relay.subscribe(track))
+                track = self._relay.subscribe(track)
             if track.kind == "video":
                 self._pts_to_rtp = watch_sender_reports(transceiver.receiver, self.capture_clock)
                 self._spawn(self._consume_video(track), "video")
@@ -183,6 +192,9 @@ class RoomSession:
         )
         self._spawn(self._publish_frames(), "publish")
         self._spawn(self._stats_loop(), "stats")
+        if recorder is not None:
+            await recorder.start()
+            self.recorder = recorder
         try:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
@@ -191,6 +203,16 @@ class RoomSession:
             raise SessionError(f"cannot answer the offer: {exc}") from exc
         await self._publish_lifecycle("started")
         return pc.localDescription
+
+    def _recorder(self) -> MediaRecorder | None:
+        """Raw audio and video are stored only when recording is turned on
+        (INTERVUE_GATEWAY_RECORD_DIR): then the session's media goes to <dir>/<id>.mkv."""
+        if self.settings.record_dir is None:
+            return None
+        self.settings.record_dir.mkdir(parents=True, exist_ok=True)
+        path = self.settings.record_dir / f"{self.id}.mkv"
+        log.info("session %s: recording to %s", self.id, path)
+        return MediaRecorder(str(path))
 
     def _on_datachannel(self, channel: Any) -> None:
         self.channel = channel
@@ -248,6 +270,12 @@ class RoomSession:
                 await self._result_sub.unsubscribe()
             self._result_sub = None
         try:
+            if self.recorder is not None:
+                try:
+                    await asyncio.wait_for(self.recorder.stop(), timeout=PC_CLOSE_TIMEOUT_S)
+                except Exception as exc:  # a half-written file is still a file
+                    log.warning("session %s: recording did not close cleanly: %s", self.id, exc)
+                self.recorder = None
             if self.pc is not None:
                 # aiortc's close waits for its RTCP loops; a peer that vanished mid-
                 # handshake must not keep the session (and its slot) alive.

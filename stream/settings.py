@@ -68,6 +68,9 @@ class GatewaySettings(BaseSettings):
     #: Session creation per client address: a burst, then this many per minute (429 past it).
     session_burst: int = Field(10, ge=1, le=10_000)
     sessions_per_minute: float = Field(30.0, gt=0)
+    #: Raw audio and video are never stored unless this is set: then each session is
+    #: recorded to <record_dir>/<session>.mkv (VP8 + Opus; costs CPU for encoding).
+    record_dir: Path | None = None
     #: Sessions need a signed invitation (`intervue invite`) unless dev mode is on.
     dev_mode: bool = False
     #: The invitation signing key, inline or in a file (at least 32 bytes; never logged).

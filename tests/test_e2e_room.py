@@ -212,3 +212,38 @@ async def test_a_vanished_browser_closes_the_session_without_leaks(stack, media)
     await asyncio.sleep(0.5)
     # Every per-session task (video, publish, stats, watchdog, …) is gone.
     assert len(asyncio.all_tasks()) <= baseline_tasks + 1
+
+
+async def test_media_is_recorded_only_when_recording_is_on(nc, bus_settings, media, tmp_path):
+    """Privacy: nothing but events is stored by default (the other tests' gateways have no
+    record_dir); with INTERVUE_GATEWAY_RECORD_DIR the session's audio and video land there."""
+    record_dir = tmp_path / "recordings"
+    app = create_app(GatewaySettings(dev_mode=True, record_dir=record_dir), bus_settings, nc=nc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    gateway = app[GATEWAY]
+    try:
+        async with launch_browser(video=media["face"], audio=media["speech"]) as browser:
+            async with logged_page(browser, f"http://127.0.0.1:{port}/?autostart") as lp:
+                await _wait(
+                    lambda: lp.page.evaluate("window.intervue.stats !== null"),
+                    timeout=30,
+                    what="media flowing",
+                    describe=lp.describe,
+                )
+                await asyncio.sleep(2.0)
+                await lp.page.click("#stop")
+            await _wait(lambda: asyncio.sleep(0, result=not gateway.sessions), 30, "the end")
+    finally:
+        await runner.cleanup()
+    [recording] = list(record_dir.glob("*.mkv"))
+    import av
+
+    with av.open(str(recording)) as container:
+        kinds = {stream.type for stream in container.streams}
+        frames = sum(1 for _ in container.decode(video=0))
+    assert kinds == {"video", "audio"}
+    assert frames > 10
