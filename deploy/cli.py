@@ -271,6 +271,9 @@ def _mount_engine_commands() -> None:
     app.command("export")(export_command)
     models_app.command("import")(models_import_command)
     bench_app.command("vision")(bench_vision_command)
+    from deploy.load import bench_load
+
+    bench_app.command("load")(bench_load)
 
 
 _mount_engine_commands()

@@ -319,7 +319,8 @@ def decode(payload: bytes, expected: type | None = None) -> BusMessage:
     """Decode one bus payload; raise `ContractError` for anything but a known message."""
     try:
         message = _decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # UnicodeDecodeError: invalid UTF-8 in a string field (msgspec raises it as is)
         raise ContractError(f"undecodable bus payload ({len(payload)} bytes): {exc}") from exc
     if message.v != SCHEMA_VERSION:
         raise ContractError(

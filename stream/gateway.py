@@ -109,12 +109,25 @@ async def _read_json(request: web.Request, limit: int) -> dict:
     if not body:
         return {}
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SessionError(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise SessionError("request body must be a JSON object")
+    try:  # "\ud800" is valid JSON but not Unicode text: nothing downstream can encode it
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SessionError("request body holds invalid Unicode (a lone surrogate)") from exc
     return data
+
+
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _text(value: object, limit: int) -> str:
+    """`value` as text of at most `limit` characters that UTF-8 (the bus) can carry."""
+    return str(value)[:limit].encode("utf-8", "replace").decode("utf-8")
 
 
 def _handle_errors(handler):  # type: ignore[no-untyped-def]
@@ -157,8 +170,9 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
     meta_in = data.get("meta", {})
     if not isinstance(meta_in, dict):
         raise SessionError("meta must be an object of strings")
-    meta = {str(k)[:64]: str(v)[:256] for k, v in list(meta_in.items())[:16]}
-    meta["user_agent"] = request.headers.get("User-Agent", "")[:256]
+    meta = {_text(k, 64): _text(v, 256) for k, v in list(meta_in.items())[:16]}
+    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates
+    meta["user_agent"] = _text(request.headers.get("User-Agent", ""), 256)
     meta["room"] = room
     session_id = new_session_id()
     session = RoomSession(
@@ -200,7 +214,7 @@ def parse_profile(session_id: str, data: dict, max_intro_chars: int) -> contract
         raise SessionError("language must be 'ko' or 'en'")
     try:
         years = int(data.get("years", 2))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), from 1e400
         raise SessionError("years of experience must be a whole number") from None
     if not 0 <= years <= 60:
         raise SessionError("years of experience must be between 0 and 60")

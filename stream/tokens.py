@@ -74,6 +74,10 @@ def verify(secret: bytes, token: str | None, room: str, now: float) -> Invitatio
     """The invitation `token` carries, if it is genuine, unexpired and for `room`."""
     if not token:
         raise TokenError("this room needs an invitation link (no token given)")
+    # A genuine token is base64url "." base64url: plain ASCII text. Anything else (a JSON
+    # number or list, non-ASCII, lone surrogates) is malformed, never a server error.
+    if not isinstance(token, str) or not token.isascii():
+        raise TokenError("the invitation token is malformed")
     body, dot, signature = token.partition(".")
     if not dot or not body or not signature or len(token) > 2048:
         raise TokenError("the invitation token is malformed")
@@ -88,6 +92,6 @@ def verify(secret: bytes, token: str | None, room: str, now: float) -> Invitatio
         raise TokenError("the invitation token is malformed") from exc
     if now >= expires:
         raise TokenError("the invitation has expired; ask for a new link")
-    if not hmac.compare_digest(token_room.encode(), room.encode()):
+    if not valid_room(room) or not hmac.compare_digest(token_room.encode(), room.encode()):
         raise TokenError("this invitation is for another room", 403)
     return Invitation(room=token_room, expires_at=expires, issued_at=float(issued))

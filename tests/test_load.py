@@ -1,0 +1,105 @@
+"""The load harness (`deploy.load`, `intervue bench load`): its pure parts, and one short
+run against an in-process stack (gateway + vision worker on the test nats-server)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from aiohttp import web
+
+from deploy import load
+
+
+def test_roles_are_read_from_command_lines():
+    py = "/venv/bin/python"
+    assert load.role_of([py, "-m", "deploy.cli", "worker", "vision"]) == "vision"
+    assert load.role_of([py, "-m", "deploy.cli", "worker", "speech", "-v"]) == "speech"
+    assert load.role_of([py, "-m", "deploy.cli", "gateway", "--port", "1"]) == "gateway"
+    assert load.role_of(["/venv/bin/intervue", "up"]) == "up"
+    assert load.role_of(["/venv/bin/nats-server", "--jetstream"]) == "nats"
+    assert load.role_of([py, "-m", "deploy.cli", "bench", "load"]) is None  # a harness
+    assert load.role_of([py, "-m", "pytest"]) is None
+
+
+def test_the_room_link_carries_the_invitation():
+    base, room, token = load._parse_url("http://127.0.0.1:8080/?room=demo&token=a.b", "", "")
+    assert (base, room, token) == ("http://127.0.0.1:8080", "demo", "a.b")
+    assert load._parse_url("http://h:1/", "r", "t") == ("http://h:1", "r", "t")
+    with pytest.raises(load.LoadError):
+        load._parse_url("127.0.0.1:8080", "", "")
+
+
+def _window(start: float, p95: float) -> load.Window:
+    return load.Window(start, start + 10, 1, 10, 1.0, 1.0, p95 / 2, p95, 10, 0, 0, 10, 0,
+                       None, {}, {}, 0.0, 0.0)  # fmt: skip
+
+
+def test_flatness_verdict():
+    flat = [_window(10 * i, p) for i, p in enumerate([900, 100, 110, 105, 100, 115, 108])]
+    assert load._flatness(flat)[0] == "flat"  # the first (warm-up) window is left out
+    rising = [_window(10 * i, 100 + 60 * i) for i in range(7)]
+    verdict, first, last, slope = load._flatness(rising)
+    assert verdict == "rising" and last > first and slope > 0
+    assert load._flatness(flat[:3])[0] == "too short to tell"
+
+
+def test_microphone_plays_the_clip_on_schedule_and_goes_quiet():
+    clip = np.full(48_000, 1000, np.int16)  # 1 s
+    mic = load.make_microphone(clip, every_s=3.0, offset_s=0.5)
+    chunks = [mic._chunk() for _ in range(50 * 7)]  # 7 s of 20 ms frames
+    loud = [any(b) for b in chunks]
+    assert not any(loud[:25])  # the 0.5 s offset
+    assert all(loud[25:75]) and not any(loud[75:175])  # 1 s of speech, then silence
+    assert mic.clips_started == 3 and mic.clips_done == 2  # third clip plays at 6.5 s
+    mic.quiet()
+    rest = [mic._chunk() for _ in range(50 * 6)]
+    assert mic.clips_started == 3 and mic.clips_done == 3  # finished, no new clip
+    assert not any(any(b) for b in rest[30:])
+
+
+@pytest.mark.slow
+async def test_a_short_run_against_an_in_process_stack(nc, bus_settings, models_dir):
+    import aioice.ice
+
+    from inference.pipeline import VisionPipeline
+    from inference.vision_worker import VisionSettings, VisionWorker
+    from stream import bus
+    from stream.gateway import create_app
+    from stream.settings import GatewaySettings
+
+    original = aioice.ice.get_host_addresses
+    worker_nc = await bus.connect(bus_settings, "load-worker")
+    worker = VisionWorker(
+        worker_nc, VisionPipeline.load(models_dir), bus_settings, VisionSettings(name="lw")
+    )
+    await worker.start()
+    runner = web.AppRunner(create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        report = await load.run_load_async(
+            f"http://127.0.0.1:{port}/",
+            2,
+            6.0,
+            report_every_s=2.0,
+            speech_every_s=30.0,
+            drain_s=0.0,
+            loopback_ice=True,
+            progress=lambda text: None,
+        )
+    finally:
+        aioice.ice.get_host_addresses = original
+        await runner.cleanup()
+        await worker.stop()
+        await worker_nc.close()
+    assert report.connected == 2 and not report.errors
+    assert len(report.windows) == 3
+    for row in report.per_session:
+        assert row["results"] > 10 and row["face_fraction"] > 0.9, row
+        assert row["glass_p50"] is not None and 0 < row["glass_p50"] < 5000, row
+    assert report.summary["fps_per_session"] > 3
+    assert report.summary["cpu"]["harness"] > 0
+    text = report.markdown()
+    assert "glass p95" in text and "Per session" in text
