@@ -484,6 +484,9 @@ async def test_vanished_browsers_release_everything(fault_bus, models_dir, tmp_p
     rounds = int(os.environ.get("INTERVUE_FAULTS_VANISH_ROUNDS", "5"))
     per_round = 10
     figures: list[dict[str, int]] = []
+    # Objects other tests of this process left alive are not this gateway's: count ours
+    # as the growth over what existed before the first round.
+    before = _process_figures()
     observer = await bus.connect(fault_bus, "vanish-observer")
     sessions: list[str] = []
     try:
@@ -529,7 +532,11 @@ async def test_vanished_browsers_release_everything(fault_bus, models_dir, tmp_p
     assert all("no media" in r or "connection" in r or "closed" in r for r in reasons), reasons
     # Round 1 warms up (codecs, thread pools); after it nothing may grow with sessions.
     base, last = figures[0], figures[-1]
-    assert all(f["peer_connections"] == 0 and f["room_sessions"] == 0 for f in figures), figures
+    assert all(
+        f["peer_connections"] <= before["peer_connections"]
+        and f["room_sessions"] <= before["room_sessions"]
+        for f in figures
+    ), (before, figures)
     assert last["tasks"] <= base["tasks"] + 2, figures
     assert last["threads"] <= base["threads"] + 4, figures
     assert last["fds"] <= base["fds"] + 8, figures
