@@ -70,6 +70,9 @@ class SpeechSettings(BaseSettings):
     #: Language code ("ko", "en", ...) or "" to detect per utterance; an utterance's own
     #: `language` field wins over this.
     language: str = ""
+    #: Re-decode a poor-looking utterance at temperatures 0.2 and 0.4 (slower: off by
+    #: default for the room's latency; see Transcriber).
+    temperature_fallback: bool = False
     compute_type: str = "int8"
     device: str = "cpu"
     beam_size: int = Field(1, ge=1, le=10)
@@ -432,6 +435,7 @@ def load_transcriber(settings: SpeechSettings) -> object:
         language=settings.language or None,
         cpu_threads=settings.cpu_threads,
         num_workers=settings.concurrency,
+        temperatures=(0.0, 0.2, 0.4) if settings.temperature_fallback else (0.0,),
     )
 
 
