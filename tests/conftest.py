@@ -12,14 +12,20 @@ from stream import bus
 from stream.settings import BusSettings
 
 
-@pytest.fixture(scope="session")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """A real nats-server with JetStream on a free port and a temporary store."""
-    store = tmp_path_factory.mktemp("nats-store")
+def own_nats_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[EmbeddedNats]:
+    """A real nats-server with JetStream on a free port and a temporary store (for a
+    fixture: yields the running server, stops it afterwards)."""
+    store = tmp_path_factory.mktemp(name)
     server = EmbeddedNats(store, port=free_port(), log_file=store / "nats.log")
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """The test session's shared nats-server."""
+    yield from own_nats_server(tmp_path_factory, "nats-store")
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,7 @@ from deploy.nats_server import EmbeddedNats, free_port
 from stream import bus, contract
 from stream.gateway import GATEWAY, Gateway, create_app
 from stream.settings import BusSettings, GatewaySettings
+from tests.conftest import own_nats_server
 
 pytestmark = pytest.mark.slow
 
@@ -54,11 +55,7 @@ def loopback_ice() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def fault_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    store = tmp_path_factory.mktemp("faults-nats")
-    server = EmbeddedNats(store, port=free_port(), log_file=store / "nats.log")
-    server.start()
-    yield server
-    server.stop()
+    yield from own_nats_server(tmp_path_factory, "faults-nats")
 
 
 @pytest.fixture(scope="module")

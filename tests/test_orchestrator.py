@@ -8,13 +8,13 @@ import asyncio
 
 import pytest
 
-from deploy.nats_server import EmbeddedNats, free_port
 from llm.engine import build_engine
 from llm.offline import OfflineEngine
 from llm.orchestrator import InterviewerSettings, Orchestrator
 from llm.settings import LlmSettings
 from stream import bus, contract
 from stream.settings import BusSettings
+from tests.conftest import own_nats_server
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_llm_client import QUESTIONS
 
@@ -25,11 +25,8 @@ pytestmark = pytest.mark.slow
 def bus_settings(tmp_path_factory):
     """A nats-server of this module's own: the interviewer's durable consumer replays the
     whole events stream, and other tests' sessions must not take the fake LLM's replies."""
-    store = tmp_path_factory.mktemp("orchestrator-nats")
-    server = EmbeddedNats(store, port=free_port(), log_file=store / "nats.log")
-    server.start()
-    yield BusSettings(nats_url=server.url)
-    server.stop()
+    for server in own_nats_server(tmp_path_factory, "orchestrator-nats"):
+        yield BusSettings(nats_url=server.url)
 
 
 INTRO = (

@@ -24,6 +24,7 @@ from inference.pipeline import VisionPipeline
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, contract
 from stream.contract import EMOTIONS
+from tests.test_vision_bus import _frame, _results
 
 #: Classifier folder names: synonyms of the product classes, so the bundle needs a label
 #: map, and ultralytics orders them alphabetically (≠ the product's order).
@@ -214,26 +215,6 @@ def test_a_permuted_checkpoint_gives_the_same_emotions(yolo_models, kind):
             assert np.allclose(fa.box, fb.box, atol=1e-3)
             assert max(abs(fa.probs[k] - fb.probs[k]) for k in EMOTIONS) < 1e-4
             assert fa.label == fb.label
-
-
-def _frame(session: str, seq: int, jpeg: bytes) -> bytes:
-    now = contract.now_ms()
-    return contract.encode(
-        contract.Frame(
-            session=session, seq=seq, capture_ms=now, sent_ms=now, width=640, height=480, jpeg=jpeg
-        )
-    )
-
-
-async def _results(nc, session: str, want: int, timeout: float = 20.0):
-    js = nc.jetstream()
-    subject = contract.event_subject(session, "emotion")
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        events = await bus.read_events(js, subject, idle_timeout_s=0.3)
-        if len(events) >= want or asyncio.get_running_loop().time() > deadline:
-            return [e.message for e in events]
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
