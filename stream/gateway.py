@@ -1,9 +1,10 @@
 """The WebRTC gateway: serves the room page, creates sessions, answers SDP offers.
 
 HTTP API (JSON):
-    POST   /api/sessions               {"room", "token"} → 201 {"session_id", "offer_url"}
-                                        (401 no/forged/expired invitation, 403 wrong room;
-                                        no token needed in dev mode)
+    POST   /api/sessions               {"room", "token"} → 201 {"session_id", "offer_url",
+                                        "ice_servers"} (401 no/forged/expired invitation,
+                                        403 wrong room; no token needed in dev mode; 429
+                                        past the per-client rate limit)
     POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
     GET    /api/sessions/{id}          → the session's state, score and counters
     POST   /api/sessions/{id}/profile  {"job_title", "years", "company", "self_intro",
@@ -34,7 +35,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from stream import bus, contract, tokens
+from stream import bus, contract, ice, tokens
+from stream.client_address import client_address
 from stream.sampler import TokenBucket
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
@@ -58,6 +60,7 @@ class Gateway:
         )
         # Read (and checked) once at start: a missing key stops the gateway here.
         self.token_key = settings.secret()
+        self.turn_secret = settings.turn_secret_bytes()
         self.nc: NATS | None = None
         self.owns_nc = False
         self.sessions: dict[str, RoomSession] = {}
@@ -75,6 +78,20 @@ class Gateway:
             "Requests answered with an error",
             ["status"],
             registry=self.registry,
+        )
+
+    def ice_servers(self, name: str) -> list[dict[str, object]]:
+        """The configured STUN/TURN servers for one peer, TURN credentials minted for it."""
+        return ice.resolve(
+            self.settings.ice_servers, self.turn_secret, name, time.time(), self.settings.turn_ttl_s
+        )
+
+    def client(self, request: web.Request) -> str:
+        """The requesting client's address (X-Forwarded-For believed from trusted proxies)."""
+        return client_address(
+            request.remote,
+            request.headers.getall("X-Forwarded-For", []),
+            self.settings.trusted_proxies,
         )
 
     def session_closed(self, session: RoomSession) -> None:
@@ -146,7 +163,7 @@ def _handle_errors(handler):  # type: ignore[no-untyped-def]
 
 @_handle_errors
 async def create_session(request: web.Request, gateway: Gateway) -> web.Response:
-    wait_s = gateway.session_limit.allow(request.remote or "?", time.monotonic())
+    wait_s = gateway.session_limit.allow(gateway.client(request), time.monotonic())
     if wait_s > 0:
         gateway.rejected.labels(status="429").inc()
         return web.json_response(
@@ -175,14 +192,28 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
     meta["user_agent"] = _text(request.headers.get("User-Agent", ""), 256)
     meta["room"] = room
     session_id = new_session_id()
+    rtc_config = ice.rtc_configuration(
+        gateway.ice_servers(f"gateway-{session_id}"), gateway.settings.ice_transport_policy
+    )
     session = RoomSession(
-        session_id, gateway.nc, gateway.settings, gateway.executor, gateway.session_closed, meta
+        session_id,
+        gateway.nc,
+        gateway.settings,
+        gateway.executor,
+        gateway.session_closed,
+        meta,
+        rtc_config=rtc_config,
     )
     gateway.sessions[session_id] = session
     gateway.sessions_total.inc()
     gateway.sessions_gauge.set(len(gateway.sessions))
     return web.json_response(
-        {"session_id": session_id, "offer_url": f"/api/sessions/{session_id}/offer"}, status=201
+        {
+            "session_id": session_id,
+            "offer_url": f"/api/sessions/{session_id}/offer",
+            "ice_servers": gateway.ice_servers(f"room-{session_id}"),
+        },
+        status=201,
     )
 
 

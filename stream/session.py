@@ -110,8 +110,11 @@ class RoomSession:
         on_closed: Callable[[RoomSession], None],
         meta: dict[str, str] | None = None,
         vad_settings: VadSettings | None = None,
+        rtc_config: RTCConfiguration | None = None,
     ) -> None:
         self.id = session_id
+        # No STUN/TURN unless configured: aiortc would otherwise reach for a public STUN server.
+        self.rtc_config = rtc_config or RTCConfiguration(iceServers=[])
         self.nc = nc
         self.js = nc.jetstream()
         self.settings = settings
@@ -160,8 +163,7 @@ class RoomSession:
             raise SessionError(f"expected an SDP offer, got type {sdp_type!r}")
         if "m=video" not in sdp:
             raise SessionError("the offer has no video track (m=video line)")
-        # No STUN by default: aiortc would otherwise reach for a public STUN server.
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc = RTCPeerConnection(self.rtc_config)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP

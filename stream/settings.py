@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.ice import IceServer, IceTransportPolicy
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -76,6 +78,53 @@ class GatewaySettings(BaseSettings):
     #: The invitation signing key, inline or in a file (at least 32 bytes; never logged).
     token_secret: SecretStr | None = None
     token_secret_file: Path | None = None
+    #: STUN/TURN servers for the gateway and the page, JSON as the browser API spells
+    #: them: '[{"urls": ["turn:turn.example.org:3478"]}]'. A TURN entry without
+    #: username/credential gets per-session credentials from the TURN secret below.
+    #: Empty (default): host candidates only, no server contacted.
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    #: "relay": the gateway offers only TURN-relayed candidates, so it can run behind
+    #: NAT (a container bridge network) with media through the TURN server's port range.
+    ice_transport_policy: IceTransportPolicy = "all"
+    #: Shared secret of the TURN server's REST API auth (coturn `static-auth-secret`),
+    #: inline or in a file; never logged, never sent to a page.
+    turn_secret: SecretStr | None = None
+    turn_secret_file: Path | None = None
+    #: Lifetime of minted TURN credentials; default: the longest session + 10 minutes.
+    turn_credential_ttl_s: float | None = Field(None, gt=0)
+    #: Proxies/load balancers whose X-Forwarded-For is believed (JSON list of networks,
+    #: e.g. '["10.0.0.0/8"]'), for the per-client rate limit. Empty: the header is ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ice_is_usable(self) -> GatewaySettings:
+        turn = [server for server in self.ice_servers if server.is_turn]
+        if self.ice_transport_policy == "relay" and not turn:
+            raise ValueError("ice_transport_policy 'relay' needs a TURN server in ice_servers")
+        minted = any(server.needs_minted_credentials for server in turn)
+        if minted and self.turn_secret is None and self.turn_secret_file is None:
+            raise ValueError(
+                "a TURN server in ice_servers has no username/credential: set "
+                "INTERVUE_GATEWAY_TURN_SECRET_FILE (or _TURN_SECRET) to mint them"
+            )
+        return self
+
+    def turn_secret_bytes(self) -> bytes | None:
+        if self.turn_secret is not None:
+            key = self.turn_secret.get_secret_value().encode()
+        elif self.turn_secret_file is not None:
+            key = self.turn_secret_file.read_bytes().strip()
+        else:
+            return None
+        if len(key) < 16:
+            raise ValueError("the TURN secret must be at least 16 bytes")
+        return key
+
+    @property
+    def turn_ttl_s(self) -> float:
+        if self.turn_credential_ttl_s is not None:
+            return self.turn_credential_ttl_s
+        return self.max_session_s + 600.0
 
     def secret(self) -> bytes | None:
         """The signing key, or None in dev mode; a clear error when one is required but

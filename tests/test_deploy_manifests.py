@@ -52,7 +52,12 @@ from stream.vad import VadSettings
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
-COMPOSE_FILES = [DEPLOY / "compose.yaml", DEPLOY / "compose.gpu.yaml", DEPLOY / "compose.tls.yaml"]
+COMPOSE_FILES = [
+    DEPLOY / "compose.yaml",
+    DEPLOY / "compose.gpu.yaml",
+    DEPLOY / "compose.tls.yaml",
+    DEPLOY / "compose.turn.yaml",
+]
 #: Kubernetes version whose schemas the manifests are checked against: the newest shipped.
 K8S_VERSION = kv_utils.latest_version()
 
@@ -205,7 +210,12 @@ def _interpolate(value: Any) -> str:
     return INTERPOLATION_RE.sub(repl, str(value))
 
 
-VARIANTS = {"cpu": (), "gpu": ("compose.gpu.yaml",), "tls": ("compose.tls.yaml",)}
+VARIANTS = {
+    "cpu": (),
+    "gpu": ("compose.gpu.yaml",),
+    "tls": ("compose.tls.yaml",),
+    "turn": ("compose.turn.yaml",),
+}
 
 
 def _role_of(command: list[str]) -> tuple[str, ...]:
@@ -232,9 +242,9 @@ def _instantiate(role: tuple[str, ...], env: dict[str, str], monkeypatch) -> dic
 def test_each_compose_role_validates_from_its_own_environment(variant, monkeypatch):
     doc = _compose(*VARIANTS[variant])
     services = doc["services"]
-    assert set(services) == ROLES | {"nats"}
+    assert set(services) == ROLES | {"nats"} | ({"turn"} if variant == "turn" else set())
     for name, service in services.items():
-        if name == "nats":
+        if name in ("nats", "turn"):
             continue
         env = {k: _interpolate(v) for k, v in service["environment"].items()}
         role = _role_of(service["command"])
@@ -251,6 +261,10 @@ def test_each_compose_role_validates_from_its_own_environment(variant, monkeypat
                 "/run/secrets/invitation_key"
             )
             assert "invitation_key" in service["secrets"]
+            if variant == "turn":
+                gateway = settings[GatewaySettings]
+                assert [s.is_turn for s in gateway.ice_servers] == [True]
+                assert gateway.turn_secret is not None
         if role == ("dashboard",):
             assert service["command"][1:] == ["--host", "0.0.0.0", "--port", "8501"]
             assert settings[DashboardSettings].password_file == Path(
@@ -262,6 +276,14 @@ def test_each_compose_role_validates_from_its_own_environment(variant, monkeypat
         devices = vision["deploy"]["resources"]["reservations"]["devices"]
         assert devices and all("gpu" in d["capabilities"] for d in devices)
         assert vision["environment"]["INTERVUE_VISION_BACKEND"] == "torch-cuda"
+    if variant == "turn":
+        turn = services["turn"]
+        assert turn["image"].startswith("coturn/coturn:")
+        assert turn["network_mode"] == "host"
+        args = " ".join(turn["command"])
+        assert "--use-auth-secret" in args
+        # coturn and the gateway read the same secret, from deploy/.env
+        assert "${INTERVUE_GATEWAY_TURN_SECRET" in args
 
 
 def test_compose_topology():
@@ -401,6 +423,9 @@ def test_kustomizations_list_every_file():
     accounted = {p.resolve() for p in base.glob("*.yaml")} | _patch_files() | HELM_VALUES
     accounted |= {p.resolve() for p in K8S.rglob("kustomization.yaml")}
     accounted |= {p.resolve() for p in (K8S / "examples").glob("*.yaml")}
+    turn = _kustomization(K8S / "turn")
+    assert turn["resources"][0] == "../base"
+    accounted |= {(K8S / "turn" / r).resolve() for r in turn["resources"][1:]}
     accounted.add(SECRETS_EXAMPLE.resolve())
     assert {p.resolve() for p in _k8s_yaml_files()} == accounted
 
@@ -435,15 +460,21 @@ def _apply_json_patch(doc: dict, ops: list[dict]) -> dict:
     return doc
 
 
-def _gpu_vision_worker() -> dict:
-    gpu = _kustomization(K8S / "gpu")
-    (patch,) = gpu["patches"]
+def _patched(overlay: str) -> dict:
+    """The one Deployment an overlay patches, with its JSON patch applied."""
+    (patch,) = _kustomization(K8S / overlay)["patches"]
     base = next(
         d
-        for _, d in _k8s_docs()
-        if d["kind"] == "Deployment" and d["metadata"]["name"] == patch["target"]["name"]
+        for p, d in _k8s_docs()
+        if p.parent.name == "base"
+        and d["kind"] == "Deployment"
+        and d["metadata"]["name"] == patch["target"]["name"]
     )
-    return _apply_json_patch(base, _load(K8S / "gpu" / patch["path"]))
+    return _apply_json_patch(base, _load(K8S / overlay / patch["path"]))
+
+
+def _gpu_vision_worker() -> dict:
+    return _patched("gpu")
 
 
 def test_gpu_overlay_makes_a_valid_gpu_deployment():
@@ -458,6 +489,30 @@ def test_gpu_overlay_makes_a_valid_gpu_deployment():
     assert env["INTERVUE_VISION_BACKEND"] == "torch-cuda"
     assert container["image"] == "intervue-gpu"  # renamed by the overlay's `images`
     assert {i["name"] for i in _kustomization(K8S / "gpu")["images"]} == {"intervue-gpu"}
+
+
+def test_turn_overlay_makes_a_relay_only_gateway_off_the_host_network(monkeypatch):
+    gateway = _patched("turn")
+    _validate(gateway, "turn overlay gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod and "affinity" not in pod
+    assert pod["dnsPolicy"] == "ClusterFirst"
+    (container,) = pod["containers"]
+    base_docs = [d for p, d in _k8s_docs() if p.parent.name == "base" or p == SECRETS_EXAMPLE]
+    config = {d["metadata"]["name"]: d["data"] for d in base_docs if d["kind"] == "ConfigMap"}
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in base_docs if d["kind"] == "Secret"}
+    env = _k8s_role_env(gateway, container, config, secrets)
+    settings = _instantiate(("gateway",), env, monkeypatch)[GatewaySettings]
+    assert settings.ice_transport_policy == "relay"
+    assert settings.ice_servers[0].is_turn and settings.ice_servers[0].needs_minted_credentials
+    assert settings.turn_secret is not None
+    # coturn reads the same Secret key, expanded into its args by Kubernetes
+    [turn] = [d for d in _load_all(K8S / "turn" / "turn.yaml") if d["kind"] == "Deployment"]
+    [coturn] = _containers(turn)
+    assert turn["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert "--static-auth-secret=$(TURN_SECRET)" in coturn["args"]
+    [secret_env] = coturn["env"]
+    assert secret_env["valueFrom"]["secretKeyRef"]["key"] == "INTERVUE_GATEWAY_TURN_SECRET"
 
 
 def _containers(doc: dict) -> list[dict]:
@@ -648,7 +703,7 @@ def test_role_commands_exist_in_the_cli():
     commands += [
         c["args"]
         for d in _workloads([d for _, d in _k8s_docs()]).values()
-        if d["metadata"]["name"] != "nats"
+        if d["metadata"]["name"] not in ("nats", "turn")  # the official images' own CLIs
         for c in _containers(d)
     ]
     for argv in commands:
@@ -664,7 +719,7 @@ def test_role_commands_exist_in_the_cli():
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (its kustomize) not here")
-@pytest.mark.parametrize("overlay", ["", "gpu"])
+@pytest.mark.parametrize("overlay", ["", "gpu", "turn"])
 def test_kustomize_renders_valid_manifests(overlay):
     target = K8S / overlay if overlay else K8S
     result = subprocess.run(
@@ -693,6 +748,15 @@ def test_kustomize_renders_valid_manifests(overlay):
     else:
         assert container["image"] == "intervue:0.1.0"
         assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    gateway = next(
+        d for d in docs if d["metadata"]["name"] == "gateway" and d["kind"] == "Deployment"
+    )
+    pod = gateway["spec"]["template"]["spec"]
+    if overlay == "turn":
+        assert "hostNetwork" not in pod
+        assert any(d["metadata"]["name"] == "turn" for d in docs)
+    else:
+        assert pod["hostNetwork"] is True
 
 
 # --------------------------------------------------------------------------- NATS configs

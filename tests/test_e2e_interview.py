@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiohttp import web
 
 from inference.vision_worker import VisionSettings, VisionWorker
 from llm.orchestrator import InterviewerSettings, Orchestrator
 from stream import bus, contract
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
+from tests._servers import serve_app
 from tests.browser import launch_browser, logged_page
 from tests.media import make_face_y4m, make_speech_wav
 from tests.test_e2e_room import _export, _wait
@@ -49,12 +49,8 @@ async def interview_stack(nc, bus_settings, models_dir, tmp_path):
     for role in (vision, speech, interviewer):
         await role.start()
     app = create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield {"url": f"http://127.0.0.1:{port}/", "gateway": app[GATEWAY]}
+    runner, base = await serve_app(app)
+    yield {"url": f"{base}/", "gateway": app[GATEWAY]}
     await runner.cleanup()
     for role in (vision, speech, interviewer):
         await role.stop()

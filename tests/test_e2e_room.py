@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, contract, tokens
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
+from tests._servers import serve_app
 from tests.browser import launch_browser, logged_page, new_logged_page
 from tests.media import make_face_y4m, make_noface_y4m, make_speech_wav
 
@@ -52,14 +52,10 @@ async def stack(nc, bus_settings, models_dir):
     # Invitations on, as in production: the page enters with a signed room link.
     secret = "e2e-room-invitation-signing-key-0123456789"
     app = create_app(GatewaySettings(media_timeout_s=4.0, token_secret=secret), bus_settings, nc=nc)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, base = await serve_app(app)
     token = tokens.issue(secret.encode(), "e2e-room", ttl_s=600, now=time.time())
     yield {
-        "url": f"http://127.0.0.1:{port}/?room=e2e-room&token={token}&",
+        "url": f"{base}/?room=e2e-room&token={token}&",
         "gateway": app[GATEWAY],
         "worker": worker,
     }
@@ -219,15 +215,11 @@ async def test_media_is_recorded_only_when_recording_is_on(nc, bus_settings, med
     record_dir); with INTERVUE_GATEWAY_RECORD_DIR the session's audio and video land there."""
     record_dir = tmp_path / "recordings"
     app = create_app(GatewaySettings(dev_mode=True, record_dir=record_dir), bus_settings, nc=nc)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, base = await serve_app(app)
     gateway = app[GATEWAY]
     try:
         async with launch_browser(video=media["face"], audio=media["speech"]) as browser:
-            async with logged_page(browser, f"http://127.0.0.1:{port}/?autostart") as lp:
+            async with logged_page(browser, f"{base}/?autostart") as lp:
                 await _wait(
                     lambda: lp.page.evaluate("window.intervue.stats !== null"),
                     timeout=30,

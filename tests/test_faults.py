@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
 from deploy import load
 from deploy.nats_server import EmbeddedNats, free_port
 from stream import bus, contract
 from stream.gateway import GATEWAY, Gateway, create_app
 from stream.settings import BusSettings, GatewaySettings
+from tests._servers import serve_app
 from tests.conftest import own_nats_server
 
 pytestmark = pytest.mark.slow
@@ -128,15 +129,6 @@ async def _wait(predicate, timeout_s: float, what: str, describe=lambda: ""):
         await asyncio.sleep(0.1)
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}"
-
-
 def _candidate(index: int, http: ClientSession, url: str, frames) -> load.Candidate:
     silent = np.zeros(960, np.int16)
     return load.Candidate(
@@ -156,7 +148,7 @@ async def _gateway(settings: BusSettings, **overrides) -> AsyncIterator[tuple[Ga
     values = {"dev_mode": True, "media_timeout_s": 5.0, "session_burst": 1000}
     values.update(overrides)
     app = create_app(GatewaySettings(**values), settings)  # the app owns its connection
-    runner, url = await _serve(app)
+    runner, url = await serve_app(app)
     try:
         yield app[GATEWAY], url
     finally:

@@ -157,3 +157,64 @@ async def test_session_creation_is_rate_limited_per_address(nc, bus_settings):
         response = await client.post("/api/sessions", json={})
         assert int(response.headers["Retry-After"]) >= 1
         assert "too many new sessions" in (await response.json())["error"]
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(nc, bus_settings):
+    # The test client connects from 127.0.0.1: here it plays the load balancer.
+    settings = GatewaySettings(
+        dev_mode=True, session_burst=2, sessions_per_minute=6, trusted_proxies=["127.0.0.0/8"]
+    )
+    app = create_app(settings, bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as client:
+
+        async def create(forwarded: str) -> int:
+            response = await client.post(
+                "/api/sessions", json={}, headers={"X-Forwarded-For": forwarded}
+            )
+            return response.status
+
+        assert [await create("203.0.113.7") for _ in range(3)] == [201, 201, 429]
+        # another candidate behind the same balancer is not throttled by the first
+        assert await create("198.51.100.9") == 201
+        # a spoofed left-most entry does not buy a fresh budget: the balancer appended
+        # the address it really saw (203.0.113.7), and that one is limited
+        assert await create("10.9.9.9, 203.0.113.7") == 429
+
+
+async def test_forwarded_for_is_ignored_without_trusted_proxies(nc, bus_settings):
+    settings = GatewaySettings(dev_mode=True, session_burst=2, sessions_per_minute=6)
+    app = create_app(settings, bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as client:
+        statuses = [
+            (
+                await client.post(
+                    "/api/sessions", json={}, headers={"X-Forwarded-For": f"203.0.113.{i}"}
+                )
+            ).status
+            for i in range(3)
+        ]
+        assert statuses == [201, 201, 429]
+
+
+async def test_sessions_carry_ice_servers_with_minted_turn_credentials(nc, bus_settings):
+    settings = GatewaySettings(
+        dev_mode=True,
+        ice_servers=[
+            {"urls": "stun:stun.example.org:3478"},
+            {"urls": ["turn:turn.example.org:3478", "turns:turn.example.org:5349?transport=tcp"]},
+        ],
+        turn_secret="a-turn-secret-of-enough-length",
+    )
+    app = create_app(settings, bus_settings, nc=nc)
+    async with TestClient(TestServer(app)) as client:
+        created = await (await client.post("/api/sessions", json={})).json()
+        session = app[GATEWAY].sessions[created["session_id"]]
+    stun_entry, turn_entry = created["ice_servers"]
+    assert stun_entry == {"urls": ["stun:stun.example.org:3478"]}
+    assert turn_entry["username"].endswith(f":room-{created['session_id']}")
+    assert "a-turn-secret" not in str(created)
+    # the gateway's own peer connection gets its own pair for the same servers
+    [gw_stun, gw_turn] = session.rtc_config.iceServers
+    assert gw_stun.urls == ["stun:stun.example.org:3478"] and gw_stun.username is None
+    assert gw_turn.username.endswith(f":gateway-{created['session_id']}")
+    assert gw_turn.credential != turn_entry["credential"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from aiohttp import web
 
 from deploy import load
+from tests._servers import serve_app
 
 
 def test_roles_are_read_from_command_lines():
@@ -73,14 +73,10 @@ async def test_a_short_run_against_an_in_process_stack(nc, bus_settings, models_
         worker_nc, VisionPipeline.load(models_dir), bus_settings, VisionSettings(name="lw")
     )
     await worker.start()
-    runner = web.AppRunner(create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, base = await serve_app(create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc))
     try:
         report = await load.run_load_async(
-            f"http://127.0.0.1:{port}/",
+            f"{base}/",
             2,
             6.0,
             report_every_s=2.0,

@@ -318,7 +318,9 @@ async function start() {
     });
     state.session = created.session_id;
     $("session").textContent = created.session_id;
-    pc = new RTCPeerConnection({ iceServers: [] });
+    // STUN/TURN servers come from the gateway (INTERVUE_GATEWAY_ICE_SERVERS), TURN
+    // credentials minted for this session only; none configured: host candidates only.
+    pc = new RTCPeerConnection({ iceServers: created.ice_servers || [] });
     pc.addEventListener("connectionstatechange", () => {
       state.connection = pc.connectionState;
       setStatus(`connection: ${pc.connectionState}`);
