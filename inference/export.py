@@ -437,10 +437,11 @@ def build_engine(
     """
     if trt is None:
         import tensorrt as trt
+    typing_mode = tensorrt_typing(trt)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+    if _tensorrt_major(trt) < 10:  # explicit batch became the only mode (flag ignored) in 10
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
@@ -451,15 +452,25 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     precision = "fp32"
     if half:
-        if not builder.platform_has_fast_fp16:
-            log.warning("this GPU has no fast fp16; building fp16 anyway")
-        config.set_flag(trt.BuilderFlag.FP16)
         precision = "fp16"
+        if typing_mode == "weak":
+            if not getattr(builder, "platform_has_fast_fp16", True):
+                log.warning("this GPU has no fast fp16; building fp16 anyway")
+            config.set_flag(trt.BuilderFlag.FP16)
+        # strongly typed (TensorRT 11+): the layers run in the ONNX's own types, so the
+        # caller hands in an fp16 ONNX (`export` traces the model in fp16 for this)
     calibrator = None
     if int8:
+        if typing_mode != "weak":
+            raise ExportError(
+                f"TensorRT {getattr(trt, '__version__', '?')} has no implicit INT8 "
+                "calibration (IInt8EntropyCalibrator2 and BuilderFlag.INT8 were removed in "
+                "TensorRT 11; it takes only explicitly quantized Q/DQ ONNX): build int8 "
+                "engines with TensorRT 10 (pip install 'tensorrt>=10,<11'), or use --half"
+            )
         if calib is None or not len(calib):
             raise ExportError("--int8 needs calibration images (--calib DIR)")
-        if not builder.platform_has_fast_int8:
+        if not getattr(builder, "platform_has_fast_int8", True):
             log.warning("this GPU has no fast int8; building int8 anyway")
         config.set_flag(trt.BuilderFlag.INT8)
         if half:  # let layers INT8 cannot take fall back to fp16, not fp32
@@ -482,10 +493,25 @@ def build_engine(
     engine_path.write_bytes(bytes(serialized))
     return {
         "precision": precision,
+        "typing": typing_mode,
         "input": name,
         "profile": {"min": batch[0], "opt": batch[1], "max": batch[2]},
         "workspace_gb": workspace_gb,
     }
+
+
+def _tensorrt_major(trt: Any) -> int:
+    try:
+        return int(str(trt.__version__).split(".")[0])
+    except (AttributeError, ValueError):
+        return 10
+
+
+def tensorrt_typing(trt: Any) -> str:
+    """ "weak" where precision is chosen by builder flags (TensorRT ≤ 10: FP16/INT8 flags,
+    implicit INT8 calibration; deprecated in 10.x), "strong" where the network's own types
+    decide (TensorRT 11 removed the flags and the calibrators)."""
+    return "weak" if hasattr(trt.BuilderFlag, "FP16") else "strong"
 
 
 def make_calibrator(
@@ -608,6 +634,14 @@ def export(
     new_meta_fields: dict[str, Any] = {"input_size": tuple(input_size)}
     verify_meta = dataclasses.replace(meta, **new_meta_fields)
     x = sample_inputs(verify_meta, n_verify)
+    # fp16 in the ONNX itself: asked for (--format onnx --half), or what a strongly typed
+    # TensorRT (11+) needs to build an fp16 engine
+    half_onnx = half and (fmt.format == "onnx" or _strongly_typed_tensorrt())
+    if half_onnx and module is None:
+        raise ExportError(
+            "an fp16 engine on this TensorRT needs an fp16 ONNX, traced from the PyTorch "
+            "weights, and this bundle has none"
+        )
     with tempfile.TemporaryDirectory(prefix="intervue-export-") as tmp:
         onnx_path = Path(tmp) / f"{stem}.onnx"
         if module is not None:
@@ -617,10 +651,10 @@ def export(
                 meta.channels,
                 input_size,
                 opset=opset,
-                half=half and fmt.format == "onnx",
-                device="cuda" if half and fmt.format == "onnx" else "cpu",
+                half=half_onnx,
+                device="cuda" if half_onnx else "cpu",
             )
-            if half and fmt.format == "onnx":
+            if half_onnx:
                 module = module.float().cpu()
             ref_out = _torch_run(module, x, batch)
         else:
@@ -742,6 +776,16 @@ def export(
         seconds=time.perf_counter() - start,
         notes=notes,
     )
+
+
+def _strongly_typed_tensorrt() -> bool:
+    """Whether the installed tensorrt (checked only for engine exports, which need it)
+    takes precision from the ONNX's types rather than builder flags."""
+    if tensorrt_reason() is not None:
+        return False
+    import tensorrt as trt
+
+    return tensorrt_typing(trt) == "strong"
 
 
 def _engine_run(engine_path: Path, x: np.ndarray, batch: int) -> np.ndarray:

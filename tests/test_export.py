@@ -83,7 +83,8 @@ def test_metadata_survives_the_export(fer_export, models_dir):
     assert info["source_sha256"] == src.sha256
     assert info["precision"] == "fp32"
     assert info["batch"] == {"min": 1, "opt": 8, "max": 16, "dynamic": True}
-    assert info["simplifier"]
+    # onnxslim is in the models extra: the export is simplified, not only checked
+    assert info["simplifier"].startswith("onnxslim"), info["simplifier"]
     assert info["verification"]["top1"] >= 0.99
     # and the raw JSON on disk says the same (the sidecar is the metadata)
     raw = json.loads(fer_export.sidecar.read_text())
@@ -242,14 +243,24 @@ def test_calibration_images_use_the_bundles_preprocessing(tmp_path, fer_export):
 class _FakeTrt:
     """The slice of the tensorrt API that `build_engine` uses, recording the calls."""
 
-    def __init__(self, parse_ok: bool = True) -> None:
+    def __init__(self, parse_ok: bool = True, version: str = "10.16.1.11") -> None:
         calls: dict = {"flags": [], "profile": None, "workspace": None, "calib_batches": 0}
         self.calls = calls
+        self.__version__ = version
+        major = int(version.split(".")[0])
         self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda s, level: None})
-        self.NetworkDefinitionCreationFlag = types.SimpleNamespace()  # TensorRT 10: no flag
+        # as the real modules (checked against the 10.16 and 11.4 bindings): EXPLICIT_BATCH
+        # exists (ignored) up to 10, the precision flags and the implicit INT8 calibrator
+        # up to 10 (deprecated there), none of them in 11
+        self.NetworkDefinitionCreationFlag = types.SimpleNamespace(
+            **({"EXPLICIT_BATCH": 0} if major <= 10 else {})
+        )
         self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
-        self.BuilderFlag = types.SimpleNamespace(FP16="fp16", INT8="int8")
-        self.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
+        self.BuilderFlag = types.SimpleNamespace(
+            **({"FP16": "fp16", "INT8": "int8"} if major <= 10 else {})
+        )
+        if major <= 10:
+            self.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {})
 
         class Profile:
             def set_shape(self, name, lo, opt, hi):
@@ -272,9 +283,6 @@ class _FakeTrt:
                 return types.SimpleNamespace(name="input")
 
         class Builder:
-            platform_has_fast_fp16 = True
-            platform_has_fast_int8 = True
-
             def __init__(self, logger):
                 pass
 
@@ -310,6 +318,9 @@ class _FakeTrt:
             def get_error(self, i):
                 return "unsupported op"
 
+        if major <= 10:  # removed in 11
+            Builder.platform_has_fast_fp16 = True
+            Builder.platform_has_fast_int8 = True
         self.Builder = Builder
         self.OnnxParser = Parser
 
@@ -380,6 +391,30 @@ def test_tensorrt_build_structure_int8_with_calibration_cache(tmp_path, fer_expo
             (1, 64, 64),
             (1, 4, 8),
             trt=_FakeTrt(parse_ok=False),
+        )
+
+
+def test_tensorrt_build_structure_across_versions(tmp_path, fer_export):
+    def build(trt, **kwargs):
+        return build_engine(
+            fer_export.path, tmp_path / "v.engine", (1, 64, 64), (1, 4, 8), trt=trt, **kwargs
+        )
+
+    old = _FakeTrt(version="8.6.1")  # explicit batch had to be asked for
+    assert build(old)["typing"] == "weak"
+    assert old.calls["network_flags"] == 1
+    # TensorRT 11: strongly typed. fp16 comes from the ONNX's own types, so no flag is
+    # set (there is none); implicit INT8 calibration is gone and is refused clearly.
+    new = _FakeTrt(version="11.4.0.106")
+    facts = build(new, half=True)
+    assert facts["precision"] == "fp16" and facts["typing"] == "strong"
+    assert new.calls["flags"] == [] and new.calls["network_flags"] == 0
+    with pytest.raises(ExportError, match=r"no implicit INT8 calibration.*tensorrt>=10,<11"):
+        build(
+            _FakeTrt(version="11.4.0.106"),
+            int8=True,
+            calib=sample_inputs(fer_export.bundle.meta, 8),
+            calib_device="cpu",
         )
 
 
