@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command")
 REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle", "command")
+#: How far before an answer's start its emotion read looks for the baseline score update.
+SCORE_LOOKBACK_MS = 60_000.0
 
 
 class InterviewerSettings(BaseSettings):
@@ -246,21 +248,26 @@ class Orchestrator:
                 {"items": state.report_items(), "engine": state.engine},
             )
 
+    async def _scores_around(
+        self, session: str, start_ms: float | None
+    ) -> list[tuple[float, int, int]]:
+        """The session's score updates an answer's emotion needs: those from its start on
+        and one before it (the cumulative counts are differenced). Score updates arrive
+        ~10 per second for a whole session, so only the last minute before the answer is
+        read, and everything only when that minute holds no update from before it."""
+        if start_ms is not None:
+            recent = await _read_scores(self.js, session, start_ms - SCORE_LOOKBACK_MS)
+            if any(at < start_ms for at, _, _ in recent):
+                return recent
+        return await _read_scores(self.js, session, None)
+
     async def _evaluate(self, state: InterviewState, index: int) -> None:
         profile = self._profile(state)
         record = state.answers[index]
         question = state.questions[index]
         result = await self.engine.evaluate(profile, question, record.text, record.metrics)
         await self._report_fallback(state, result, "evaluation")
-        # Score updates arrive all the time; read the answer's span fresh from JetStream.
-        scores = await bus.read_events(
-            self.js, contract.event_subject(state.session, "score"), idle_timeout_s=1.0
-        )
-        state.scores = [
-            (e.message.at_ms, e.message.positive, e.message.negative)
-            for e in scores
-            if isinstance(e.message, contract.ScoreUpdate)
-        ]
+        state.scores = await self._scores_around(state.session, record.start_ms)
         await self._publish(
             state,
             "evaluated",
@@ -273,6 +280,19 @@ class Orchestrator:
                 "emotion": state.answer_score(index),
             },
         )
+
+
+async def _read_scores(
+    js: Any, session: str, since_ms: float | None
+) -> list[tuple[float, int, int]]:
+    events = await bus.read_events(
+        js, contract.event_subject(session, "score"), idle_timeout_s=1.0, since_ms=since_ms
+    )
+    return [
+        (e.message.at_ms, e.message.positive, e.message.negative)
+        for e in events
+        if isinstance(e.message, contract.ScoreUpdate)
+    ]
 
 
 async def run_interviewer(bus_settings: BusSettings, settings: InterviewerSettings) -> None:

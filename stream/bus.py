@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,13 @@ from typing import Protocol
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -187,18 +194,31 @@ async def _count(js: JetStreamContext, subject_filter: str) -> dict[str, int]:
 
 
 async def read_events(
-    js: JetStreamContext, subject_filter: str, *, idle_timeout_s: float = 2.0
+    js: JetStreamContext,
+    subject_filter: str,
+    *,
+    idle_timeout_s: float = 2.0,
+    since_ms: float | None = None,
 ) -> list[StoredEvent]:
-    """Every stored event matching `subject_filter`, in stream order."""
+    """Every stored event matching `subject_filter`, in stream order; with `since_ms`
+    (Unix milliseconds) only those the server stored at or after that time (JetStream's
+    own timestamp, not a message's `at_ms`)."""
     counts = await _count(js, subject_filter)
     if not counts:
         return []
     events: list[StoredEvent] = []
+    if since_ms is None:
+        start = {"deliver_policy": DeliverPolicy.ALL}
+    else:
+        when = datetime.datetime.fromtimestamp(since_ms / 1000.0, datetime.UTC)
+        start = {
+            "config": ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            )
+        }
     sub = await js.subscribe(
-        subject_filter,
-        stream=contract.EVENTS_STREAM,
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.ALL,
+        subject_filter, stream=contract.EVENTS_STREAM, ordered_consumer=True, **start
     )
     try:
         while True:

@@ -155,3 +155,51 @@ async def test_an_unusable_profile_gives_an_error_event(nc, bus_settings):
         assert all(s.step == "error" for s in steps)
     finally:
         await _stop(client, orchestrator)
+
+
+def _score(session: str, seq: int, at_ms: float, positive: int, negative: int):
+    return contract.ScoreUpdate(
+        session=session,
+        seq=seq,
+        score=50.0,
+        band="normal",
+        faces_seen=positive + negative,
+        positive=positive,
+        negative=negative,
+        at_ms=at_ms,
+    )
+
+
+@pytest.mark.parametrize("offset_s", [0.0, 300.0], ids=["recent-read", "full-read-fallback"])
+async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
+    nc, bus_settings, offset_s
+):
+    # offset_s moves the answer's times (the gateway's clock) 5 minutes ahead of the
+    # server's storage times: the last-minute read then finds no baseline update and the
+    # orchestrator must fall back to reading the whole score stream.
+    js = nc.jetstream()
+    session = f"orch-emotion-{int(offset_s)}"
+    client, orchestrator = await _orchestrator(bus_settings, OfflineEngine())
+    try:
+        await bus.publish_event(
+            js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+        )
+        await _steps(nc, session, "asked")
+        start = contract.now_ms() + offset_s * 1000
+        for seq, (at, pos, neg) in enumerate(
+            [(start - 9000, 2, 0), (start - 5000, 5, 1), (start + 500, 7, 1), (start + 2500, 9, 2)]
+        ):
+            await bus.publish_event(js, _score(session, seq, at, pos, neg), "score")
+        # a face after the answer ended does not count
+        await bus.publish_event(js, _score(session, 4, start + 9000, 20, 9), "score")
+        await bus.publish_event(
+            js,
+            _transcript(session, "u1", "모델을 경량화했습니다", start, start + 3000),
+            "transcript",
+        )
+        steps = await _steps(nc, session, "evaluated")
+        evaluated = next(s for s in steps if s.step == "evaluated")
+        # (9 - 5) positive and (2 - 1) negative faces while answering: 50 + 0.1 × 3
+        assert evaluated.data["emotion"] == {"score": 50.3, "band": "normal", "faces": 5}
+    finally:
+        await _stop(client, orchestrator)
