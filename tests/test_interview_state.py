@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm.interview import InterviewState
 from stream import contract
+from tests._messages import score_update
 
 
 def _profile(session="s1"):
@@ -142,18 +143,7 @@ def test_answer_score_covers_only_the_answer_span():
     state.apply(_step("asked", {"index": 0}, at=0))
     state.apply(_transcript("u1", "answer", 1000, 2000))
     for at, pos, neg in [(500, 10, 0), (1200, 12, 3), (1900, 13, 8), (2500, 30, 8)]:
-        state.apply(
-            contract.ScoreUpdate(
-                session="s1",
-                seq=1,
-                score=0,
-                band="normal",
-                faces_seen=pos + neg,
-                positive=pos,
-                negative=neg,
-                at_ms=at,
-            )
-        )
+        state.apply(score_update("s1", 1, at, pos, neg))
     figure = state.answer_score(0)
     # Within the span: +3 positive, +8 negative → 50 − 0.5
     assert figure == {"score": 49.5, "band": "normal", "faces": 11}

@@ -14,6 +14,7 @@ from llm.orchestrator import InterviewerSettings, Orchestrator
 from llm.settings import LlmSettings
 from stream import bus, contract
 from stream.settings import BusSettings
+from tests._messages import score_update
 from tests.conftest import own_nats_server
 from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_llm_client import QUESTIONS
@@ -157,19 +158,6 @@ async def test_an_unusable_profile_gives_an_error_event(nc, bus_settings):
         await _stop(client, orchestrator)
 
 
-def _score(session: str, seq: int, at_ms: float, positive: int, negative: int):
-    return contract.ScoreUpdate(
-        session=session,
-        seq=seq,
-        score=50.0,
-        band="normal",
-        faces_seen=positive + negative,
-        positive=positive,
-        negative=negative,
-        at_ms=at_ms,
-    )
-
-
 @pytest.mark.parametrize("offset_s", [0.0, 300.0], ids=["recent-read", "full-read-fallback"])
 async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
     nc, bus_settings, offset_s
@@ -189,9 +177,9 @@ async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
         for seq, (at, pos, neg) in enumerate(
             [(start - 9000, 2, 0), (start - 5000, 5, 1), (start + 500, 7, 1), (start + 2500, 9, 2)]
         ):
-            await bus.publish_event(js, _score(session, seq, at, pos, neg), "score")
+            await bus.publish_event(js, score_update(session, seq, at, pos, neg), "score")
         # a face after the answer ended does not count
-        await bus.publish_event(js, _score(session, 4, start + 9000, 20, 9), "score")
+        await bus.publish_event(js, score_update(session, 4, start + 9000, 20, 9), "score")
         await bus.publish_event(
             js,
             _transcript(session, "u1", "모델을 경량화했습니다", start, start + 3000),
