@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from collections import OrderedDict
 from datetime import datetime
 from pathlib import Path
 
@@ -71,18 +72,19 @@ STYLE = """
 
 
 @st.cache_resource(show_spinner=False)
-def get_store(nats_url: str) -> EventStore:
+def get_store(nats_url: str, archive_after_s: float = 1800.0, keep_loaded: int = 4) -> EventStore:
     """One follower of the events stream per NATS URL, shared by every browser session."""
-    store = shared_store(nats_url)
+    store = shared_store(nats_url, archive_after_s=archive_after_s, keep_loaded=keep_loaded)
     store.wait_caught_up(3.0)
     return store
 
 
-def store_for(nats_url: str) -> EventStore:
-    store = get_store(nats_url)
+def store_for(nats_url: str, settings: DashboardSettings | None = None) -> EventStore:
+    args = (settings.archive_after_s, settings.loaded_sessions) if settings else ()
+    store = get_store(nats_url, *args)
     if not store.running:  # stopped (by a test, or its thread died): start a new one
         get_store.clear()
-        store = get_store(nats_url)
+        store = get_store(nats_url, *args)
     return store
 
 
@@ -103,6 +105,40 @@ def get_view(store: EventStore, session: str) -> agg.SessionView:
     view = agg.fold(events, session)
     cache[key] = (version, view)
     return view
+
+
+@st.cache_resource(show_spinner=False)
+def _full_view_cache() -> OrderedDict[tuple[int, str], tuple[int, agg.SessionView]]:
+    return OrderedDict()
+
+
+def get_full_view(store: EventStore, session: str) -> agg.SessionView:
+    """The view over every event of the session: for an archived one (ended a while ago,
+    per-frame events out of memory) read back from JetStream; a few are kept."""
+    if not store.archived(session):
+        return get_view(store, session)
+    version, events = store.full_events(session)
+    cache = _full_view_cache()
+    key = (id(store), session)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == version:
+        cache.move_to_end(key)
+        return hit[1]
+    view = agg.fold(events, session)
+    cache[key] = (version, view)
+    while len(cache) > store.keep_loaded:
+        cache.popitem(last=False)
+    return view
+
+
+def session_view(store: EventStore, session: str) -> agg.SessionView:
+    """The session page's view: every event, or when an archived session cannot be read
+    back, its summary with a warning."""
+    try:
+        return get_full_view(store, session)
+    except bus.BusUnavailableError as exc:
+        st.warning(f"Showing this session's summary only: {exc}")
+        return get_view(store, session)
 
 
 def now_ms() -> float:
@@ -369,7 +405,7 @@ def finished_row(
         "answered": sum(1 for q in view.questions if q.answered),
         "score": view.score.score if view.score else None,
         "bands per answer": bands,
-        "events": view.events,
+        "events": store.event_count(session),
         "malformed": view.malformed,
         "_t0": view.t0_ms or 0.0,
     }
@@ -564,7 +600,7 @@ def session_page(store: EventStore, settings: DashboardSettings, session: str, u
 
 def render_session(store: EventStore, settings: DashboardSettings, session: str) -> None:
     now = now_ms()
-    view = get_view(store, session)
+    view = session_view(store, session)
     state = agg.status(view, now, settings.stale_after_s * 1000)
     if view.events == 0:
         st.title(f"Session {session}")
@@ -805,7 +841,11 @@ def follow_up_form(store: EventStore, session: str, user: str) -> None:
 
 def downloads(store: EventStore, session: str) -> None:
     def make_html() -> str:
-        return report.render_html(get_view(store, session), contract.now_ms())
+        try:
+            view = get_full_view(store, session)
+        except bus.BusUnavailableError:
+            view = get_view(store, session)  # the summary kept in memory
+        return report.render_html(view, contract.now_ms())
 
     left, right, _ = st.columns([1, 1, 2])
     left.download_button(
@@ -870,7 +910,7 @@ def main() -> None:
         st.stop()
         return
     user = login_gate(settings)
-    store = store_for(bus_settings.nats_url)
+    store = store_for(bus_settings.nats_url, settings)
     with st.sidebar:
         st.markdown("### intervue")
         st.caption(f"logged in as **{user}**")

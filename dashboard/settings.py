@@ -44,6 +44,11 @@ class DashboardSettings(BaseSettings):
     refresh_s: float = Field(2.0, ge=0.5, le=60)
     #: A session without an end whose last event is older than this is shown as stalled.
     stale_after_s: float = Field(120.0, gt=0)
+    #: A session that ended this long ago keeps only its summary events in memory (no
+    #: per-frame emotion results); opening it reads the rest back from JetStream.
+    archive_after_s: float = Field(1800.0, ge=0)
+    #: Archived sessions kept whole in memory after being opened (least recent out first).
+    loaded_sessions: int = Field(4, ge=1, le=64)
     #: Failed logins allowed per browser session before a pause of `lockout_s`.
     max_failed_logins: int = Field(5, ge=1)
     lockout_s: float = Field(30.0, ge=0)

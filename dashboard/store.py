@@ -5,6 +5,14 @@ every subject of ``INTERVUE_EVENTS`` with an ordered consumer from the start of 
 (deliver all), decodes each message once, and files it under its session. Readers (the
 Streamlit script threads) take cheap snapshots under a lock.
 
+Memory stays bounded by the live and recent sessions: a session that ended more than
+`archive_after_s` ago is *archived* — its per-frame events (emotion results, score
+updates but the last) leave memory, the rest (lifecycle, profile, questions, transcripts,
+evaluations, report: what the overview needs) stays. `full_events` reads an archived
+session back from JetStream when someone opens it (a few are kept, least recently used
+first out). Sessions that ended longer ago than the stream keeps events
+(`INTERVUE_EVENTS_MAX_AGE_S`) are forgotten, as JetStream forgets them.
+
 When NATS or JetStream goes away the store says so (`status().state == "unavailable"`),
 keeps what it has, reconnects with backoff and resumes after the last stream sequence it
 saw. A stream that was recreated (its sequence numbers went backwards) is read again from
@@ -20,6 +28,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +42,9 @@ from stream.bus import StoredEvent
 from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
+
+#: Event kinds that come with every analysed frame: what archiving drops from memory.
+PER_FRAME_KINDS = frozenset({"emotion", "score"})
 
 
 @dataclass
@@ -58,6 +70,9 @@ class SessionLog:
     version: int = 0  # bumped on every change
     malformed: int = 0
     last_wall: float = 0.0  # when the store last received an event for it (wall clock)
+    count: int = 0  # events received, including those archiving dropped from memory
+    ended_at_ms: float | None = None  # the lifecycle "ended" event's time
+    archived: bool = False  # per-frame events dropped; `EventStore.full_events` reads them
 
 
 class EventStore:
@@ -71,14 +86,22 @@ class EventStore:
         probe_every_s: float = 2.0,
         max_backoff_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        archive_after_s: float = 1800.0,
+        keep_loaded: int = 4,
     ) -> None:
         self.bus_settings = bus_settings
         self.name = name
         self.probe_every_s = probe_every_s
         self.max_backoff_s = max_backoff_s
         self._clock = clock
+        self.archive_after_s = archive_after_s
+        #: Ended sessions older than this are forgotten (0: never), like the stream does.
+        self.forget_after_s = bus_settings.events_max_age_s
+        self.keep_loaded = max(1, keep_loaded)
         self._lock = threading.Lock()
         self._sessions: dict[str, SessionLog] = {}
+        self._loaded: OrderedDict[str, tuple[int, list[StoredEvent]]] = OrderedDict()
+        self._last_archive_pass = 0.0
         self._status = StoreStatus("connecting", "connecting to NATS")
         self._last_seq = 0
         self._events = 0
@@ -176,12 +199,70 @@ class EventStore:
         return False
 
     def events(self, session: str) -> tuple[int, list[StoredEvent]]:
-        """A session's events in stream order (a copy) and its version."""
+        """A session's events in stream order (a copy) and its version: all of them, or for
+        an archived session those kept in memory (no per-frame events but its last score)."""
         with self._lock:
             log_ = self._sessions.get(session)
             if log_ is None:
                 return 0, []
             return log_.version, list(log_.events)
+
+    def archived(self, session: str) -> bool:
+        with self._lock:
+            entry = self._sessions.get(session)
+            return entry is not None and entry.archived
+
+    def event_count(self, session: str) -> int:
+        """Events received for the session, archived ones included."""
+        with self._lock:
+            entry = self._sessions.get(session)
+            return entry.count if entry is not None else 0
+
+    def full_events(self, session: str, timeout_s: float = 10.0) -> tuple[int, list[StoredEvent]]:
+        """Every event of the session: from memory, or for an archived session read back
+        from JetStream (blocking; raises `bus.BusUnavailableError` when it cannot be)."""
+        with self._lock:
+            entry = self._sessions.get(session)
+            if entry is None:
+                return 0, []
+            if not entry.archived:
+                return entry.version, list(entry.events)
+            version = entry.version
+            hit = self._loaded.get(session)
+            if hit is not None and hit[0] == version:
+                self._loaded.move_to_end(session)
+                return hit
+        loop, js = self._loop, self._js
+        if loop is None or js is None or not self.status().available:
+            raise bus.BusUnavailableError("JetStream is unavailable; try again when it is back")
+        read = bus.read_events(js, contract.session_events_wildcard(session), idle_timeout_s=2.0)
+        future = asyncio.run_coroutine_threadsafe(read, loop)
+        try:
+            events = future.result(timeout_s)
+        except Exception as exc:
+            future.cancel()
+            raise bus.BusUnavailableError(f"could not read the session back: {exc}") from exc
+        with self._lock:
+            self._loaded[session] = (version, events)
+            self._loaded.move_to_end(session)
+            while len(self._loaded) > self.keep_loaded:
+                self._loaded.popitem(last=False)
+        return version, events
+
+    def archive_pass(self) -> None:
+        """Archive sessions that ended `archive_after_s` ago; forget those the stream no
+        longer keeps. Runs in the follower every few seconds; tests call it directly."""
+        now_ms = self._clock() * 1000.0
+        with self._lock:
+            for session, entry in list(self._sessions.items()):
+                if entry.ended_at_ms is None:
+                    continue
+                age_s = (now_ms - entry.ended_at_ms) / 1000.0
+                if self.forget_after_s and age_s > self.forget_after_s:
+                    del self._sessions[session]
+                    self._loaded.pop(session, None)
+                elif not entry.archived and age_s >= self.archive_after_s:
+                    _archive(entry)
 
     # ---- publishing (from other threads) ----------------------------------------------
 
@@ -301,6 +382,9 @@ class EventStore:
                     msg = await sub.next_msg(timeout=0.5)
                 except TimeoutError:
                     msg = None
+                if time.monotonic() - self._last_archive_pass >= self.probe_every_s:
+                    self._last_archive_pass = time.monotonic()
+                    self.archive_pass()
                 if msg is None:
                     if not nc.is_connected:
                         raise bus.BusUnavailableError("disconnected from NATS")
@@ -322,6 +406,7 @@ class EventStore:
     def _reset(self) -> None:
         with self._lock:
             self._sessions.clear()
+            self._loaded.clear()
             self._last_seq = 0
             self._events = 0
             self._malformed = 0
@@ -345,12 +430,39 @@ class EventStore:
             entry = self._sessions.get(session)
             if entry is None:
                 entry = self._sessions[session] = SessionLog(session)
-            entry.events.append(event)
+            kind = subject.rsplit(".", 1)[-1]
+            if entry.archived and kind in PER_FRAME_KINDS:
+                # late per-frame events of an archived session: only a newer score stays
+                if kind == "score":
+                    entry.events = [e for e in entry.events if _kind(e) != "score"] + [event]
+            else:
+                entry.events.append(event)
+            entry.count += 1
             entry.version += 1
             entry.last_wall = self._clock()
+            if isinstance(message, contract.SessionEvent) and message.event == "ended":
+                entry.ended_at_ms = message.at_ms
+                # replaying a stream of old sessions: archive each as it ends, so memory
+                # never holds them all at once
+                if (self._clock() * 1000.0 - message.at_ms) / 1000.0 >= self.archive_after_s:
+                    _archive(entry)
             if message is None:
                 entry.malformed += 1
                 self._malformed += 1
+
+
+def _kind(event: StoredEvent) -> str:
+    return event.subject.rsplit(".", 1)[-1]
+
+
+def _archive(entry: SessionLog) -> None:
+    """Drop the per-frame events of `entry` from memory but its last score (caller holds
+    the lock)."""
+    scores = [e for e in entry.events if _kind(e) == "score"]
+    kept = [e for e in entry.events if _kind(e) not in PER_FRAME_KINDS]
+    entry.events = sorted(kept + scores[-1:], key=lambda e: e.seq)
+    entry.archived = True
+    entry.version += 1
 
 
 def _describe(exc: BaseException) -> str:
@@ -364,11 +476,18 @@ _shared: dict[str, EventStore] = {}
 _shared_lock = threading.Lock()
 
 
-def shared_store(nats_url: str) -> EventStore:
+def shared_store(
+    nats_url: str, *, archive_after_s: float = 1800.0, keep_loaded: int = 4
+) -> EventStore:
     """The process's one started store for a NATS URL (what the app's cached resource
-    returns; tests reach the same instance through here)."""
+    returns; tests reach the same instance through here). The archive settings apply when
+    the store is created."""
     with _shared_lock:
         store = _shared.get(nats_url)
         if store is None or not store.running:
-            store = _shared[nats_url] = EventStore(BusSettings(nats_url=nats_url)).start()
+            store = _shared[nats_url] = EventStore(
+                BusSettings(nats_url=nats_url),
+                archive_after_s=archive_after_s,
+                keep_loaded=keep_loaded,
+            ).start()
         return store

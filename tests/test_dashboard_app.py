@@ -276,6 +276,34 @@ def test_a_finished_session_replays_with_timeline_transcript_and_evaluations(app
     assert not at.text_area  # no follow-up form for a finished session
 
 
+def test_a_session_that_ended_long_ago_is_archived_and_read_back_when_opened(app_env, bus_settings):
+    session = unique("old")
+    messages = interview_session(session, contract.now_ms() - 3 * 3600_000)
+    replay(bus_settings, messages)
+    store = shared_store(bus_settings.nats_url)
+    deadline = time.monotonic() + 20
+    while store.event_count(session) < len(messages):
+        assert time.monotonic() < deadline, store.status()
+        time.sleep(0.05)
+    # Ended hours ago: only its summary events stay in memory ...
+    assert store.archived(session)
+    _, kept = store.events(session)
+    kinds = [e.subject.rsplit(".", 1)[-1] for e in kept]
+    assert "emotion" not in kinds and kinds.count("score") == 1
+    assert len(kept) < len(messages) / 5
+    # ... the overview lists it from them, with the true event count ...
+    at = app().run()
+    assert not at.exception
+    rows = {r["session"]: r for r in at.dataframe[0].value.to_dict("records")}
+    assert rows[session]["events"] == len(messages)
+    assert rows[session]["answered"] == 3 and rows[session]["status"].startswith("ended")
+    # ... and its page reads every event back from JetStream: the whole timeline.
+    at = app(session=session).run()
+    assert not at.exception
+    assert {r["emotion"] for r in chart_data(at) if "p" in r} == set(contract.EMOTIONS)
+    assert "anxiety rose during the first 10 s of Q3" in texts(at)
+
+
 def test_follow_up_round_trip_through_jetstream(app_env, sessions, bus_settings):
     session = sessions["live"]
     at = app(user="kim", session=session).run()
