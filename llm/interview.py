@@ -65,6 +65,9 @@ class InterviewState:
     #: The interview cannot go on (an unusable profile); set by the orchestrator.
     failed: bool = False
     seen_utterances: set[tuple[str, int]] = field(default_factory=set)
+    #: follow-up commands already taken: a rebuilt state holds the stored command that is
+    #: then applied again as the consumed message
+    seen_commands: set[tuple[float, str, str]] = field(default_factory=set)
 
     # ---- folding events --------------------------------------------------------------
 
@@ -87,7 +90,9 @@ class InterviewState:
             self.ended = True
         elif isinstance(message, contract.InterviewCommand) and message.command == "follow_up":
             text = message.text.strip()
-            if text:
+            key = (message.at_ms, message.by, text)
+            if text and key not in self.seen_commands:
+                self.seen_commands.add(key)
                 self.follow_ups.append(text)
 
     def _apply_step(self, event: contract.InterviewEvent) -> None:

@@ -5,8 +5,17 @@ It consumes profiles, transcripts and session ends through one durable JetStream
 and acknowledges a message only after the steps it caused were published, so a restart
 (or a crash mid-step) redelivers the message; the state is rebuilt by folding the
 session's persisted events (`llm.interview.InterviewState`), which never repeats a step
-that was already published. Run one interviewer per NATS account: two would race on the
-same session.
+that was already published.
+
+Several interviewers may share the consumer (a group: for availability and for LLM
+throughput). Two of them can then hold messages of the same session at once, so every
+step is published with optimistic concurrency: JetStream's
+``Nats-Expected-Last-Subject-Sequence`` header carries the last step of the session this
+interviewer's state has seen, and JetStream refuses the step if another interviewer
+published one since. The refused interviewer rebuilds the session from the stream and
+looks again at what is left to do: each step is published exactly once, whoever does it
+(an LLM call may be spent twice in such a race). A cached state is also checked against
+the session's last stored step before each message, so it is never used stale.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,6 +45,17 @@ CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command")
 REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle", "command")
 #: How far before an answer's start its emotion read looks for the baseline score update.
 SCORE_LOOKBACK_MS = 60_000.0
+#: JetStream's optimistic-concurrency header and the error code of its refusal.
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+WRONG_LAST_SEQUENCE = 10071
+#: Rebuilds after refused steps before a message is given back for redelivery.
+MAX_STALE_RETRIES = 5
+
+
+class StaleSessionError(Exception):
+    """Another interviewer published a step of the session since this state was built."""
+
+    retryable = True
 
 
 class InterviewerSettings(BaseSettings):
@@ -67,11 +87,15 @@ class Orchestrator:
         self.settings = settings
         self.max_intro_chars = max_intro_chars
         self.states: dict[str, InterviewState] = {}
+        #: per session: the stream sequence of the last step the cached state has seen
+        self._step_seq: dict[str, int] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self._inflight: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        self._stopping = False
         await bus.ensure_events_stream(self.js, self.bus_settings)
         config = ConsumerConfig(
             durable_name=contract.INTERVIEWER_CONSUMER,
@@ -92,13 +116,16 @@ class Orchestrator:
         log.info("interviewer %s consuming %s", self.settings.name, ", ".join(CONSUMED_KINDS))
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _fetch_loop(self) -> None:
-        while True:
+        # nats-py's fetch can swallow a cancellation (it surfaces as a timeout), so the
+        # loop also watches a flag: stop() must not hang on it
+        while not self._stopping:
             try:
                 messages = await self._sub.fetch(batch=32, timeout=1.0)
             except (NatsTimeoutError, TimeoutError):
@@ -114,28 +141,57 @@ class Orchestrator:
 
     async def _handle(self, msg: Msg) -> None:
         session = contract.session_from_subject(msg.subject)
+        try:
+            message = contract.decode(msg.data)
+        except contract.ContractError as exc:
+            log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        try:
+            await self.process(session, message, msg)
+        except Exception:
+            log.exception("interview step failed for session %s; will retry", session)
+            await msg.nak(delay=2.0)
+            return
+        await msg.ack()
+
+    async def process(
+        self, session: str, message: contract.BusMessage, msg: Msg | None = None
+    ) -> None:
+        """Apply one consumed event to its session and carry out every step it calls for;
+        when another interviewer got a step in first, rebuild and look again."""
         lock = self._locks.setdefault(session, asyncio.Lock())
         async with lock:
-            try:
-                message = contract.decode(msg.data)
-            except contract.ContractError as exc:
-                log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
-                await msg.term()
-                return
-            try:
+            for _ in range(MAX_STALE_RETRIES):
                 state = await self._state(session)
                 state.apply(message)
-                await self.advance(state, msg)
-            except Exception:
-                log.exception("interview step failed for session %s; will retry", session)
-                await msg.nak(delay=2.0)
-                return
-            await msg.ack()
+                try:
+                    await self.advance(state, msg)
+                    return
+                except StaleSessionError as exc:
+                    log.info("session %s: %s; rebuilding it", session, exc)
+                    self._forget(session)
+            raise StaleSessionError(f"session {session} kept changing under this interviewer")
+
+    def _forget(self, session: str) -> None:
+        self.states.pop(session, None)
+        self._step_seq.pop(session, None)
+
+    async def _latest_step_seq(self, session: str) -> int:
+        try:
+            stored = await self.js.get_last_msg(
+                contract.EVENTS_STREAM, contract.event_subject(session, "interview")
+            )
+        except NotFoundError:
+            return 0
+        return int(stored.seq or 0)
 
     async def _state(self, session: str) -> InterviewState:
         state = self.states.get(session)
         if state is not None:
-            return state
+            if self._step_seq.get(session) == await self._latest_step_seq(session):
+                return state
+            self._forget(session)  # another interviewer advanced it
         state = InterviewState(session)
         events = []
         for kind in REBUILD_KINDS:
@@ -146,8 +202,11 @@ class Orchestrator:
             if event.message is not None:
                 state.apply(event.message)
         if len(self.states) >= self.settings.max_cached_sessions:
-            self.states.pop(next(iter(self.states)))
+            self._forget(next(iter(self.states)))
         self.states[session] = state
+        self._step_seq[session] = max(
+            (e.seq for e in events if e.subject.endswith(".interview")), default=0
+        )
         return state
 
     async def advance(self, state: InterviewState, msg: Msg | None = None) -> None:
@@ -167,10 +226,26 @@ class Orchestrator:
                 return
 
     async def _publish(self, state: InterviewState, step: str, data: dict) -> None:
+        """Publish one step, only if no other step of the session was stored since this
+        state's last one (`StaleSessionError` otherwise)."""
         event = contract.InterviewEvent(
             session=state.session, step=step, at_ms=contract.now_ms(), data=data
         )
-        await bus.publish_event(self.js, event, "interview")
+        expected = self._step_seq.get(state.session, 0)
+        try:
+            ack = await self.js.publish(
+                contract.event_subject(state.session, "interview"),
+                contract.encode(event),
+                headers={EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected)},
+            )
+        except BadRequestError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise StaleSessionError(
+                    f"another interviewer published a step first (not {step!r} after "
+                    f"sequence {expected})"
+                ) from exc
+            raise
+        self._step_seq[state.session] = ack.seq
         state.apply(event)
 
     def _profile(self, state: InterviewState) -> Profile:

@@ -270,7 +270,7 @@ def test_each_compose_role_validates_from_its_own_environment(variant, monkeypat
             assert settings[DashboardSettings].password_file == Path(
                 "/run/secrets/dashboard_password"
             )
-    assert services["interviewer"]["deploy"]["replicas"] == 1
+    assert services["interviewer"]["deploy"]["replicas"] == 2  # a group (docs/deploy.md)
     if variant == "gpu":
         vision = services["vision"]
         devices = vision["deploy"]["resources"]["reservations"]["devices"]
@@ -579,8 +579,8 @@ def test_each_kubernetes_role_validates_from_its_own_environment(overlay, monkey
         if role == ("worker", "vision") and overlay == "gpu":
             assert settings[VisionSettings].backend == "torch-cuda"
     interviewer = workloads["interviewer"]
-    assert interviewer["spec"]["replicas"] == 1
-    assert interviewer["spec"]["strategy"]["type"] == "Recreate"
+    assert interviewer["spec"]["replicas"] == 2  # a group: never fewer than one up
+    assert interviewer["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
 def test_kubernetes_pods_are_hardened_and_sized():
@@ -604,8 +604,7 @@ def test_kubernetes_pods_are_hardened_and_sized():
         for d in docs
         if d["kind"] == "PodDisruptionBudget"
     }
-    assert {"vision-worker", "speech-worker", "nats"} <= pdbs
-    assert "interviewer" not in pdbs  # a single replica with a PDB would block node drains
+    assert {"vision-worker", "speech-worker", "nats", "interviewer"} <= pdbs
     nats = workloads["nats"]
     assert nats["kind"] == "StatefulSet" and nats["spec"]["replicas"] == 3
     assert nats["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"

@@ -191,3 +191,20 @@ def test_a_follow_up_is_asked_next_and_evaluated_and_reopens_a_finished_intervie
     assert state.next_action().kind == "follow_up"
     _run_through(state, 4, 5000)
     assert state.next_action().kind == "report"
+
+
+def test_a_follow_up_command_applied_twice_is_asked_once():
+    # a rebuilt state already holds the stored command that is then consumed again
+    state = InterviewState("s1")
+    state.apply(_profile())
+    command = contract.InterviewCommand(
+        session="s1", command="follow_up", text="Why PyTorch?", by="kim", at_ms=5.0
+    )
+    state.apply(command)
+    state.apply(command)
+    assert state.follow_ups == ["Why PyTorch?"]
+    other = contract.InterviewCommand(
+        session="s1", command="follow_up", text="Why PyTorch?", by="kim", at_ms=9.0
+    )
+    state.apply(other)  # the same words sent again later: a second question
+    assert state.follow_ups == ["Why PyTorch?", "Why PyTorch?"]

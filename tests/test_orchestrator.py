@@ -191,3 +191,69 @@ async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
         assert evaluated.data["emotion"] == {"score": 50.3, "band": "normal", "faces": 5}
     finally:
         await _stop(client, orchestrator)
+
+
+async def _all_steps(nc, session):
+    events = await bus.read_events(
+        nc.jetstream(), contract.event_subject(session, "interview"), idle_timeout_s=0.3
+    )
+    return [e.message for e in events]
+
+
+async def test_two_interviewers_racing_on_one_session_publish_each_step_once(nc, bus_settings):
+    # Two interviewers hold the same profile at once (as two members of a group can):
+    # JetStream's expected-last-sequence check lets one publish each step, the other
+    # rebuilds and finds nothing left to do.
+    js = nc.jetstream()
+    session = "orch-race"
+    profile = contract.Profile(session=session, self_intro=INTRO, at_ms=1.0)
+    await bus.publish_event(js, profile, "profile")
+    clients = [await bus.connect(bus_settings, f"race-{i}") for i in range(2)]
+    try:
+        racers = [
+            Orchestrator(c, OfflineEngine(), bus_settings, InterviewerSettings()) for c in clients
+        ]
+        await asyncio.gather(*(r.process(session, profile) for r in racers))
+        steps = await _all_steps(nc, session)
+        assert [s.step for s in steps] == ["questions", "asked"]
+        # both caches now agree with the stream, whoever published
+        now = contract.now_ms()
+        answer = _transcript(session, "u1", "PyTorch로 모델을 만들었습니다", now, now + 2000)
+        await bus.publish_event(js, answer, "transcript")
+        await asyncio.gather(*(r.process(session, answer) for r in racers))
+        kinds = [s.step for s in await _all_steps(nc, session)]
+        assert kinds == ["questions", "asked", "answered", "evaluated", "asked"]
+    finally:
+        for client in clients:
+            await client.close()
+
+
+async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc, bus_settings):
+    js = nc.jetstream()
+    group = [await _orchestrator(bus_settings, OfflineEngine()) for _ in range(3)]
+    sessions = [f"orch-group-{i}" for i in range(3)]
+    try:
+        for session in sessions:
+            await bus.publish_event(
+                js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+            )
+        for index in range(3):
+            for session in sessions:
+                await _steps(nc, session, "asked", count=index + 1)
+                now = contract.now_ms()
+                await bus.publish_event(
+                    js,
+                    _transcript(session, f"u{index}", "모델을 만들었습니다", now, now + 1500),
+                    "transcript",
+                )
+            if index == 1:  # one member dies mid-interview; the others carry on
+                await _stop(*group.pop())
+        for session in sessions:
+            steps = await _steps(nc, session, "report")
+            kinds = [s.step for s in steps]
+            assert kinds.count("questions") == 1 and kinds.count("report") == 1, kinds
+            assert [s.data["index"] for s in steps if s.step == "asked"] == [0, 1, 2]
+            assert sorted(s.data["index"] for s in steps if s.step == "evaluated") == [0, 1, 2]
+    finally:
+        for member in group:
+            await _stop(*member)

@@ -178,6 +178,7 @@ class SpeechWorker:
         self.metrics = metrics or SpeechMetrics()
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="speech")
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
         self._sub: JetStreamContext.PullSubscription | None = None
         self._advisory = None
         #: Set by `abandon()`: in-flight messages are left unacknowledged (a crash).
@@ -199,6 +200,7 @@ class SpeechWorker:
         return str(getattr(self.transcriber, "model_name", ""))
 
     async def start(self) -> None:
+        self._stopping = False
         await bus.ensure_events_stream(self.js, self.bus_settings)
         await bus.ensure_utterances_stream(self.js, self.bus_settings)
         await ensure_speech_consumer(self.js, self.settings)
@@ -228,6 +230,7 @@ class SpeechWorker:
     async def stop(self) -> None:
         """Stop pulling. Utterances being transcribed are handed back at once (nak) so
         another worker takes them without waiting for ack_wait."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -261,7 +264,9 @@ class SpeechWorker:
 
     async def _pull_loop(self) -> None:
         assert self._sub is not None
-        while True:
+        # nats-py's fetch can swallow a cancellation (it surfaces as a timeout): the flag
+        # ends the loop anyway, so stop() cannot hang on it
+        while not self._stopping:
             try:
                 msgs = await self._sub.fetch(1, timeout=self.settings.fetch_timeout_s)
             except (TimeoutError, NatsTimeoutError):
