@@ -42,7 +42,9 @@ def export_command(
     bundle: Path = typer.Argument(..., help="Bundle sidecar (.json), weights file or folder"),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx | engine"),
     half: bool = typer.Option(False, "--half", help="fp16 (engine; ONNX needs a CUDA device)"),
-    int8: bool = typer.Option(False, "--int8", help="INT8 engine (needs --calib)"),
+    int8: bool = typer.Option(
+        False, "--int8", help="INT8 (needs --calib): an engine, or a Q/DQ ONNX for TensorRT"
+    ),
     calib: Path = typer.Option(None, "--calib", help="Folder of calibration images (int8)"),
     batch: int = typer.Option(32, "--batch", min=1, help="Largest batch (TensorRT profile max)"),
     imgsz: int = typer.Option(None, "--imgsz", help="Square input size (needs PyTorch weights)"),

@@ -53,7 +53,7 @@ section "gpu-marked tests"
 "$PY" -m pytest -m gpu tests/test_backends.py tests/test_export.py -q -rs -p no:cacheprovider \
     || status=1
 
-section "TensorRT engine export (fp16, batch 256)"
+section "TensorRT engine export (fp16 and int8, batch 256)"
 if "$PY" -c "import tensorrt" 2>/dev/null; then
     "$PY" - <<'EOF' || status=1
 import os
@@ -61,6 +61,17 @@ from pathlib import Path
 from inference.export import export
 models = Path(os.environ["INTERVUE_MODELS_DIR"])
 result = export(models / "fer-mini-xception.json", "engine", half=True, batch=256)
+print(result.summary())
+# int8: calibrated on face crops (TensorRT 10: implicit calibrator; 11+: a Q/DQ ONNX)
+import tempfile, cv2
+from tests._models import astronaut_frame
+calib = Path(tempfile.mkdtemp()) / "faces"
+calib.mkdir()
+for i in range(64):
+    frame, box = astronaut_frame(face_width=80 + 3 * i, centre=(240 + 2 * i, 190 + i))
+    x0, y0, x1, y1 = (int(v) for v in box)
+    cv2.imwrite(str(calib / f"{i}.png"), frame[y0:y1, x0:x1])
+result = export(models / "fer-mini-xception.json", "engine", int8=True, calib_dir=calib, batch=256)
 print(result.summary())
 EOF
 else

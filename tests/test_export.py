@@ -206,8 +206,10 @@ def test_an_onnx_only_bundle_is_verified_against_its_source_onnx(tmp_path, fer_e
 
 def test_bad_requests_are_refused_clearly(models_dir):
     bundle = models_dir / f"{FER_BUNDLE_NAME}.json"
-    with pytest.raises(ExportError, match="int8 applies to TensorRT"):
+    with pytest.raises(ExportError, match="--int8 needs --calib DIR"):
         export(bundle, "onnx", int8=True)
+    with pytest.raises(ExportError, match="--int8 and --half together apply to TensorRT"):
+        export(bundle, "onnx", int8=True, half=True)
     with pytest.raises(ExportError, match="unknown export format"):
         export(bundle, "tflite")
     with pytest.raises(ExportError, match="--half ONNX export"):
@@ -235,6 +237,43 @@ def test_calibration_images_use_the_bundles_preprocessing(tmp_path, fer_export):
     assert -1.0 <= x.min() and x.max() <= 1.0  # (x/255 - 0.5) / 0.5
     with pytest.raises(ExportError, match="no readable images"):
         calibration_images(tmp_path / "calib" / "sub" / "..", fer_export.bundle.meta, limit=0)
+
+
+def test_int8_qdq_onnx_export_on_the_cpu(models_dir, tmp_path, capsys):
+    # calibration images: real face crops at a few sizes and positions, as a team would
+    # collect them from its own rooms
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(24):
+        frame, box = astronaut_frame(face_width=90 + 5 * i, centre=(260 + 4 * i, 200 + 2 * i))
+        x0, y0, x1, y1 = (int(v) for v in box)
+        cv2.imwrite(str(folder / f"{i}.png"), frame[y0:y1, x0:x1])
+    result = export(
+        models_dir / f"{FER_BUNDLE_NAME}.json",
+        "onnx",
+        int8=True,
+        calib_dir=folder,
+        batch=16,
+        output_dir=tmp_path / "out",
+    )
+    print(f"\nFER int8 Q/DQ export: {result.agreement.line()}")
+    assert result.precision == "int8" and result.bundle.meta.name.endswith("-onnx-int8")
+    assert result.agreement.candidate == "onnxruntime-cpu (int8 Q/DQ)"
+    assert result.agreement.top1 >= 0.80  # the int8 tolerance; printed above
+    info = result.bundle.meta.extra["export"]
+    assert info["precision"] == "int8" and info["quantization"]["images"] == 24
+    assert info["verified_on"] == "calibration images"
+    assert info["quantization"]["quantize_nodes"] > 10
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(result.bundle.weights_path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    # the worker runs it when it is the bundle asked for
+    frame, _ = astronaut_frame(face_width=150, centre=(300, 210))
+    analysis = VisionPipeline.load(
+        models_dir, classifier=str(result.bundle.meta_path), backend="onnxruntime"
+    ).analyse_jpeg(jpeg(frame))
+    assert len(analysis.faces) == 1 and analysis.faces[0].label in EMOTIONS
 
 
 # ------------------------------------------------------------------ TensorRT by structure
@@ -409,7 +448,13 @@ def test_tensorrt_build_structure_across_versions(tmp_path, fer_export):
     facts = build(new, half=True)
     assert facts["precision"] == "fp16" and facts["typing"] == "strong"
     assert new.calls["flags"] == [] and new.calls["network_flags"] == 0
-    with pytest.raises(ExportError, match=r"no implicit INT8 calibration.*tensorrt>=10,<11"):
+    # ... but it builds INT8 from an explicitly quantized (Q/DQ) ONNX, with no flag
+    facts = build(_FakeTrt(version="11.4.0.106"), int8=True, explicit_int8=True)
+    assert facts["precision"] == "int8" and facts["typing"] == "strong"
+    weak = _FakeTrt()  # 10.x takes the same Q/DQ ONNX with its INT8 flag on
+    assert build(weak, int8=True, explicit_int8=True)["precision"] == "int8"
+    assert weak.calls["flags"] == ["int8"] and weak.calls["calib_batches"] == 0
+    with pytest.raises(ExportError, match=r"no implicit INT8 calibration.*Q/DQ"):
         build(
             _FakeTrt(version="11.4.0.106"),
             int8=True,

@@ -19,6 +19,7 @@ from inference.backends.base import (
     check_classes,
     check_input,
     cuda_device_present,
+    export_info,
     find_variants,
 )
 from inference.backends.config import OnnxRuntimeConfig
@@ -64,6 +65,9 @@ class OnnxRuntimeBackend(Backend):
                 f"bundle {bundle.meta.name} has no ONNX form "
                 f"(export one: intervue export {bundle.meta_path} --format onnx)"
             )
+        # an int8 Q/DQ export is for TensorRT (ORT runs it slower on a CPU, and less
+        # exactly): taken only when it is the bundle asked for, or the only ONNX
+        variants.sort(key=lambda b: b is not bundle and export_info(b).get("precision") == "int8")
         onnx_bundle = variants[0]
         if onnx_bundle is not bundle:
             onnx_bundle.verify()
