@@ -38,7 +38,7 @@ import numpy as np
 
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, load_bundle, save_bundle
 from inference.export import torch_to_onnx
-from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT, letterbox
+from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT, YoloEmotionDetector
 
 log = logging.getLogger(__name__)
 
@@ -181,25 +181,17 @@ def write_bundle(meta: BundleMeta, onnx_path: Path, directory: Path, card_text: 
 
 
 class DetectRunner:
-    """Runs a YOLOv8 ``detect`` ONNX bundle with ONNX Runtime on BGR images."""
+    """The single best box per image of a YOLOv8 ``detect`` ONNX bundle (evaluation: one
+    face per image, no NMS needed). Preparing and running the model is the worker's own
+    detector's (`inference.yolo.YoloEmotionDetector`: letterbox, colour order, scaling,
+    the onnxruntime backend), so evaluation sees what the product sees."""
 
     def __init__(self, bundle: Bundle, threads: int = 1) -> None:
         meta = bundle.meta
         if meta.task != "detect" or meta.format != "onnx":
             raise BundleError(f"bundle {meta.name} is not an ONNX detect bundle")
-        layout = meta.extra.get("detect_output", {}).get("layout")
-        if layout != "yolov8":
-            raise BundleError(f"bundle {meta.name}: unknown detector output layout {layout!r}")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
         self.meta = meta
-        self.pad = int(meta.extra.get("letterbox_pad", YOLO_LETTERBOX_PAD))
-        self._session = ort.InferenceSession(
-            str(bundle.weights_path), options, providers=["CPUExecutionProvider"]
-        )
-        self._input = self._session.get_inputs()[0].name
+        self._detector = YoloEmotionDetector(bundle, backend="onnxruntime", threads=threads)
 
     @classmethod
     def load(cls, path: Path | str, threads: int = 1) -> DetectRunner:
@@ -207,16 +199,10 @@ class DetectRunner:
 
     def raw(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
         """(batch, 4 + classes, anchors) outputs and each image's (scale, left, top)."""
-        batch, geometry = [], []
-        for image in images:
-            boxed, s, (left, top) = letterbox(image, self.meta.input_size, self.pad)
-            batch.append(cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB))
-            geometry.append((s, left, top))
-        x = np.stack(batch).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(
-            self.meta.preprocess.scale
-        )
-        out = self._session.run(None, {self._input: np.ascontiguousarray(x)})[0]
-        return np.asarray(out, dtype=np.float32), geometry
+        prepared = [self._detector.prepare(image) for image in images]
+        x = np.concatenate([p[0] for p in prepared])
+        out = self._detector.backend.infer(x)
+        return np.asarray(out, dtype=np.float32), [p[1] for p in prepared]
 
     def top(self, images: Sequence[np.ndarray]) -> list[tuple[str, float, np.ndarray, tuple]]:
         """Per image: (label, score, all class scores of that box, box x1, y1, x2, y2 in
