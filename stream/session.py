@@ -203,6 +203,20 @@ class RoomSession:
         except Exception as exc:
             await self.close("bad offer")
             raise SessionError(f"cannot answer the offer: {exc}") from exc
+        if self.rtc_config.iceTransportPolicy.value == "relay" and (
+            "typ relay" not in pc.localDescription.sdp
+        ):
+            # relay-only with no relayed candidate: the browser could never connect, so
+            # say so now instead of letting the page wait for ICE to fail
+            log.warning(
+                "session %s: no relayed ICE candidate (is the TURN server reachable, and its "
+                "secret the gateway's?)",
+                self.id,
+            )
+            await self.close("no TURN relay")
+            raise SessionError(
+                "the media relay (TURN) is unreachable; the room cannot connect", 503
+            )
         await self._publish_lifecycle("started")
         return pc.localDescription
 

@@ -218,3 +218,31 @@ def test_turn_rest_usernames_carry_their_expiry():
     assert len(password) == 28  # base64 of a 20-byte HMAC-SHA1
     with pytest.raises(ValueError):
         ice.turn_rest_credentials(b"k" * 16, "a:b", 0.0, 600)
+
+
+async def test_a_relay_only_gateway_refused_by_turn_says_so_at_once(nc, bus_settings, turn_server):
+    from aiohttp.test_utils import TestClient, TestServer
+    from aiortc import RTCPeerConnection
+
+    settings = GatewaySettings(
+        dev_mode=True,
+        ice_servers=[ice.IceServer(urls=[turn_server["url"]])],
+        ice_transport_policy="relay",
+        turn_secret="not-the-secret-coturn-was-given",
+    )
+    app = create_app(settings, bus_settings, nc=nc)
+    browser = RTCPeerConnection()
+    try:
+        async with TestClient(TestServer(app)) as client:
+            created = await (await client.post("/api/sessions", json={})).json()
+            browser.addTransceiver("video", direction="sendonly")
+            await browser.setLocalDescription(await browser.createOffer())
+            response = await client.post(
+                created["offer_url"],
+                json={"sdp": browser.localDescription.sdp, "type": "offer"},
+            )
+            assert response.status == 503
+            assert "TURN" in (await response.json())["error"]
+            assert not app[GATEWAY].sessions  # closed, nothing left behind
+    finally:
+        await browser.close()
