@@ -14,8 +14,10 @@ step is published with optimistic concurrency: JetStream's
 interviewer's state has seen, and JetStream refuses the step if another interviewer
 published one since. The refused interviewer rebuilds the session from the stream and
 looks again at what is left to do: each step is published exactly once, whoever does it
-(an LLM call may be spent twice in such a race). A cached state is also checked against
-the session's last stored step before each message, so it is never used stale.
+(an LLM call may be spent twice in such a race). A cached state is used only while the
+session's stored events of the kinds it folds are exactly those it has seen (plus the one
+being handled): one stream-info request per event; anything another interviewer took in
+(a partial transcript, a command) makes it rebuild.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from stream.settings import BusSettings
 log = logging.getLogger(__name__)
 
 CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command")
-REBUILD_KINDS = ("profile", "interview", "transcript", "score", "lifecycle", "command")
+#: What a session's state is folded from (score updates are read at each evaluation).
+REBUILD_KINDS = ("profile", "interview", "transcript", "lifecycle", "command")
 #: How far before an answer's start its emotion read looks for the baseline score update.
 SCORE_LOOKBACK_MS = 60_000.0
 #: JetStream's optimistic-concurrency header and the error code of its refusal.
@@ -87,8 +90,10 @@ class Orchestrator:
         self.settings = settings
         self.max_intro_chars = max_intro_chars
         self.states: dict[str, InterviewState] = {}
-        #: per session: the stream sequence of the last step the cached state has seen
+        #: per session: the stream sequence of the last step the cached state has seen,
+        #: and how many events of each folded kind it has seen
         self._step_seq: dict[str, int] = {}
+        self._seen_counts: dict[str, dict[str, int]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
         self._stopping = False
@@ -162,8 +167,9 @@ class Orchestrator:
         when another interviewer got a step in first, rebuild and look again."""
         lock = self._locks.setdefault(session, asyncio.Lock())
         async with lock:
+            kind = type(message).__struct_config__.tag  # its subject's last token
             for _ in range(MAX_STALE_RETRIES):
-                state = await self._state(session)
+                state = await self._state(session, kind)
                 state.apply(message)
                 try:
                     await self.advance(state, msg)
@@ -176,22 +182,26 @@ class Orchestrator:
     def _forget(self, session: str) -> None:
         self.states.pop(session, None)
         self._step_seq.pop(session, None)
+        self._seen_counts.pop(session, None)
 
-    async def _latest_step_seq(self, session: str) -> int:
-        try:
-            stored = await self.js.get_last_msg(
-                contract.EVENTS_STREAM, contract.event_subject(session, "interview")
-            )
-        except NotFoundError:
-            return 0
-        return int(stored.seq or 0)
+    async def _stored_counts(self, session: str) -> dict[str, int]:
+        per_subject = await bus.subject_counts(self.js, contract.session_events_wildcard(session))
+        return {k: per_subject.get(contract.event_subject(session, k), 0) for k in REBUILD_KINDS}
 
-    async def _state(self, session: str) -> InterviewState:
+    async def _state(self, session: str, kind: str | None = None) -> InterviewState:
+        """The session's state: the cached one while nothing but the event being handled
+        (of `kind`) was stored since it was folded, else rebuilt from the stream."""
+        counts = await self._stored_counts(session)
         state = self.states.get(session)
         if state is not None:
-            if self._step_seq.get(session) == await self._latest_step_seq(session):
+            seen = self._seen_counts.get(session, {})
+            with_this = dict(seen)
+            if kind in with_this:
+                with_this[kind] += 1
+            if counts in (seen, with_this):
+                self._seen_counts[session] = counts
                 return state
-            self._forget(session)  # another interviewer advanced it
+            self._forget(session)  # another interviewer took in events of this session
         state = InterviewState(session)
         events = []
         for kind in REBUILD_KINDS:
@@ -207,6 +217,11 @@ class Orchestrator:
         self._step_seq[session] = max(
             (e.seq for e in events if e.subject.endswith(".interview")), default=0
         )
+        # what was folded (read after `counts`: anything stored in between is counted now)
+        self._seen_counts[session] = {
+            k: sum(1 for e in events if e.subject == contract.event_subject(session, k))
+            for k in REBUILD_KINDS
+        }
         return state
 
     async def advance(self, state: InterviewState, msg: Msg | None = None) -> None:
@@ -246,6 +261,8 @@ class Orchestrator:
                 ) from exc
             raise
         self._step_seq[state.session] = ack.seq
+        seen = self._seen_counts.setdefault(state.session, dict.fromkeys(REBUILD_KINDS, 0))
+        seen["interview"] += 1
         state.apply(event)
 
     def _profile(self, state: InterviewState) -> Profile:

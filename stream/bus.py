@@ -185,6 +185,11 @@ class StoredEvent:
         return data
 
 
+async def subject_counts(js: JetStreamContext, subject_filter: str) -> dict[str, int]:
+    """Stored events per subject matching `subject_filter` (one stream-info request)."""
+    return await _count(js, subject_filter)
+
+
 async def _count(js: JetStreamContext, subject_filter: str) -> dict[str, int]:
     try:
         info = await js.stream_info(contract.EVENTS_STREAM, subjects_filter=subject_filter)

@@ -257,3 +257,34 @@ async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc
     finally:
         for member in group:
             await _stop(*member)
+
+
+async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, bus_settings):
+    # A long answer comes in parts; the first part is consumed by one member of the group
+    # (no step follows a non-final part), the final part by another, whose cached state
+    # predates the first part: it must notice and rebuild, or the answer loses its start.
+    js = nc.jetstream()
+    session = "orch-partial"
+    profile = contract.Profile(session=session, self_intro=INTRO, at_ms=1.0)
+    await bus.publish_event(js, profile, "profile")
+    clients = [await bus.connect(bus_settings, f"partial-{i}") for i in range(2)]
+    try:
+        first, second = (
+            Orchestrator(c, OfflineEngine(), bus_settings, InterviewerSettings()) for c in clients
+        )
+        await first.process(session, profile)
+        await second.process(session, profile)  # both now hold a cached state
+        now = contract.now_ms()
+        part0 = _transcript(session, "u1", "처음 부분입니다", now, now + 8000)
+        part0.final = False
+        await bus.publish_event(js, part0, "transcript")
+        await first.process(session, part0)
+        part1 = _transcript(session, "u1", "마지막 부분입니다", now + 8000, now + 9000)
+        part1.part = 1
+        await bus.publish_event(js, part1, "transcript")
+        await second.process(session, part1)
+        [answered] = [s for s in await _all_steps(nc, session) if s.step == "answered"]
+        assert answered.data["answer"] == "처음 부분입니다 마지막 부분입니다"
+    finally:
+        for client in clients:
+            await client.close()
