@@ -5,6 +5,7 @@ give an error event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -200,19 +201,33 @@ async def _all_steps(nc, session):
     return [e.message for e in events]
 
 
+@contextlib.asynccontextmanager
+async def _two_interviewers(nc, bus_settings, session):
+    """A session with its profile stored, and two interviewers (not consuming: the tests
+    hand them events) on connections of their own."""
+    profile = contract.Profile(session=session, self_intro=INTRO, at_ms=1.0)
+    await bus.publish_event(nc.jetstream(), profile, "profile")
+    clients = [await bus.connect(bus_settings, f"{session}-{i}") for i in range(2)]
+    try:
+        yield (
+            profile,
+            [
+                Orchestrator(c, OfflineEngine(), bus_settings, InterviewerSettings())
+                for c in clients
+            ],
+        )
+    finally:
+        for client in clients:
+            await client.close()
+
+
 async def test_two_interviewers_racing_on_one_session_publish_each_step_once(nc, bus_settings):
     # Two interviewers hold the same profile at once (as two members of a group can):
     # JetStream's expected-last-sequence check lets one publish each step, the other
     # rebuilds and finds nothing left to do.
     js = nc.jetstream()
     session = "orch-race"
-    profile = contract.Profile(session=session, self_intro=INTRO, at_ms=1.0)
-    await bus.publish_event(js, profile, "profile")
-    clients = [await bus.connect(bus_settings, f"race-{i}") for i in range(2)]
-    try:
-        racers = [
-            Orchestrator(c, OfflineEngine(), bus_settings, InterviewerSettings()) for c in clients
-        ]
+    async with _two_interviewers(nc, bus_settings, session) as (profile, racers):
         await asyncio.gather(*(r.process(session, profile) for r in racers))
         steps = await _all_steps(nc, session)
         assert [s.step for s in steps] == ["questions", "asked"]
@@ -223,9 +238,6 @@ async def test_two_interviewers_racing_on_one_session_publish_each_step_once(nc,
         await asyncio.gather(*(r.process(session, answer) for r in racers))
         kinds = [s.step for s in await _all_steps(nc, session)]
         assert kinds == ["questions", "asked", "answered", "evaluated", "asked"]
-    finally:
-        for client in clients:
-            await client.close()
 
 
 async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc, bus_settings):
@@ -265,13 +277,7 @@ async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, b
     # predates the first part: it must notice and rebuild, or the answer loses its start.
     js = nc.jetstream()
     session = "orch-partial"
-    profile = contract.Profile(session=session, self_intro=INTRO, at_ms=1.0)
-    await bus.publish_event(js, profile, "profile")
-    clients = [await bus.connect(bus_settings, f"partial-{i}") for i in range(2)]
-    try:
-        first, second = (
-            Orchestrator(c, OfflineEngine(), bus_settings, InterviewerSettings()) for c in clients
-        )
+    async with _two_interviewers(nc, bus_settings, session) as (profile, (first, second)):
         await first.process(session, profile)
         await second.process(session, profile)  # both now hold a cached state
         now = contract.now_ms()
@@ -285,6 +291,3 @@ async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, b
         await second.process(session, part1)
         [answered] = [s for s in await _all_steps(nc, session) if s.step == "answered"]
         assert answered.data["answer"] == "처음 부분입니다 마지막 부분입니다"
-    finally:
-        for client in clients:
-            await client.close()
