@@ -220,3 +220,12 @@ def test_detector_rejects_bad_images():
     with pytest.raises(ValueError):
         detector.detect(np.zeros((4, 4, 3), np.uint8))
     assert detector.detect(np.zeros((480, 640), np.uint8)) == []
+
+
+def test_the_benchmarks_four_face_frames_hold_four_faces_the_detector_finds(pipeline):
+    # `intervue bench vision --faces 4` is the crop-heavy case only if all four are found
+    from inference.bench import _multi_face
+
+    frames = _multi_face(64)
+    assert len(frames) == 8
+    assert [len(pipeline.analyse_jpeg(f).faces) for f in frames] == [4] * 8
