@@ -6,12 +6,15 @@ every subject of ``INTERVUE_EVENTS`` with an ordered consumer from the start of 
 Streamlit script threads) take cheap snapshots under a lock.
 
 Memory stays bounded by the live and recent sessions: a session that ended more than
-`archive_after_s` ago is *archived* — its per-frame events (emotion results, score
+`archive_after_s` ago (or that never ended — its gateway died — and has been silent for
+twice that, at least an hour) is *archived* — its per-frame events (emotion results, score
 updates but the last) leave memory, the rest (lifecycle, profile, questions, transcripts,
 evaluations, report: what the overview needs) stays. `full_events` reads an archived
 session back from JetStream when someone opens it (a few are kept, least recently used
 first out). Sessions that ended longer ago than the stream keeps events
-(`INTERVUE_EVENTS_MAX_AGE_S`) are forgotten, as JetStream forgets them.
+(`INTERVUE_EVENTS_MAX_AGE_S`) are forgotten, as JetStream forgets them. Ages are taken
+from JetStream's own storage times and the messages' times, never from when this process
+happened to read them, so a restarted dashboard treats old sessions as old.
 
 When NATS or JetStream goes away the store says so (`status().state == "unavailable"`),
 keeps what it has, reconnects with backoff and resumes after the last stream sequence it
@@ -72,6 +75,7 @@ class SessionLog:
     last_wall: float = 0.0  # when the store last received an event for it (wall clock)
     count: int = 0  # events received, including those archiving dropped from memory
     ended_at_ms: float | None = None  # the lifecycle "ended" event's time
+    last_event_s: float = 0.0  # JetStream's storage time of its newest event (epoch s)
     archived: bool = False  # per-frame events dropped; `EventStore.full_events` reads them
 
 
@@ -252,17 +256,21 @@ class EventStore:
     def archive_pass(self) -> None:
         """Archive sessions that ended `archive_after_s` ago; forget those the stream no
         longer keeps. Runs in the follower every few seconds; tests call it directly."""
-        now_ms = self._clock() * 1000.0
+        now = self._clock()
+        abandoned_after_s = max(2 * self.archive_after_s, 3600.0)
         with self._lock:
             for session, entry in list(self._sessions.items()):
-                if entry.ended_at_ms is None:
-                    continue
-                age_s = (now_ms - entry.ended_at_ms) / 1000.0
-                if self.forget_after_s and age_s > self.forget_after_s:
+                ended_s = entry.ended_at_ms / 1000.0 if entry.ended_at_ms is not None else None
+                last_s = max(entry.last_event_s, ended_s or 0.0)
+                if self.forget_after_s and now - last_s > self.forget_after_s:
                     del self._sessions[session]
                     self._loaded.pop(session, None)
-                elif not entry.archived and age_s >= self.archive_after_s:
+                elif entry.archived:
+                    continue
+                elif ended_s is not None and now - ended_s >= self.archive_after_s:
                     _archive(entry)
+                elif ended_s is None and now - last_s >= abandoned_after_s:
+                    _archive(entry)  # no end will come: its gateway died with it
 
     # ---- publishing (from other threads) ----------------------------------------------
 
@@ -396,7 +404,9 @@ class EventStore:
                         self._set_status("ok")
                     continue
                 meta = msg.metadata
-                self._ingest(meta.sequence.stream, msg.subject, msg.data)
+                self._ingest(
+                    meta.sequence.stream, msg.subject, msg.data, meta.timestamp.timestamp()
+                )
                 if meta.num_pending == 0 or self._last_seq >= last_in_stream:
                     self._caught_up.set()
         finally:
@@ -411,7 +421,7 @@ class EventStore:
             self._events = 0
             self._malformed = 0
 
-    def _ingest(self, seq: int, subject: str, data: bytes) -> None:
+    def _ingest(self, seq: int, subject: str, data: bytes, stored_s: float | None = None) -> None:
         try:
             session = contract.session_from_subject(subject)
         except contract.ContractError:
@@ -440,6 +450,7 @@ class EventStore:
             entry.count += 1
             entry.version += 1
             entry.last_wall = self._clock()
+            entry.last_event_s = max(entry.last_event_s, stored_s or entry.last_wall)
             if isinstance(message, contract.SessionEvent) and message.event == "ended":
                 entry.ended_at_ms = message.at_ms
                 # replaying a stream of old sessions: archive each as it ends, so memory

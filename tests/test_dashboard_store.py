@@ -71,3 +71,29 @@ async def test_ended_sessions_are_archived_then_forgotten(bus_settings):
         assert store.events(session) == (0, []) and store.event_count(session) == 0
     finally:
         store.stop()
+
+
+async def test_a_session_that_never_ended_is_archived_once_long_silent(bus_settings):
+    # its gateway died: no "ended" event will ever come
+    session = uuid.uuid4().hex[:16]
+    messages = interview_session(session, contract.now_ms() - 600_000, ended=False)
+    await _replay(bus_settings, messages)
+    clock = Clock()
+    store = EventStore(
+        BusSettings(nats_url=bus_settings.nats_url, events_max_age_s=24 * 3600),
+        clock=clock,
+        archive_after_s=1800,
+    ).start()
+    try:
+        assert await asyncio.to_thread(store.wait_for_events, session, len(messages), 20)
+        clock.now += 1800  # silent for half an hour: it may be a slow reconnect
+        store.archive_pass()
+        assert not store.archived(session)
+        clock.now += 1800  # an hour (twice archive_after_s): abandoned
+        store.archive_pass()
+        assert store.archived(session) and store.event_count(session) == len(messages)
+        clock.now += 24 * 3600
+        store.archive_pass()
+        assert store.event_count(session) == 0
+    finally:
+        store.stop()
