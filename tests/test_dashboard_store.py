@@ -32,9 +32,11 @@ async def _replay(settings: BusSettings, messages) -> None:
         await nc.close()
 
 
-async def test_ended_sessions_are_archived_then_forgotten(bus_settings):
+async def _stored_session(bus_settings, **kwargs):
+    """A session replayed into JetStream (ten minutes old) and a store with a test clock,
+    caught up with it: (session, messages, clock, store)."""
     session = uuid.uuid4().hex[:16]
-    messages = interview_session(session, contract.now_ms() - 600_000)  # ended ~2 min ago
+    messages = interview_session(session, contract.now_ms() - 600_000, **kwargs)
     await _replay(bus_settings, messages)
     clock = Clock()
     store = EventStore(
@@ -43,8 +45,13 @@ async def test_ended_sessions_are_archived_then_forgotten(bus_settings):
         archive_after_s=1800,
         keep_loaded=1,
     ).start()
+    assert await asyncio.to_thread(store.wait_for_events, session, len(messages), 20)
+    return session, messages, clock, store
+
+
+async def test_ended_sessions_are_archived_then_forgotten(bus_settings):
+    session, messages, clock, store = await _stored_session(bus_settings)  # ended ~2 min ago
     try:
-        assert await asyncio.to_thread(store.wait_for_events, session, len(messages), 20)
         version, everything = store.events(session)
         assert not store.archived(session) and len(everything) == len(messages)
         full_view = agg.fold(everything, session)
@@ -75,17 +82,8 @@ async def test_ended_sessions_are_archived_then_forgotten(bus_settings):
 
 async def test_a_session_that_never_ended_is_archived_once_long_silent(bus_settings):
     # its gateway died: no "ended" event will ever come
-    session = uuid.uuid4().hex[:16]
-    messages = interview_session(session, contract.now_ms() - 600_000, ended=False)
-    await _replay(bus_settings, messages)
-    clock = Clock()
-    store = EventStore(
-        BusSettings(nats_url=bus_settings.nats_url, events_max_age_s=24 * 3600),
-        clock=clock,
-        archive_after_s=1800,
-    ).start()
+    session, messages, clock, store = await _stored_session(bus_settings, ended=False)
     try:
-        assert await asyncio.to_thread(store.wait_for_events, session, len(messages), 20)
         clock.now += 1800  # silent for half an hour: it may be a slow reconnect
         store.archive_pass()
         assert not store.archived(session)
