@@ -450,10 +450,12 @@ def _process_figures() -> dict[str, int]:
     gc.collect()
     status = Path("/proc/self/status").read_text()
     rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-    objects = gc.get_objects()
+    # exact types: isinstance() on every live object also pokes torch's deprecated
+    # module attributes (a FutureWarning per run)
+    kinds = [type(o) for o in gc.get_objects()]
     return {
-        "peer_connections": sum(isinstance(o, RTCPeerConnection) for o in objects),
-        "room_sessions": sum(isinstance(o, RoomSession) for o in objects),
+        "peer_connections": sum(k is RTCPeerConnection for k in kinds),
+        "room_sessions": sum(k is RoomSession for k in kinds),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
         "fds": len(os.listdir("/proc/self/fd")),
