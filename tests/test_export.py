@@ -220,7 +220,9 @@ def test_engine_export_without_gpu_says_why(models_dir):
     from inference.backends import available_backends
 
     if available_backends()["tensorrt"] is None:
-        pytest.skip("this machine can build TensorRT engines")
+        pytest.skip(
+            "checks the refusal when TensorRT/GPU are absent; this machine can build engines"
+        )
     with pytest.raises(ExportError, match="needs an NVIDIA GPU and the tensorrt package"):
         export(models_dir / f"{FER_BUNDLE_NAME}.json", "engine", half=True)
 
