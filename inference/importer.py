@@ -34,7 +34,7 @@ from typing import Any
 
 from inference.backends.torch_backend import load_ultralytics_checkpoint, prepare_ultralytics
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, save_bundle, sha256_file
-from inference.labels import FER_TO_PRODUCT, LabelMapError, resolve_label_map
+from inference.labels import FER_TO_PRODUCT, KOREAN_CLASS_NAMES, LabelMapError, resolve_label_map
 from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT
 from stream.contract import EMOTIONS
 
@@ -55,13 +55,7 @@ LABEL_SYNONYMS: dict[str, str] = {
     "hurt": "pain",
     "sadness": "sad",
     # the original project's dataset (Korean class names)
-    "분노": "anger",
-    "불안": "anxiety",
-    "당황": "embarrass",
-    "기쁨": "happy",
-    "중립": "normal",
-    "상처": "pain",
-    "슬픔": "sad",
+    **KOREAN_CLASS_NAMES,
 }
 
 

@@ -46,6 +46,17 @@ ORIGINAL_DETECTION_LABELS: tuple[str, ...] = (
     "sad",
 )
 
+#: The original project's dataset names its classes in Korean.
+KOREAN_CLASS_NAMES: dict[str, str] = {
+    "분노": "anger",
+    "불안": "anxiety",
+    "당황": "embarrass",
+    "기쁨": "happy",
+    "중립": "normal",
+    "상처": "pain",
+    "슬픔": "sad",
+}
+
 #: Class order of the original project's torchvision models (ImageFolder: alphabetical).
 ALPHABETICAL_LABELS: tuple[str, ...] = tuple(sorted(EMOTIONS))
 

@@ -385,61 +385,32 @@ def test_tensorrt_build_structure_fp16(tmp_path, fer_export):
     assert facts["precision"] == "fp16" and facts["profile"] == {"min": 1, "opt": 16, "max": 32}
 
 
+def _build(fer_export, engine, trt, **kwargs):
+    """`build_engine` of the exported FER ONNX (1×64×64, profile 1/4/8) with a stand-in."""
+    return build_engine(fer_export.path, engine, (1, 64, 64), (1, 4, 8), trt=trt, **kwargs)
+
+
 def test_tensorrt_build_structure_int8_with_calibration_cache(tmp_path, fer_export):
     calib = sample_inputs(fer_export.bundle.meta, 20)
     cache = tmp_path / "calib.cache"
+    int8 = {"int8": True, "calib": calib, "calib_cache": cache, "calib_device": "cpu"}
     trt = _FakeTrt()
-    facts = build_engine(
-        fer_export.path,
-        tmp_path / "i.engine",
-        (1, 64, 64),
-        (1, 4, 8),
-        int8=True,
-        calib=calib,
-        calib_cache=cache,
-        trt=trt,
-        calib_device="cpu",
-    )
+    facts = _build(fer_export, tmp_path / "i.engine", trt, **int8)
     assert facts["precision"] == "int8" and "int8" in trt.calls["flags"]
     assert trt.calls["calib_batches"] == 2  # 20 images in batches of 8 (the profile max)
     assert cache.read_bytes() == b"calibration-table"
     trt2 = _FakeTrt()  # a second build reads the cache instead of calibrating again
-    build_engine(
-        fer_export.path,
-        tmp_path / "j.engine",
-        (1, 64, 64),
-        (1, 4, 8),
-        int8=True,
-        calib=calib,
-        calib_cache=cache,
-        trt=trt2,
-        calib_device="cpu",
-    )
+    _build(fer_export, tmp_path / "j.engine", trt2, **int8)
     assert trt2.calls["calib_batches"] == 0
     with pytest.raises(ExportError, match="calibration images"):
-        build_engine(
-            fer_export.path,
-            tmp_path / "k.engine",
-            (1, 64, 64),
-            (1, 4, 8),
-            int8=True,
-            trt=_FakeTrt(),
-        )
+        _build(fer_export, tmp_path / "k.engine", _FakeTrt(), int8=True)
     with pytest.raises(ExportError, match="ONNX parser failed: unsupported op"):
-        build_engine(
-            fer_export.path,
-            tmp_path / "l.engine",
-            (1, 64, 64),
-            (1, 4, 8),
-            trt=_FakeTrt(parse_ok=False),
-        )
+        _build(fer_export, tmp_path / "l.engine", _FakeTrt(parse_ok=False))
 
 
 def test_tensorrt_build_structure_across_versions(tmp_path, fer_export):
     def build(trt, **kwargs):
-        return build_engine(
-            fer_export.path, tmp_path / "v.engine", (1, 64, 64), (1, 4, 8), trt=trt, **kwargs
-        )
+        return _build(fer_export, tmp_path / "v.engine", trt, **kwargs)
 
     old = _FakeTrt(version="8.6.1")  # explicit batch had to be asked for
     assert build(old)["typing"] == "weak"

@@ -50,7 +50,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inference.labels import ALPHABETICAL_LABELS, ORIGINAL_DETECTION_LABELS
+from inference.labels import ALPHABETICAL_LABELS, KOREAN_CLASS_NAMES, ORIGINAL_DETECTION_LABELS
 from stream.contract import EMOTIONS
 
 log = logging.getLogger(__name__)
@@ -69,15 +69,7 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".w
 JSON_SUFFIX = ".json"
 
 #: Korean class names of the original data set → product classes.
-CLASS_ALIASES: dict[str, str] = {
-    "분노": "anger",
-    "불안": "anxiety",
-    "당황": "embarrass",
-    "기쁨": "happy",
-    "중립": "normal",
-    "상처": "pain",
-    "슬픔": "sad",
-}
+CLASS_ALIASES: dict[str, str] = KOREAN_CLASS_NAMES
 
 #: Per-class sample sizes (train, validation) of the original project.
 PRESETS: dict[str, tuple[int, int]] = {

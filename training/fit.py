@@ -491,21 +491,10 @@ def _train_ultralytics(
     n_params = sum(p.numel() for p in net.parameters())
 
     # export
-    import copy
 
-    from ultralytics.nn.modules.head import Classify, Detect
+    from inference.backends.torch_backend import prepare_ultralytics
 
-    export_net = copy.deepcopy(net).float().cpu().eval()
-    for p in export_net.parameters():
-        p.requires_grad = False
-    if hasattr(export_net, "fuse"):
-        export_net = export_net.fuse()
-    for m in export_net.modules():
-        if isinstance(m, (Detect, Classify)):
-            m.export = True
-            if isinstance(m, Detect):
-                m.dynamic = False
-                m.format = "onnx"
+    export_net = prepare_ultralytics(net)
     onnx_path = run_dir / "bundle" / f"{config.name}.onnx"
     (run_dir / "bundle" / f"{config.name}.json").unlink(missing_ok=True)
     err = export_onnx(
