@@ -121,7 +121,7 @@ class Profile(BaseModel):
         return [
             FieldRow("직무" if ko else "Job title", self.job_title),
             FieldRow(
-                "경력" if ko else "Experience", f"{self.years}년" if ko else f"{self.years} y"
+                "경력" if ko else "Experience", f"{self.years}년" if ko else _years(self.years)
             ),
             FieldRow("회사" if ko else "Company", self.company),
             FieldRow(
@@ -129,9 +129,17 @@ class Profile(BaseModel):
             ),
             FieldRow(
                 "자기소개서" if ko else "Self-introduction",
-                f"{len(self.self_intro):,}자" if ko else f"{len(self.self_intro):,} characters",
+                f"{len(self.self_intro):,}자" if ko else _characters(len(self.self_intro)),
             ),
         ]
+
+
+def _years(count: int) -> str:
+    return f"{count} year" if count == 1 else f"{count} years"
+
+
+def _characters(count: int) -> str:
+    return f"{count:,} character" if count == 1 else f"{count:,} characters"
 
 
 def plain_errors(exc: ValidationError) -> str:
@@ -290,7 +298,10 @@ _NA_WORDS = {"", "na", "n/a", "n.a.", "none", "null", "없음", "해당 없음",
 
 
 class Rating(StrEnum):
-    """The three grades of every criterion; the values are the product's Korean words."""
+    """The three grades of every criterion; the values are the product's Korean words.
+
+    `label` is what a person reads: the Korean words, or "Needs improvement" / "Fine" /
+    "Very good" in English. The member names are code, never shown."""
 
     NEEDS_IMPROVEMENT = "개선 필요함"
     FINE = "무난함"
@@ -298,8 +309,8 @@ class Rating(StrEnum):
 
     @property
     def english(self) -> str:
-        """The English display name (needs_improvement / fine / very_good)."""
-        return self.name.lower()
+        """The English display name: Needs improvement / Fine / Very good."""
+        return _RATING_ENGLISH[self]
 
     @property
     def score(self) -> int:
@@ -323,6 +334,11 @@ class Rating(StrEnum):
 
 
 _RATING_ORDER = (Rating.NEEDS_IMPROVEMENT, Rating.FINE, Rating.VERY_GOOD)
+_RATING_ENGLISH = {
+    Rating.NEEDS_IMPROVEMENT: "Needs improvement",
+    Rating.FINE: "Fine",
+    Rating.VERY_GOOD: "Very good",
+}
 _RATING_ALIASES = {
     "개선필요함": Rating.NEEDS_IMPROVEMENT,
     "개선필요": Rating.NEEDS_IMPROVEMENT,
@@ -421,10 +437,12 @@ def similarity_rating(percent: int) -> Rating:
     return Rating.NEEDS_IMPROVEMENT
 
 
-#: The seven criteria in display order: (field, Korean label, English label).
+#: The seven criteria in display order: (field, Korean label, English label). The
+#: original project's "reference와의 유사도" reads as a half-English label on a Korean
+#: page; it is shown as "참고 답안과의 유사도" (similarity to the reference answer).
 CRITERIA: tuple[tuple[str, str, str], ...] = (
     ("overall", "전반적인 점수", "Overall"),
-    ("similarity", "reference와의 유사도", "Similarity to reference"),
+    ("similarity", "참고 답안과의 유사도", "Similarity to reference"),
     ("clarity", "명확성", "Clarity / STAR"),
     ("technical_explanation", "기술 설명", "Technical explanation"),
     ("examples", "적절한 예시", "Fitting examples"),
@@ -440,7 +458,7 @@ class Evaluation(BaseModel):
 
     #: 전반적인 점수 — the answer as a whole.
     overall: Criterion
-    #: reference와의 유사도 — closeness to a reference answer, with a percent match or NA.
+    #: 참고 답안과의 유사도 — closeness to a reference answer, with a percent match or NA.
     similarity: SimilarityCriterion
     #: 명확성 — clear structure (situation, task, action, result).
     clarity: Criterion

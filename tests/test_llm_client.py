@@ -137,7 +137,7 @@ async def test_evaluation_parsed_and_rendered(
     rows = result.rows("ko")
     assert [row.criterion for row in rows] == [
         "전반적인 점수",
-        "reference와의 유사도",
+        "참고 답안과의 유사도",
         "명확성",
         "기술 설명",
         "적절한 예시",
@@ -148,8 +148,10 @@ async def test_evaluation_parsed_and_rendered(
     assert rows[4].rating == "NA"
     assert rows[3].reason == "이유 설명이 없습니다."
     english = result.rows("en")
-    assert english[0].criterion == "Overall" and english[0].rating == "fine"
-    assert english[2].rating == "very_good" and english[3].rating == "needs_improvement"
+    # What a person reads: words, never the enum's names.
+    assert english[0].criterion == "Overall" and english[0].rating == "Fine"
+    assert english[2].rating == "Very good" and english[3].rating == "Needs improvement"
+    assert english[1].criterion == "Similarity to reference" and english[1].rating == "Fine (62%)"
     assert Evaluation.headers("en") == ("Criterion", "Rating", "Reason")
     assert "| 명확성 | 매우 좋음 |" in result.as_markdown("ko")
 
