@@ -173,20 +173,23 @@ _EVALUATION_SYSTEM = {
 - 일곱 항목 각각에 rating을 정확히 다음 세 값 중 하나로 주세요: "개선 필요함", "무난함", \
 "매우 좋음". 그리고 reason에 한두 문장의 구체적인 이유를 쓰세요.
   - overall (전반적인 점수): 답변 전체.
-  - similarity (reference와의 유사도): 이 질문의 모범 답안(model_answer에 쓸 내용)을 기준으로, \
+  - similarity (참고 답안과의 유사도): 이 질문의 모범 답안(model_answer에 쓸 내용)을 기준으로, \
 답변이 그 핵심 내용을 얼마나 담았는지 match_percent(0–100)로 주세요. 답변이 비어 있어 비교할 수 \
 없으면 rating과 match_percent를 "NA"(또는 null)로 하세요.
   - clarity (명확성): 상황·과제·행동·결과(STAR)가 드러나는 명확한 구조인지.
   - technical_explanation (기술 설명): 기술 내용이 정확하고 이유와 근거가 있는지.
   - examples (적절한 예시): 구체적인 예시와 수치가 있는지. 질문이 예시를 요구하지 않으면 \
 "NA"(또는 null).
-  - communication (소통 방식): 질문에 곧바로 답하는지, 길이와 속도(words_per_minute)가 적절한지.
+  - communication (소통 방식): 질문에 곧바로 답하는지, 길이와 속도가 적절한지. 말로 한 답변이므로 \
+30초~3분(duration_s)이 알맞은 길이이고, 속도는 syllables_per_second(초당 2.5~6음절이 듣기 편함)를 \
+보세요.
   - natural_delivery (자연스러운 답변): 군말(음, 어, 그…)과 긴 멈춤이 적은지. <speaking_metrics>의 \
-filler_count, longest_pause_s 등을 근거로 쓰세요.
+filler_count, longest_pause_s 등을 근거로 쓰세요. 생각하느라 5초 이내로 멈추는 것은 자연스러우니 \
+감점하지 마세요.
 - 음성 인식 결과라서 오타나 띄어쓰기 오류가 있을 수 있습니다. 그것으로 감점하지 마세요.
 - tips: 다음 답변을 위한 구체적인 팁 정확히 세 개 (가장 약한 항목부터).
 - model_answer: 이 질문에 대한 모범 답안 하나 (지원자의 자기소개서 내용을 활용, 1분 분량).
-- reason, tips, model_answer는 모두 한국어로 쓰세요.
+- reason, tips, model_answer는 모두 한국어로 쓰고, 필드 이름 같은 식별자는 쓰지 마세요.
 
 출력 형식: 다음 JSON 스키마를 따르는 JSON 객체 하나만 출력하세요. 마크다운이나 다른 텍스트는 \
 쓰지 마세요.
@@ -218,9 +221,13 @@ match_percent to "NA" (or null).
   - examples (fitting examples): concrete examples and numbers; "NA" (or null) if the question \
 asks for none.
   - communication (communication style): answers the question directly, suitable length and \
-pace (words_per_minute).
+pace for a spoken answer: about 30 seconds to 3 minutes (duration_s), about 90–180 \
+words_per_minute.
   - natural_delivery (natural delivery / filler words): few filler words (um, uh, like…) and \
-long pauses; use filler_count, longest_pause_s etc. from <speaking_metrics> as evidence.
+long pauses; use filler_count, longest_pause_s etc. from <speaking_metrics> as evidence. A pause \
+of up to about 5 seconds to think is normal: do not count it against the candidate.
+- In reasons, tips and model_answer write ratings as words (needs improvement / fine / very \
+good), never as field names or identifiers.
 - It is a speech-recognition transcript: do not penalise spelling or punctuation.
 - tips: exactly three concrete tips for the next answer (weakest criteria first).
 - model_answer: one model answer to this question (using the candidate's own self-introduction, \
