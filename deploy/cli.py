@@ -59,10 +59,12 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run everything: embedded NATS (unless INTERVUE_NATS_URL is set), gateway, vision
     worker(s) and dashboard, as supervised child processes. Ctrl-C stops them all."""
     from deploy.up import UpSettings, run_up
+    from inference.speech.worker import SpeechSettings
 
     setup_logging(verbose)
     settings = _settings_or_exit(UpSettings)
-    raise typer.Exit(asyncio.run(run_up(settings)))
+    speech_settings = _settings_or_exit(SpeechSettings)  # which Whisper model to prepare
+    raise typer.Exit(asyncio.run(run_up(settings, speech_settings)))
 
 
 @app.command()

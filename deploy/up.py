@@ -2,8 +2,13 @@
 
 Starts an embedded nats-server with JetStream (unless INTERVUE_NATS_URL is set), makes
 sure the offline models are prepared, then runs each role as a child process with its
-log lines prefixed by the role's name. A child that dies is reported and restarted with
-backoff; Ctrl-C (or SIGTERM) stops the children, then NATS.
+log lines prefixed by the role's name. The banner with the room and dashboard links is
+printed once the roles are ready (the gateway answers /healthz, the dashboard answers
+HTTP, each worker and the interviewer logged that it is serving), or after
+``ready_timeout_s`` with a warning naming what is not. A child that dies is reported and
+restarted with backoff. Ctrl-C (or SIGTERM) stops the children, then NATS: every child,
+nats-server included, runs in its own session, so the terminal's SIGINT reaches `up`
+alone and NATS outlives the roles that are draining their connections to it.
 """
 
 from __future__ import annotations
@@ -12,18 +17,25 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aiohttp
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy.nats_server import EmbeddedNats
 from stream import tokens
+
+if TYPE_CHECKING:
+    from inference.speech.worker import SpeechSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,18 @@ class UpSettings(BaseSettings):
     invite_ttl_h: float = Field(24.0, gt=0)
     #: Longest wait between restarts of a crashing child.
     max_backoff_s: float = Field(30.0, gt=0)
+    #: How long the banner waits for the roles to be ready before it is printed anyway,
+    #: with a warning naming those that are not.
+    ready_timeout_s: float = Field(90.0, ge=0)
+
+
+#: The log line each bus role writes once it serves (matched on its output, which the
+#: supervisor reads anyway): the cheapest signal that it is connected and subscribed.
+READY_LINES: dict[str, re.Pattern[str]] = {
+    "vision": re.compile(r"vision worker \S+ serving "),
+    "speech": re.compile(r"speech worker \S+ pulling "),
+    "interviewer": re.compile(r"interviewer \S+ consuming "),
+}
 
 
 @dataclass
@@ -58,10 +82,14 @@ class Child:
     role: str
     argv: list[str]
     env: dict[str, str]
+    #: A line this child logs once it is ready (None: readiness is not read from its log).
+    ready_line: re.Pattern[str] | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
     tasks: list[asyncio.Task] = field(default_factory=list)
+    #: Set when the running process logged `ready_line`; cleared at each (re)start.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Supervisor:
@@ -72,19 +100,34 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.max_backoff_s = max_backoff_s
 
-    def add(self, role: str, argv: list[str], env: dict[str, str]) -> None:
-        self.children.append(Child(role, argv, env))
+    def add(
+        self,
+        role: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready_line: re.Pattern[str] | None = None,
+    ) -> Child:
+        child = Child(role, argv, env, ready_line)
+        self.children.append(child)
+        return child
 
     async def _pump(self, child: Child, stream: asyncio.StreamReader) -> None:
         prefix = f"[{child.role}] ".encode()
         while line := await stream.readline():
             sys.stdout.buffer.write(prefix + line)
             sys.stdout.flush()
+            if (
+                child.ready_line is not None
+                and not child.ready.is_set()
+                and child.ready_line.search(line.decode("utf-8", "replace"))
+            ):
+                child.ready.set()
 
     async def _run_child(self, child: Child) -> None:
         backoff = 1.0
         while not self.stopping.is_set():
             child.started_at = time.monotonic()
+            child.ready.clear()
             child.process = await asyncio.create_subprocess_exec(
                 *child.argv,
                 env=child.env,
@@ -150,19 +193,131 @@ def _role_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "deploy.cli", *args]
 
 
-async def run_up(settings: UpSettings) -> int:
+@dataclass
+class ReadinessCheck:
+    """One thing the banner waits for."""
+
+    name: str
+    #: What "ready" means, for the waiting line and the warning.
+    what: str
+    is_ready: Callable[[], Awaitable[bool]]
+
+
+def http_ready(url: str, timeout_s: float = 2.0) -> Callable[[], Awaitable[bool]]:
+    """A check that `url` answers 200."""
+
+    async def check() -> bool:
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+                http.get(url) as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
+    return check
+
+
+def logged_ready(child: Child) -> Callable[[], Awaitable[bool]]:
+    """A check that the running `child` logged its ready line."""
+
+    async def check() -> bool:
+        return child.ready.is_set()
+
+    return check
+
+
+async def wait_until_ready(
+    checks: list[ReadinessCheck],
+    timeout_s: float,
+    *,
+    poll_s: float = 0.5,
+    remind_every_s: float = 15.0,
+) -> list[ReadinessCheck]:
+    """Poll `checks` until all passed once or `timeout_s` is over (saying what it waits
+    for at the start and every `remind_every_s`); return those that never passed."""
+    pending = list(checks)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    next_reminder = loop.time()
+    while pending:
+        now = loop.time()
+        if now >= next_reminder:
+            log.info(
+                "waiting for %s (up to %.0f s more)",
+                ", ".join(f"{c.name} ({c.what})" for c in pending),
+                max(0.0, deadline - now),
+            )
+            next_reminder = now + remind_every_s
+        results = await asyncio.gather(*(c.is_ready() for c in pending))
+        pending = [c for c, ready in zip(pending, results, strict=True) if not ready]
+        if not pending or loop.time() >= deadline:
+            break
+        await asyncio.sleep(min(poll_s, max(0.0, deadline - loop.time())))
+    return pending
+
+
+def prepare_speech_model(models_dir: Path, speech_settings: SpeechSettings) -> dict | None:
+    """Prepare the offline Whisper model the speech workers are configured to load
+    (``INTERVUE_SPEECH_MODEL``, into ``INTERVUE_SPEECH_MODELS_DIR`` or `models_dir`, as
+    the workers resolve it), and no other. A name that is not shipped offline is left to
+    the workers (faster-whisper fetches it when online); returns None then."""
+    from inference.speech.models import canonical_name, prepare_whisper_model
+
+    name = canonical_name(speech_settings.model)
+    if name is None:
+        log.info(
+            "speech model %r is not shipped offline: the speech workers load it themselves",
+            speech_settings.model,
+        )
+        return None
+    prepared = prepare_whisper_model(name, speech_settings.models_dir or models_dir)
+    log.info("Whisper %s ready in %s", name, prepared["path"])
+    return prepared
+
+
+async def _print_banner_when_ready(
+    banner: str, checks: list[ReadinessCheck], timeout_s: float, supervisor: Supervisor
+) -> None:
+    """Print `banner` once every check passed, or after `timeout_s` with what is not
+    ready; print nothing when `up` is told to stop first (no links to a room going away)."""
+    waiting = asyncio.create_task(wait_until_ready(checks, timeout_s))
+    stopped = asyncio.create_task(supervisor.stopping.wait())
+    try:
+        await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not waiting.done():
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        return
+    not_ready = waiting.result()
+    if not_ready:
+        log.warning(
+            "not ready after %.0f s: %s; printing the links anyway",
+            timeout_s,
+            ", ".join(f"{c.name} ({c.what})" for c in not_ready),
+        )
+        banner += "  not ready yet: " + ", ".join(c.name for c in not_ready) + "\n"
+    print(banner, flush=True)
+
+
+async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = None) -> int:
     from dashboard.auth import ensure_credentials
     from inference.prepare import default_models_dir, prepare_models
-    from inference.speech.models import prepare_whisper_models
+    from inference.speech.worker import SpeechSettings
     from stream.settings import GatewaySettings
 
     gateway_settings = GatewaySettings()
+    speech_settings = speech_settings or SpeechSettings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     models_dir = Path(os.environ.get("INTERVUE_MODELS_DIR") or default_models_dir())
     if not settings.skip_prepare:
         log.info("checking offline models in %s", models_dir)
         await asyncio.to_thread(prepare_models, models_dir)
-        await asyncio.to_thread(prepare_whisper_models, models_dir)
+        if settings.speech_workers:
+            await asyncio.to_thread(prepare_speech_model, models_dir, speech_settings)
 
     env = dict(os.environ)
     env["INTERVUE_MODELS_DIR"] = str(models_dir)
@@ -197,33 +352,43 @@ async def run_up(settings: UpSettings) -> int:
         nats_url = nats.url
         env["INTERVUE_NATS_URL"] = nats_url
 
+    host = gateway_settings.host if gateway_settings.host != "0.0.0.0" else "127.0.0.1"
+    room_url = f"http://{host}:{gateway_settings.port}/"
+    dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}/"
     supervisor = Supervisor(settings.max_backoff_s)
+    checks = [ReadinessCheck("gateway", "answers /healthz", http_ready(room_url + "healthz"))]
     supervisor.add("gateway", _role_argv("gateway"), env)
-    for i in range(settings.vision_workers):
-        supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), env)
-    for i in range(settings.speech_workers):
-        supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), env)
-    supervisor.add("interviewer", _role_argv("interviewer"), env)
+    bus_roles = [
+        *(supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), env,
+                         READY_LINES["vision"]) for i in range(settings.vision_workers)),
+        *(supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), env,
+                         READY_LINES["speech"]) for i in range(settings.speech_workers)),
+        supervisor.add("interviewer", _role_argv("interviewer"), env,
+                       READY_LINES["interviewer"]),
+    ]  # fmt: skip
+    checks += [ReadinessCheck(c.role, "serving on the bus", logged_ready(c)) for c in bus_roles]
     supervisor.add(
         "dashboard", _role_argv("dashboard", "--port", str(settings.dashboard_port)), env
+    )
+    checks.append(
+        ReadinessCheck("dashboard", "answers HTTP", http_ready(dashboard_url + "_stcore/health"))
     )
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stopping.set)
 
-    host = gateway_settings.host if gateway_settings.host != "0.0.0.0" else "127.0.0.1"
     where = f" (embedded, store {nats.store_dir})" if nats else ""
     banner = (
         "\n  intervue is up\n"
-        f"    room       http://{host}:{gateway_settings.port}/{room_query}\n"
+        f"    room       {room_url}{room_query}\n"
         + (
             f"               (invitation to room {settings.room!r}, valid "
             f"{settings.invite_ttl_h:g} h; more with `intervue invite ROOM`)\n"
             if room_query
             else "               (DEV MODE: no invitation needed)\n"
         )
-        + f"    dashboard  http://127.0.0.1:{settings.dashboard_port}/\n"
+        + f"    dashboard  {dashboard_url}\n"
         f"    NATS       {nats_url}{where}\n"
         + (
             f"  dashboard login: {username} / {new_password}  (shown once; only its hash "
@@ -233,10 +398,15 @@ async def run_up(settings: UpSettings) -> int:
         )
         + "  Ctrl-C stops everything.\n"
     )
-    print(banner, flush=True)
+    running = asyncio.create_task(supervisor.run(), name="supervisor")
     try:
-        await supervisor.run()
+        await _print_banner_when_ready(banner, checks, settings.ready_timeout_s, supervisor)
+        await running
     finally:
+        if not running.done():  # an error above: the roles still stop before NATS
+            supervisor.stopping.set()
+            await asyncio.gather(running, return_exceptions=True)
+        # Only now: the roles have stopped and drained their connections.
         if nats is not None:
             await asyncio.to_thread(nats.stop)
         log.info("stopped")

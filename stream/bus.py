@@ -65,21 +65,43 @@ def auth_options(settings: BusSettings) -> dict:
     return options
 
 
+class BusClient(NATS):
+    """A nats-py client that knows when its connection was closed on purpose (`close`,
+    `drain`), so the disconnect that follows is not reported as a lost connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing_on_purpose = False
+
+    async def close(self) -> None:
+        self.closing_on_purpose = True
+        await super().close()
+
+    async def drain(self) -> None:
+        self.closing_on_purpose = True
+        await super().drain()
+
+
 async def connect(
     settings: BusSettings,
     name: str,
     *,
     connect_timeout_s: float = 5.0,
     first_connect_timeout_s: float = 15.0,
-) -> NATS:
+) -> BusClient:
     """Connect; once connected, reconnect forever and log (not raise) disconnects,
-    reconnects and errors. The first connection is bounded: a wrong URL or a refused
-    login raises `BusUnavailableError` after `first_connect_timeout_s` instead of hanging
-    (nats-py would otherwise retry an unreachable server for ever)."""
+    reconnects and errors (the client's own `close` or `drain` is no disconnect to warn
+    about). The first connection is bounded: a wrong URL or a refused login raises
+    `BusUnavailableError` after `first_connect_timeout_s` instead of hanging (nats-py
+    would otherwise retry an unreachable server for ever)."""
     last_error: list[Exception] = []
 
     async def on_disconnected() -> None:
-        log.warning("%s: disconnected from NATS", name)
+        # nats-py calls this on every disconnect, our own close() and drain() included
+        if nc.closing_on_purpose:
+            log.debug("%s: closed the NATS connection", name)
+        else:
+            log.warning("%s: disconnected from NATS", name)
 
     async def on_reconnected() -> None:
         log.info("%s: reconnected to NATS at %s", name, nc.connected_url.netloc)
@@ -89,7 +111,7 @@ async def connect(
         log.warning("%s: NATS error: %s", name, exc)
 
     servers = [url.strip() for url in settings.nats_url.split(",") if url.strip()]
-    nc = NATS()
+    nc = BusClient()
     try:
         await asyncio.wait_for(
             nc.connect(

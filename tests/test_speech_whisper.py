@@ -17,6 +17,7 @@ from inference.speech.models import (
     prepare_whisper_models,
     resolve_model,
 )
+from inference.speech.token_text import TokenText
 from inference.speech.transcriber import BadAudioError, Transcriber
 from tests.media import make_speech_wav, read_wav
 
@@ -120,6 +121,45 @@ def test_korean_smoke_with_base(whisper_dir: Path, media: Path) -> None:
     # and writes something; the guard drops it
     noise = (np.random.default_rng(3).standard_normal(3 * SR) * 300).astype(np.int16)
     assert base.transcribe(noise).dropped_reason is not None
+
+
+def test_a_token_budget_cut_inside_a_syllable_leaves_no_replacement_character(
+    whisper_dir: Path, media: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Korean under a tight token budget: the decoder stops in the middle of a syllable's
+    bytes (Whisper base writes rarer syllables with two or three byte-level tokens), which
+    faster-whisper decoded as "�" into the transcript and the last word."""
+    base = Transcriber("base", models_dir=whisper_dir, cpu_threads=2, language="ko")
+    pcm = speech(media, "저는 파이썬과 파이토치를 이용해서 딥러닝 모델을 학습시키고 배포하는 "
+                 "일을 했습니다.", voice="ko", rate_wpm=220)  # fmt: skip
+    duration = pcm.size / SR
+    token_text = TokenText(base._model.hf_tokenizer)
+    windows: list[list[int]] = []
+    generate = base._model.generate_with_fallback
+
+    def record_windows(*args, **kwargs):  # the tokens each 30 s window decoded
+        result = generate(*args, **kwargs)
+        windows.append(list(result[0].sequences_ids[0]))
+        return result
+
+    monkeypatch.setattr(base._model, "generate_with_fallback", record_windows)
+    windows_cut_inside_a_syllable = 0
+    for extra_tokens in range(7):
+        # max_new_tokens 16..22: a few words of this sentence per window
+        base.max_tokens_per_s = (extra_tokens + 0.5) / duration
+        windows.clear()
+        result = base.transcribe(pcm)
+        assert "\ufffd" not in result.text, (extra_tokens, result.text)
+        assert all("\ufffd" not in w.text and w.text for w in result.words), result.words
+        # CTranslate2 grants half of prompt (3) + max_new_tokens (Transcriber._token_budget)
+        assert len(windows[0]) <= (base._token_budget(duration) + 3) // 2, windows[0]
+        for window in windows:
+            try:
+                token_text.text_bytes(window).decode("utf-8")
+            except UnicodeDecodeError:
+                windows_cut_inside_a_syllable += 1
+    # this audio and these budgets do cut syllables (else the test proves nothing)
+    assert windows_cut_inside_a_syllable > 0
 
 
 def test_base_is_verified_and_cached(whisper_dir: Path) -> None:

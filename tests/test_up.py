@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -67,8 +69,16 @@ def _wait_until(check, timeout: float, what: str, log: Path):
     raise AssertionError(f"timed out waiting for {what}; up's output:\n{log.read_text()[-4000:]}")
 
 
-def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path, models_dir):
-    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _start_up(tmp_path: Path, ports: dict[str, int], models_dir: Path, **extra_env: str):
     env = {
         **os.environ,
         "INTERVUE_UP_DATA_DIR": str(tmp_path / "data"),
@@ -77,47 +87,63 @@ def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path,
         "INTERVUE_GATEWAY_PORT": str(ports["gateway"]),
         "INTERVUE_MODELS_DIR": str(models_dir),
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     env.pop("INTERVUE_NATS_URL", None)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
+        # Its own process group, as a shell gives a foreground job: Ctrl-C is then a
+        # SIGINT to that whole group (os.killpg), not to `up` alone.
         up = subprocess.Popen(
             [sys.executable, "-m", "deploy.cli", "up"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
+    return up, log
+
+
+def _ctrl_c(up: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(up.pid, signal.SIGINT)
+
+
+def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path, models_dir):
+    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
+    up, log = _start_up(tmp_path, ports, models_dir, INTERVUE_SPEECH_MODEL="tiny.en")
     try:
         room = f"http://127.0.0.1:{ports['gateway']}/"
-        _wait_until(lambda: "intervue is up" in log.read_text(), 60, "the banner", log)
+        _wait_until(lambda: "intervue is up" in log.read_text(), 120, "the banner", log)
+        # The banner comes once everything is ready: the room and the dashboard answer
+        # at once (no waiting here), and each bus role has said it is serving.
+        assert _get(room + "healthz")[0] == 200
+        assert _get(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health")[1] == "ok"
         text = log.read_text()
+        before_banner = text[: text.index("intervue is up")]
+        assert "waiting for gateway (answers /healthz)" in before_banner
+        for role, ready_line in (
+            ("vision-1", "vision worker"),
+            ("speech-1", "speech worker"),
+            ("interviewer", "interviewer"),
+        ):
+            assert re.search(rf"\[{role}\] .*{ready_line} \S+ (serving|pulling|consuming) ",
+                             before_banner), role  # fmt: skip
+        assert "not ready" not in text
+        # Only the configured Whisper model was prepared.
+        assert "Whisper tiny.en ready" in text and "Whisper base" not in text
         assert room in text
         assert f"http://127.0.0.1:{ports['dashboard']}/" in text
         assert f"nats://127.0.0.1:{ports['nats']}" in text
-        _wait_until(lambda: _get(room)[0] == 200, 60, "the room page", log)
+        assert _get(room)[0] == 200
         # The printed room link carries an invitation the gateway accepts; none → 401.
         [link] = [w for w in text.split() if w.startswith(room + "?room=demo&token=")]
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)
         body = {"room": query["room"][0], "token": query["token"][0]}
         assert _post(room + "api/sessions", body) == 201
         assert _post(room + "api/sessions", {"room": "demo"}) == 401
-        _wait_until(lambda: _get(room + "healthz")[0] == 200, 30, "gateway health", log)
-        _wait_until(
-            lambda: _get(f"http://127.0.0.1:{ports['dashboard']}/_stcore/health")[1] == "ok",
-            60,
-            "the dashboard",
-            log,
-        )
         # No dashboard credentials configured: up generated a login and printed it once.
         assert "dashboard login: interviewer / " in text
-        _wait_until(lambda: "[vision-1]" in log.read_text(), 60, "the vision worker's log", log)
-        _wait_until(
-            lambda: "interviewer" in log.read_text() and "consuming" in log.read_text(),
-            60,
-            "the interviewer",
-            log,
-        )
-        _wait_until(lambda: "[speech-1]" in log.read_text(), 60, "the speech worker", log)
         # Log lines are prefixed by role, and no role has died on its own.
         text = log.read_text()
         assert "[gateway]" in text
@@ -136,14 +162,79 @@ def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path,
             "the restarted worker",
             log,
         )
+        _wait_until(
+            lambda: (
+                len(re.findall(r"\[vision-1\] .*vision worker \S+ serving ", log.read_text())) == 2
+            ),
+            60,
+            "the restarted worker to serve",
+            log,
+        )
+
+        # Ctrl-C at the terminal: the roles stop first (draining their NATS connections),
+        # nats-server last, and nobody reports a lost connection.
+        children = _children(up.pid)
+        [nats_pid] = [p for p, cmd in children.items() if "nats-server" in cmd]
+        roles = set(children) - {nats_pid}
+        assert len(roles) == 5, children  # gateway, vision, speech, interviewer, dashboard
+        stop_mark = len(log.read_bytes())
+        _ctrl_c(up)
+        exited_at_poll: dict[int, int] = {}  # pid → the poll that first saw it gone
+        polls = 0
+        deadline = time.monotonic() + 60
+        while up.poll() is None and time.monotonic() < deadline:
+            polls += 1
+            exited_at_poll |= {p: polls for p in children if p not in exited_at_poll and _exited(p)}
+            time.sleep(0.01)
+        exited_at_poll |= {p: polls + 1 for p in children if p not in exited_at_poll}
+        assert all(exited_at_poll[nats_pid] >= exited_at_poll[p] for p in roles), (
+            exited_at_poll,
+            children,
+        )
+        stop_output = log.read_bytes()[stop_mark:].decode("utf-8", "replace")
+        assert "disconnected from NATS" not in stop_output, stop_output
+        assert "NATS error" not in stop_output, stop_output
+        code = up.wait(timeout=30)
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            code = up.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            raise
+        if up.poll() is None:
+            _ctrl_c(up)
+            try:
+                up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                raise
     assert code == 0, log.read_text()[-3000:]
     assert _children(up.pid) == {}
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", ports["nats"]), timeout=0.5).close()
+
+
+def test_up_prints_the_links_anyway_after_the_ready_timeout(tmp_path, models_dir):
+    """A role that never gets ready delays the banner only so long, and is named."""
+    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
+    # The dashboard's port is taken by a socket that never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", ports["dashboard"]))
+        squatter.listen(1)
+        up, log = _start_up(
+            tmp_path, ports, models_dir,
+            INTERVUE_UP_READY_TIMEOUT_S="5",
+            INTERVUE_UP_VISION_WORKERS="0",
+            INTERVUE_UP_SPEECH_WORKERS="0",
+        )  # fmt: skip
+        try:
+            _wait_until(lambda: "intervue is up" in log.read_text(), 120, "the banner", log)
+            text = log.read_text()
+            [warning] = [line for line in text.splitlines() if "not ready after 5 s" in line]
+            assert "dashboard (answers HTTP)" in warning
+            assert re.search(r"not ready yet: .*dashboard", text), text[-2000:]
+            assert "waiting for " in text[: text.index("not ready after")]
+            assert "Whisper" not in text  # no speech workers: no Whisper model prepared
+        finally:
+            _ctrl_c(up)
+            try:
+                code = up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                raise
+    assert code == 0, log.read_text()[-3000:]

@@ -17,6 +17,7 @@ import numpy as np
 
 from inference.speech import hallucination
 from inference.speech.models import is_multilingual, resolve_model
+from inference.speech.token_text import TokenText, without_partial_characters
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class Transcriber:
             # >1 lets that many threads transcribe at once (the worker's concurrency)
             num_workers=num_workers,
         )
+        self._token_text = TokenText(self._model.hf_tokenizer)
         log.info(
             "loaded Whisper %s (%s, %s) in %.2f s",
             model, device, compute_type, time.perf_counter() - start,
@@ -173,14 +175,22 @@ class Transcriber:
         except (RuntimeError, ValueError, IndexError) as exc:
             raise TranscriptionError(f"Whisper failed on {duration:.2f} s of audio: {exc}") from exc
         compute_s = time.perf_counter() - start
+        # faster-whisper decodes each segment's tokens alone: a character split by a
+        # segment boundary or by the token budget would show as U+FFFD (see token_text).
+        decoded = self._token_text.segment_texts([(s.seek, s.tokens) for s in segments])
+        if decoded.dropped_bytes:
+            log.debug(
+                "dropped %d bytes of incomplete characters (a decode cut by the token budget)",
+                decoded.dropped_bytes,
+            )
         scores = [
             hallucination.SegmentScore(
-                s.text,
+                text,
                 float(s.avg_logprob),
                 float(s.no_speech_prob),
                 float(np.mean([w.probability for w in s.words])) if s.words else 1.0,
             )
-            for s in segments
+            for s, text in zip(segments, decoded.texts, strict=True)
         ]
         verdict = hallucination.judge(scores, self.guard)
         kept = [segments[i] for i in verdict.kept_segments]
@@ -199,27 +209,35 @@ class Transcriber:
         if verdict.dropped_reason is None:
             result.words = [
                 WordTiming(
-                    text=w.word.strip(),
+                    text=word,
                     start=round(float(w.start), 3),
                     end=round(float(w.end), 3),
                     probability=round(float(w.probability), 4),
                 )
                 for s in kept
                 for w in (s.words or [])
-                if w.word.strip()
+                if (word := without_partial_characters(w.word).strip())
             ]
         else:
             log.debug(
                 "dropped %.2f s utterance (%s): %r",
-                duration, verdict.dropped_reason, " ".join(s.text for s in segments),
+                duration, verdict.dropped_reason, " ".join(decoded.texts),
             )  # fmt: skip
         return result
 
     def _token_budget(self, duration_s: float) -> int | None:
-        """Cap on decoded tokens per 30 s window: nobody speaks faster than
-        `max_tokens_per_s` (12 tokens/s covers fast Korean; English runs at ~3-4), and a
-        hallucination loop on noise would otherwise decode the full 448 tokens, several
-        times over with temperature fallback."""
+        """`max_new_tokens` for faster-whisper: a hallucination loop on noise would
+        otherwise decode the full window, several times over with temperature fallback.
+
+        What the decoder is granted is about half of it: CTranslate2 stops a Whisper
+        decode at ``min(total_max_length / 2, total_max_length - start_step)`` tokens,
+        total being prompt + `max_new_tokens` (OpenNMT/CTranslate2#1856), so 12 tokens/s
+        asked for is ~6 tokens/s + 9 granted. Fast Korean (rarer syllables take two or
+        three byte-level tokens) reaches that; faster-whisper then goes on with a new
+        window from the last word it aligned, and `TokenText` keeps the syllable the cut
+        split from showing as "�". Asking for twice as much, to be granted the full
+        12 tokens/s, let a -40 dBFS hiss hallucination through the guard
+        (test_korean_smoke_with_base): the guard would need retuning first."""
         if self.max_tokens_per_s <= 0:
             return None
         return int(min(30.0, duration_s) * self.max_tokens_per_s) + 16
