@@ -3,10 +3,26 @@
 Starts at 50; each detected face adds 0.1 if its emotion is positive (happy, normal) and
 subtracts 0.1 if negative; above 70 is "good", above 40 "normal", otherwise "bad". The
 score is not clamped: the original did not clamp it, and the bands make a clamp moot.
+
+Counting rate: faces are counted from one analysed frame per second of video, not from
+every analysed frame. Counting every frame made the score a function of the analysis rate
+(at 10 analysed fps a calm face climbed a point a second, 50 → 95 in 45 s; at 5 fps half
+as fast). Capture time is cut into `COUNT_INTERVAL_MS` buckets (aligned to the clock, not
+to the session start); the first result with at least one face in each bucket counts (each
+of its faces, as before), later results in the same bucket do not, and a result whose
+bucket is older than the last counted one does not count either (results can arrive out of
+order from several vision workers). With one face on screen the score reads
+``50 + (positive seconds − negative seconds) / 10``, whatever the camera or analysis fps
+(as long as at least one frame a second is analysed).
+
+`EmotionScore.add_result` is the live counter (the gateway's); `score_over` applies the
+same rule to a list of results over a time span (per-answer scores), so a session's score
+and its answers' scores are one rule.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +36,13 @@ STEP = 0.1
 GOOD_ABOVE = 70.0
 NORMAL_ABOVE = 40.0
 
+#: One reading per this much capture time. A facial expression is held for roughly 0.5-4 s,
+#: so one reading a second counts a held expression once for each second it is held,
+#: whatever the camera or analysis fps, and makes the scale "net positive seconds / 10"
+#: (20 s of smiling: +2). Shorter intervals would bring the fps dependence back for
+#: analysis rates near the interval; longer ones would miss short expressions.
+COUNT_INTERVAL_MS = 1000
+
 
 def band_of(score: float) -> Band:
     if score > GOOD_ABOVE:
@@ -29,13 +52,41 @@ def band_of(score: float) -> Band:
     return "bad"
 
 
+def count_bucket(capture_ms: float, interval_ms: int = COUNT_INTERVAL_MS) -> int:
+    """The counting bucket of a capture time: ``floor(capture_ms / interval_ms)``."""
+    if not math.isfinite(capture_ms):
+        raise ValueError(f"capture time must be finite, got {capture_ms!r}")
+    return math.floor(capture_ms / interval_ms)
+
+
+def _split_labels(labels: Iterable[str]) -> tuple[int, int]:
+    positive = negative = 0
+    for label in labels:
+        if label in POSITIVE_EMOTIONS:
+            positive += 1
+        elif label in NEGATIVE_EMOTIONS:
+            negative += 1
+        else:
+            raise ValueError(f"unknown emotion label {label!r}")
+    return positive, negative
+
+
 @dataclass
 class EmotionScore:
-    """Running score of one session. Counts are kept as integers so that the score is
-    exact (50 + 0.1·(positive − negative)) however long the session runs."""
+    """Running score of one session (or one answer). Counts are kept as integers so that
+    the score is exact (50 + 0.1·(positive − negative)) however long the session runs."""
 
     positive: int = 0
     negative: int = 0
+    #: Results counted by `add_result` (seconds with a face, at the default interval).
+    readings: int = 0
+    #: The bucket of the last counted result (`count_bucket`), None before the first.
+    last_bucket: int | None = None
+    interval_ms: int = COUNT_INTERVAL_MS
+
+    def __post_init__(self) -> None:
+        if self.interval_ms <= 0:
+            raise ValueError("interval_ms must be positive")
 
     @property
     def score(self) -> float:
@@ -49,12 +100,49 @@ class EmotionScore:
     def faces_seen(self) -> int:
         return self.positive + self.negative
 
+    def add_result(self, capture_ms: float, labels: Iterable[str]) -> bool:
+        """Count one analysed frame's faces (each face's top emotion label) at the fixed
+        rate: True if it counted, i.e. it has a face and is the first such result in a
+        `interval_ms` bucket of capture time newer than the last counted one. A result
+        with no face counts nothing and leaves its bucket open. An unknown label raises
+        ValueError and counts nothing."""
+        bucket = count_bucket(capture_ms, self.interval_ms)
+        positive, negative = _split_labels(labels)
+        if positive + negative == 0:
+            return False
+        if self.last_bucket is not None and bucket <= self.last_bucket:
+            return False
+        self.positive += positive
+        self.negative += negative
+        self.readings += 1
+        self.last_bucket = bucket
+        return True
+
     def add_faces(self, labels: Iterable[str]) -> None:
-        """Count each detected face's top emotion label."""
-        for label in labels:
-            if label in POSITIVE_EMOTIONS:
-                self.positive += 1
-            elif label in NEGATIVE_EMOTIONS:
-                self.negative += 1
-            else:
-                raise ValueError(f"unknown emotion label {label!r}")
+        """Count each face given, on every call (no counting rate). The live score uses
+        `add_result`; this stays for callers that pick the counted frames themselves."""
+        positive, negative = _split_labels(labels)
+        self.positive += positive
+        self.negative += negative
+
+
+def score_over(
+    results: Iterable[tuple[float, Iterable[str]]],
+    start_ms: float | None = None,
+    end_ms: float | None = None,
+    *,
+    interval_ms: int = COUNT_INTERVAL_MS,
+) -> EmotionScore:
+    """The score of the results whose capture time lies in ``[start_ms, end_ms]`` (either
+    bound may be None), counted by the live rule (`EmotionScore.add_result`) in the order
+    given: pass them in arrival order to reproduce a live figure exactly (sorted by
+    capture time, every bucket with a face counts). `results` are ``(capture_ms, labels)``
+    pairs, ``labels`` each face's top emotion label (empty for a frame without a face)."""
+    score = EmotionScore(interval_ms=interval_ms)
+    for capture_ms, labels in results:
+        if start_ms is not None and capture_ms < start_ms:
+            continue
+        if end_ms is not None and capture_ms > end_ms:
+            continue
+        score.add_result(capture_ms, labels)
+    return score

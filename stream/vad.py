@@ -23,12 +23,33 @@ How an utterance is cut (all lengths in `VadSettings`, multiples of ``frame_ms``
   last voiced frame); a triggered stretch that ends sooner is a blip and is dropped without
   any event, so every `SpeechStarted` is followed by a `SpeechEnded`.
 * End: the last ``end_silence_ms`` hold at most ``end_voiced_ratio`` voiced frames. The
-  utterance ends ``end_padding_ms`` after the silence began; the rest of the silence stays
-  buffered as pre-roll for the next utterance.
-* Length cap: when the current part reaches ``max_utterance_ms`` it is split at the
-  quietest frame (lowest energy) within the last ``split_search_ms``; the part is emitted
-  with ``final=False`` and the next part starts right after it. Parts are numbered from 0,
-  contiguous and non-overlapping: their concatenation is exactly the utterance audio.
+  utterance ends ``end_padding_ms`` after the silence began (and never before its last
+  voiced frame); the rest of the silence stays buffered as pre-roll for the next utterance.
+* Length cap: a part is never longer than ``max_utterance_ms`` (a hard limit), and the cap
+  never cuts in the trailing silence: a part is split only when speech goes on past the
+  cap, and the cut goes before that speech. Once the current part holds frames past the
+  cap (nothing past the cap is emitted in it; the frames are held):
+
+  - speech past the cap (the newest frame voiced and at least ``start_voiced_ms`` voiced
+    in the last ``start_window_ms``, the start trigger's own test): split before that
+    speech. Talking through the cap, that is a cut just before the cap (typically between
+    words); after a pause across the cap, a cut inside the pause at or before the cap
+    (the rest of the pause opens the next part);
+  - a pause (anything else): hold. If the end silence completes, the utterance ends as
+    usual in one final part, cut at the cap at the latest (its end padding shortened if
+    need be). So a 7.4 s answer, which reaches the 8 s cap in its trailing silence, is
+    one final part, not a 7.6 s part and an empty one;
+  - a pause that neither ends nor turns into speech within ``end_silence_ms`` after the
+    cap (sporadic voicing) is split as if it were speech.
+
+  The cut goes right after the quietest frame of the ``split_search_ms`` before the
+  speech that goes on (unvoiced frames first, then the lowest energy in whole dB, then
+  the frame that leaves ``start_padding_ms`` before that speech), never before the part's
+  first voiced frame; the part is emitted with ``final=False``. Parts are numbered from
+  0, contiguous and non-overlapping (their concatenation is exactly the utterance
+  audio), and each holds voiced frames: the next part starts with speech (or with the
+  rest of a pause and then speech). ``end_silence_ms + split_search_ms`` must be shorter
+  than the cap so that a part has room for such a pause.
 """
 
 from __future__ import annotations
@@ -70,12 +91,14 @@ class VadSettings(BaseSettings):
     end_padding_ms: int = Field(200, ge=0, le=10_000)
     #: Speech shorter than this (first to last voiced frame) is a blip and is dropped.
     min_utterance_ms: int = Field(300, ge=0, le=10_000)
-    #: Longest part sent to the recogniser (Whisper's window is 30 s). Long answers are
-    #: cut into parts this long (at the quietest frame) so the speech worker transcribes
-    #: them while the candidate is still talking: when they stop, only the last part is
-    #: left, which keeps end-of-answer → transcript near a second even for long answers.
+    #: Longest part sent to the recogniser (Whisper's window is 30 s), a hard limit. Long
+    #: answers are cut into parts of at most this (at a pause, never in the trailing
+    #: silence) so the speech worker transcribes them while the candidate is still
+    #: talking: when they stop, only the last part is left, which keeps end-of-answer →
+    #: transcript near a second even for long answers.
     max_utterance_ms: int = Field(8_000, ge=2_000, le=600_000)
-    #: A part that reaches the cap is split at the quietest frame in this last stretch.
+    #: A part that reaches the cap is split at the quietest frame in this stretch before
+    #: the speech that goes on.
     split_search_ms: int = Field(1_000, ge=10, le=10_000)
 
     @model_validator(mode="after")
@@ -84,8 +107,12 @@ class VadSettings(BaseSettings):
             raise ValueError("start_voiced_ms must not exceed start_window_ms")
         if self.end_padding_ms > self.end_silence_ms:
             raise ValueError("end_padding_ms must not exceed end_silence_ms")
-        if self.split_search_ms >= self.max_utterance_ms:
-            raise ValueError("split_search_ms must be shorter than max_utterance_ms")
+        if self.end_silence_ms + self.split_search_ms >= self.max_utterance_ms:
+            # A pause (up to end_silence_ms) held at the cap opens the next part; the part
+            # must have room for it plus the search stretch and some speech.
+            raise ValueError(
+                "end_silence_ms + split_search_ms must be shorter than max_utterance_ms"
+            )
         return self
 
 
@@ -206,9 +233,18 @@ class VadSegmenter:
         """End of stream: close an utterance in progress (a trailing partial frame is
         dropped). The segmenter can be reused afterwards; its clock keeps running."""
         events: list[VadEvent] = []
-        if self._speaking:
+        while self._speaking:
             last_voiced = self._last_voiced - self._part_frames[0][0]
-            self._finish(last_voiced + 1 + self._pad_end, events)
+            if not self._started_emitted or last_voiced < self._max_frames:
+                self._finish(last_voiced + 1 + self._pad_end, events)
+                break
+            # The stream stopped while the part was held past the cap and voiced frames
+            # followed the cap (speech not yet confirmed): split before their run first.
+            run_start = last_voiced
+            while run_start > 0 and self._part_frames[run_start - 1][2]:
+                run_start -= 1
+            speech_at = run_start if run_start > 0 else self._max_frames
+            self._split(min(self._max_frames, speech_at), speech_at, events)
         self._pending = np.zeros(0, np.int16)
         return events
 
@@ -247,10 +283,12 @@ class VadSegmenter:
             sum(self._tail_voiced) <= self._end_max_voiced
         ):
             silence_start = len(self._part_frames) - self._end_window
-            self._finish(silence_start + self._pad_end, events)
+            # The window may hold a few voiced frames after its start: never cut them off.
+            last_voiced = self._last_voiced - self._part_frames[0][0]
+            self._finish(max(silence_start + self._pad_end, last_voiced + 1), events)
             return
-        if self._started_emitted and len(self._part_frames) >= self._max_frames:
-            self._split(events)
+        if self._started_emitted and len(self._part_frames) > self._max_frames:
+            self._past_cap(events)
 
     def _maybe_start(self, events: list[VadEvent]) -> None:
         window = list(self._recent)[-self._window :]
@@ -292,7 +330,7 @@ class VadSegmenter:
     def _finish(self, cut: int, events: list[VadEvent]) -> None:
         """End the utterance after the first `cut` frames of the current part; the frames
         after the cut go back to the idle buffer as pre-roll."""
-        cut = max(1, min(cut, len(self._part_frames)))
+        cut = max(1, min(cut, len(self._part_frames), self._max_frames))
         kept, rest = self._part_frames[:cut], self._part_frames[cut:]
         if self._started_emitted:
             self._emit(kept, True, events)
@@ -306,12 +344,50 @@ class VadSegmenter:
         for item in rest:
             self._recent.append(item)
 
-    def _split(self, events: list[VadEvent]) -> None:
-        """The part reached the cap: cut it after its quietest recent frame."""
+    def _first_voiced_from(self, start: int) -> int:
+        """Index (in the current part) of the first voiced frame at or after `start`."""
+        frames = self._part_frames
+        return next((k for k in range(start, len(frames)) if frames[k][2]), len(frames))
+
+    def _past_cap(self, events: list[VadEvent]) -> None:
+        """The part holds frames past the cap; nothing past the cap is emitted in it."""
         n = len(self._part_frames)
-        lo = max(1, n - self._search)
-        quietest = min(range(lo, n), key=lambda k: self._part_frames[k][3])
-        kept, rest = self._part_frames[: quietest + 1], self._part_frames[quietest + 1 :]
+        start = max(0, n - self._window)
+        voiced = sum(v for _, _, v, _ in self._part_frames[start:])
+        if self._part_frames[-1][2] and voiced >= self._start_needed:
+            # Speech goes on past the cap: split before it, so the next part holds it (at
+            # least `start_voiced_ms` voiced) and the cut is never in trailing silence.
+            first = self._first_voiced_from(start)
+            self._split(min(self._max_frames, first), first, events)
+        elif n - self._max_frames >= self._end_window:
+            # Neither ended nor resumed in end_silence_ms (sporadic voicing): split anyway.
+            self._split(self._max_frames, n, events)
+        # Otherwise a pause: hold the part until the end silence completes (one final part,
+        # cut at the cap at the latest, see `_finish`) or speech resumes (a split before it).
+
+    def _split(self, limit: int, speech_at: int, events: list[VadEvent]) -> None:
+        """Emit the current part up to a cut at most `limit` frames in, chosen among the
+        `split_search_ms` before `limit` (speech goes on from frame `speech_at`): unvoiced
+        frames first, then the quietest (whole dB), then the one leaving `start_padding_ms`
+        before `speech_at`. The cut goes right after the chosen frame."""
+        frames = self._part_frames
+        first_voiced = self._first_voiced_from(0)
+        hi = max(1, min(limit, len(frames)))
+        # The part keeps at least its first voiced frame, so no part is silence only. A part
+        # that opened with the rest of a pause may have no speech before `limit`: then it is
+        # cut inside the speech that goes on, as late as the cap allows.
+        if max(hi - self._search, first_voiced) >= hi:
+            hi = max(1, min(self._max_frames, len(frames)))
+        lo = min(hi - 1, max(hi - self._search, first_voiced))
+        preferred = speech_at - self._pad_start - 1
+
+        def key(k: int) -> tuple[bool, float, int]:
+            _, _, voiced, energy = frames[k]
+            level = math.floor(energy) if math.isfinite(energy) else -math.inf
+            return voiced, level, abs(k - preferred)
+
+        chosen = min(range(lo, hi), key=key)
+        kept, rest = frames[: chosen + 1], frames[chosen + 1 :]
         self._emit(kept, False, events)
         self._part += 1
         self._part_frames = rest

@@ -1,10 +1,12 @@
 import itertools
+import math
+import random
 
 import pytest
 
 from stream.capture_clock import SenderReportClock, ntp_to_unix_ms
 from stream.sampler import FrameSampler, LatestFrameSlot
-from stream.score import EmotionScore, band_of
+from stream.score import COUNT_INTERVAL_MS, EmotionScore, band_of, count_bucket, score_over
 
 
 def test_score_starts_at_50_and_steps_by_a_tenth():
@@ -35,6 +37,149 @@ def test_bands(value, band):
 def test_unknown_label_is_an_error():
     with pytest.raises(ValueError, match="unknown emotion"):
         EmotionScore().add_faces(["surprise"])
+
+
+# -- the score at a fixed counting rate (one reading per second of capture time) ----------
+
+T0 = 1_700_000_000_000.0  # a capture clock on a whole second (unix ms)
+
+
+def frames(fps: float, seconds: float, start: float = T0) -> list[float]:
+    """Capture times of `seconds` of video analysed at `fps`."""
+    return [start + k * 1000 / fps for k in range(math.ceil(seconds * fps))]
+
+
+def live(results) -> EmotionScore:
+    score = EmotionScore()
+    for capture_ms, labels in results:
+        score.add_result(capture_ms, labels)
+    return score
+
+
+def test_counting_interval_is_one_second():
+    assert COUNT_INTERVAL_MS == 1000
+    assert count_bucket(T0) == count_bucket(T0 + 999.9) == count_bucket(T0 + 1000) - 1
+    with pytest.raises(ValueError):
+        count_bucket(math.nan)
+
+
+@pytest.mark.parametrize(("label", "expected"), [("normal", 56.0), ("happy", 56.0), ("sad", 44.0)])
+@pytest.mark.parametrize("fps", [5, 10, 15])
+def test_the_same_face_for_a_minute_scores_the_same_at_any_fps(fps, label, expected):
+    """A neutral face for 60 s reads 56.0 (60 positive seconds / 10), a sad one 44.0,
+    whether 5, 10 or 15 frames a second are analysed."""
+    score = live((t, [label]) for t in frames(fps, 60))
+    assert score.score == expected
+    assert score.readings == 60 and score.faces_seen == 60
+
+
+def test_jittered_7fps_and_an_unaligned_start_agree_with_the_steady_rates():
+    """30 s happy then 20 s angry, at 5, 10, 15 fps and at 7 fps with ±40 ms of capture-time
+    jitter: one score. Started on a whole second that is 50 + 3.0 - 2.0; started mid-second
+    the 50 s touch 51 seconds of the clock, the first 31 of them happy."""
+    rng = random.Random(7)
+    for start, expected in ((T0, 51.0), (T0 + 437.0, 51.1)):
+        switch = start + 30_000
+
+        def label(t: float, switch: float = switch) -> list[str]:
+            return ["happy"] if t < switch else ["anger"]
+
+        for fps in (5, 10, 15):
+            assert live((t, label(t)) for t in frames(fps, 50, start)).score == expected, fps
+        jittered = [
+            min(max(t + rng.uniform(-40, 40), start), start + 49_999) for t in frames(7, 50, start)
+        ]
+        assert live((t, label(t)) for t in jittered).score == expected
+
+
+def test_a_result_later_in_the_same_second_does_not_count():
+    score = EmotionScore()
+    assert score.add_result(T0 + 100, ["happy"])
+    assert not score.add_result(T0 + 500, ["sad", "sad"])
+    assert not score.add_result(T0 + 999, ["happy"])
+    assert score.add_result(T0 + 1000, ["sad"])
+    assert (score.positive, score.negative, score.readings, score.score) == (1, 1, 2, 50.0)
+
+
+def test_out_of_order_results_count_only_when_newer_than_the_last_counted():
+    score = EmotionScore()
+    assert score.add_result(T0 + 5_200, ["happy"])
+    assert not score.add_result(T0 + 3_900, ["sad"])  # an older second, arriving late
+    assert not score.add_result(T0 + 5_000, ["sad"])  # the counted second, arriving late
+    assert score.add_result(T0 + 6_100, ["sad"])
+    assert not score.add_result(T0 + 5_900, ["happy"])
+    assert score.score == 50.0 and score.readings == 2
+
+
+def test_a_frame_without_a_face_leaves_its_second_open():
+    score = EmotionScore()
+    assert not score.add_result(T0 + 10, [])
+    assert score.add_result(T0 + 300, ["normal"])
+    assert score.score == 50.1 and score.last_bucket == count_bucket(T0)
+
+
+def test_every_face_of_the_counted_frame_counts():
+    score = EmotionScore()
+    assert score.add_result(T0, ["happy", "sad"])  # two people on camera: +0.1 -0.1
+    assert (score.positive, score.negative, score.score) == (1, 1, 50.0)
+    assert score.add_result(T0 + 1_000, ["happy", "normal", "anger"])
+    assert not score.add_result(T0 + 1_500, ["happy", "happy", "happy"])
+    assert (score.positive, score.negative, score.faces_seen, score.score) == (3, 2, 5, 50.1)
+
+
+def test_an_unknown_label_counts_nothing_and_keeps_the_second_open():
+    score = EmotionScore()
+    with pytest.raises(ValueError, match="unknown emotion"):
+        score.add_result(T0, ["happy", "surprise"])
+    assert (score.positive, score.readings, score.last_bucket) == (0, 0, None)
+    assert score.add_result(T0 + 1, ["happy"])
+
+
+def test_a_long_session_at_10fps_stays_exact():
+    """An hour of a calm face at 10 fps: 3600 readings, 50 + 360 (unclamped), exact."""
+    score = live((t, ["normal"]) for t in frames(10, 3600))
+    assert score.score == 410.0 and score.band == "good" and score.readings == 3600
+
+
+def test_answer_scores_use_the_same_rule_as_the_session():
+    rng = random.Random(3)
+    labels = ["happy", "normal", "sad", "anger", "anxiety"]
+    results = []
+    for t in frames(10, 90):
+        face = [] if rng.random() < 0.1 else [rng.choice(labels[:2] if t < T0 + 40_000 else labels)]
+        results.append((t + rng.uniform(0, 50), face))
+    session = live(results)
+    whole = score_over(results)
+    assert (whole.positive, whole.negative, whole.readings) == (
+        session.positive,
+        session.negative,
+        session.readings,
+    )
+    # answers on whole seconds split the session's readings between them exactly
+    first = score_over(results, T0, T0 + 39_999.9)
+    second = score_over(results, T0 + 40_000, None)
+    assert first.positive + second.positive == session.positive
+    assert first.negative + second.negative == session.negative
+    # the first 40 s held only calm faces: one reading per second that had a face
+    seconds = {count_bucket(t) for t, faces in results if faces and t < T0 + 40_000}
+    assert first.readings == len(seconds) and first.negative == 0
+    assert first.score == round(50 + 0.1 * len(seconds), 1)
+    # given out of order, the helper applies the live rule in that order
+    shuffled = random.Random(5).sample(results, len(results))
+    assert score_over(shuffled) == live(shuffled)
+    # the span is inclusive at both ends; results outside it are ignored
+    assert score_over([(T0, ["happy"]), (T0 + 2_000, ["sad"])], T0, T0 + 1_000).score == 50.1
+    assert (
+        score_over([(T0, ["happy"]), (T0 + 2_000, ["sad"])], T0 + 2_000, T0 + 2_000).score == 49.9
+    )
+    assert score_over([]).score == 50.0 and score_over([]).band == "normal"
+
+
+def test_counting_interval_is_a_parameter():
+    score = score_over(((t, ["happy"]) for t in frames(10, 10)), interval_ms=500)
+    assert score.readings == 20 and score.score == 52.0
+    with pytest.raises(ValueError):
+        EmotionScore(interval_ms=0)
 
 
 def test_sampler_holds_the_rate_from_a_30fps_camera():
