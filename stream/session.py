@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW_MS = 10_000.0
 PC_CLOSE_TIMEOUT_S = 5.0
 
+#: Peer-connection teardowns still running: one slower than PC_CLOSE_TIMEOUT_S goes on
+#: here after its session ended instead of being cancelled half-way.
+_TEARDOWNS: set[asyncio.Task] = set()
+
 
 class SessionError(Exception):
     """A request the session cannot honour; `status` is the HTTP status to answer."""
@@ -67,6 +71,76 @@ def encode_jpeg(frame: Any, max_side: int, quality: int) -> tuple[bytes, int, in
     if not ok:
         raise ValueError("JPEG encoding failed")
     return buf.tobytes(), width, height
+
+
+async def close_peer_connection(pc: RTCPeerConnection, label: str) -> None:
+    """Close `pc` to the end; never raises, and waits at most PC_CLOSE_TIMEOUT_S: a slower
+    close is not cut off half-way but finishes in the background."""
+    task = asyncio.create_task(_teardown(pc, label), name=f"pc-teardown-{label}")
+    _TEARDOWNS.add(task)
+    task.add_done_callback(_TEARDOWNS.discard)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), PC_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.warning(
+            "session %s: peer connection still closing after %.0f s; it goes on in the background",
+            label,
+            PC_CLOSE_TIMEOUT_S,
+        )
+
+
+async def _teardown(pc: RTCPeerConnection, label: str) -> None:
+    # Exceptions are logged as text (repr): a log record holding the exception would hold
+    # its traceback's frames, and through them the transports and the peer connection.
+    sctp = pc.sctp
+    if sctp is not None:
+        # aiortc aborts the association on close but keeps its unsent and unacknowledged
+        # chunks, and a retransmission (T3) already queued as a task runs after the DTLS
+        # session is shut down: it dies with "SSL routines: protocol is shutdown", an
+        # unretrieved task exception whose traceback holds the peer connection. Abort
+        # first, with the backlog dropped, so a late retransmission has nothing to send.
+        _drop_sctp_backlog(sctp)
+        try:
+            await sctp.stop()
+        except Exception as exc:
+            log.debug("session %s: SCTP abort: %s", label, repr(exc))
+    try:
+        await pc.close()
+        return
+    except Exception as exc:
+        log.warning(
+            "session %s: peer connection close failed (%s); stopping its transports one by one",
+            label,
+            repr(exc),
+        )
+    # aiortc's close stops at the first step that raises: stop what it did not reach.
+    steps = [transceiver.stop for transceiver in pc.getTransceivers()]
+    dtls = [transceiver.receiver.transport for transceiver in pc.getTransceivers()]
+    if sctp is not None:
+        steps.append(sctp.stop)
+        dtls.append(sctp.transport)
+    for transport in dict.fromkeys(dtls):  # bundled: one transport, several users
+        steps += [transport.stop, transport.transport.stop]
+    for step in steps:
+        try:
+            await step()
+        except Exception as exc:
+            log.debug("session %s: %s: %s", label, getattr(step, "__qualname__", step), repr(exc))
+    pc.remove_all_listeners()
+
+
+def _drop_sctp_backlog(sctp: Any) -> None:
+    """Forget an SCTP association's queued and in-flight data and stop its retransmission
+    timer (aiortc 1.16 internals, each looked up defensively)."""
+    for name in ("_outbound_queue", "_sent_queue", "_data_channel_queue"):
+        queue = getattr(sctp, name, None)
+        if queue is not None:
+            queue.clear()
+    if getattr(sctp, "_forward_tsn_chunk", None) is not None:
+        sctp._forward_tsn_chunk = None
+    cancel_t3 = getattr(sctp, "_t3_cancel", None)
+    if cancel_t3 is not None:
+        cancel_t3()
 
 
 @dataclass
@@ -157,19 +231,25 @@ class RoomSession:
 
     async def answer(self, sdp: str, sdp_type: str) -> RTCSessionDescription:
         """Take the browser's offer, start receiving, and return our answer."""
-        if self.state != "created":
+        if self.state != "created" or self.pc is not None:
             raise SessionError(f"session {self.id} already has a connection", 409)
         if sdp_type != "offer":
             raise SessionError(f"expected an SDP offer, got type {sdp_type!r}")
         if "m=video" not in sdp:
             raise SessionError("the offer has no video track (m=video line)")
         pc = RTCPeerConnection(self.rtc_config)
+        # Known before the first await, so that a close() meanwhile (end beacon, offer
+        # timeout, shutdown) closes it; every await below checks the session is still on.
+        self.pc = pc
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=sdp_type))
         except Exception as exc:  # aiortc raises ValueError and friends on bad SDP
-            await pc.close()
+            if self.pc is pc:
+                self.pc = None  # the session may still take a good offer
+            await close_peer_connection(pc, self.id)
+            self._raise_if_ended()
             raise SessionError(f"malformed SDP offer: {exc}") from exc
-        self.pc = pc
+        self._raise_if_ended()
         self.state = "connecting"
         self.last_media_at = time.monotonic()  # ICE + DTLS take a moment before media
         pc.on("datachannel", self._on_datachannel)
@@ -189,9 +269,14 @@ class RoomSession:
                 self._spawn(self._consume_video(track), "video")
             elif track.kind == "audio":
                 self._spawn(self._consume_audio(track), "audio")
-        self._result_sub = await self.nc.subscribe(
+        subscription = await self.nc.subscribe(
             contract.session_events_wildcard(self.id), cb=self._on_event
         )
+        if self.state == "ended":  # close() ran meanwhile and could not see it
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            self._raise_if_ended()
+        self._result_sub = subscription
         self._spawn(self._publish_frames(), "publish")
         self._spawn(self._stats_loop(), "stats")
         if recorder is not None:
@@ -201,8 +286,10 @@ class RoomSession:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except Exception as exc:
+            self._raise_if_ended()
             await self.close("bad offer")
             raise SessionError(f"cannot answer the offer: {exc}") from exc
+        self._raise_if_ended()
         if self.rtc_config.iceTransportPolicy.value == "relay" and (
             "typ relay" not in pc.localDescription.sdp
         ):
@@ -219,6 +306,13 @@ class RoomSession:
             )
         await self._publish_lifecycle("started")
         return pc.localDescription
+
+    def _raise_if_ended(self) -> None:
+        """For `answer`: the session ended while it awaited (close() released what it held)."""
+        if self.state == "ended":
+            raise SessionError(
+                f"session {self.id} ended while its offer was answered ({self.end_reason})", 404
+            )
 
     def _recorder(self) -> MediaRecorder | None:
         """Raw audio and video are stored only when recording is turned on
@@ -277,32 +371,29 @@ class RoomSession:
         log.info("session %s ended: %s", self.id, reason)
         self.send({"type": "ended", "reason": reason})
         current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
-        if self._result_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._result_sub.unsubscribe()
-            self._result_sub = None
         try:
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            await asyncio.gather(
+                *(t for t in self._tasks if t is not current), return_exceptions=True
+            )
+            if self._result_sub is not None:
+                with contextlib.suppress(Exception):
+                    await self._result_sub.unsubscribe()
+                self._result_sub = None
             if self.recorder is not None:
                 try:
                     await asyncio.wait_for(self.recorder.stop(), timeout=PC_CLOSE_TIMEOUT_S)
                 except Exception as exc:  # a half-written file is still a file
                     log.warning("session %s: recording did not close cleanly: %s", self.id, exc)
                 self.recorder = None
+            self.channel = None
             if self.pc is not None:
                 # aiortc's close waits for its RTCP loops; a peer that vanished mid-
                 # handshake must not keep the session (and its slot) alive.
-                try:
-                    await asyncio.wait_for(self.pc.close(), timeout=PC_CLOSE_TIMEOUT_S)
-                except TimeoutError:
-                    log.warning("session %s: peer connection close timed out", self.id)
-                except Exception as exc:
-                    log.debug("session %s: peer connection close: %s", self.id, exc)
-                self.pc = None
-            self.channel = None
+                pc, self.pc = self.pc, None
+                await close_peer_connection(pc, self.id)
             self.slot.waiting = None
             if previous != "created":
                 await self._publish_lifecycle("ended", reason)
