@@ -29,7 +29,7 @@ from typing import Any
 
 from stream import contract
 from stream.bus import StoredEvent
-from stream.score import START_SCORE, STEP, band_of
+from stream.score import band_of, score_over
 
 EMOTIONS = contract.EMOTIONS
 POSITIVE = contract.POSITIVE_EMOTIONS
@@ -79,6 +79,8 @@ class EmotionPoint:
     positive: int = 0  # faces in the frame with a positive label (the score counts all)
     negative: int = 0
     capture_source: str = "gateway"
+    #: every face's top label (the score's counting rule reads these)
+    labels: tuple[str, ...] = ()
 
     @property
     def latency_ms(self) -> float:
@@ -97,6 +99,9 @@ class TranscriptView:
     language: str
     final: bool
     question: int = -1  # index of the question it answers (-1: before the first)
+    attempt: int = 1  # which attempt at that question
+    #: the answer turn it was spoken in, as the gateway tagged it (None: an older event)
+    turn: tuple[int, int] | None = None
 
 
 @dataclass
@@ -114,6 +119,13 @@ class QuestionView:
     rows: list[list[str]] = field(default_factory=list)
     engine: str = ""
     emotion: dict[str, Any] | None = None  # {"score", "band", "faces"} from the interviewer
+    #: which attempt this is (a "Try again" asks the same question again) and how it ended
+    attempt: int = 1
+    end_reason: str = ""
+    no_answer: bool = False
+    #: the question's earlier attempts, oldest first (this view is the latest, the one that
+    #: counts)
+    earlier: list[QuestionView] = field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -201,8 +213,8 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
     view = SessionView(session=session)
     planned: list[str] = []
     asked: list[QuestionView] = []
-    answered: dict[int, dict[str, Any]] = {}
-    evaluated: dict[int, dict[str, Any]] = {}
+    answered: dict[tuple[int, int], dict[str, Any]] = {}
+    evaluated: dict[tuple[int, int], dict[str, Any]] = {}
     seen_parts: set[tuple[str, int]] = set()
     speech: list[tuple[float, bool]] = []
     for event in events:
@@ -241,8 +253,8 @@ def _apply(
     message: contract.BusMessage,
     planned: list[str],
     asked: list[QuestionView],
-    answered: dict[int, dict[str, Any]],
-    evaluated: dict[int, dict[str, Any]],
+    answered: dict[tuple[int, int], dict[str, Any]],
+    evaluated: dict[tuple[int, int], dict[str, Any]],
     seen_parts: set[tuple[str, int]],
 ) -> float | None:
     """Apply one message; return its timestamp (ms) or None."""
@@ -277,6 +289,8 @@ def _apply(
         if key in seen_parts:
             return message.done_ms  # a redelivered utterance transcribed twice
         seen_parts.add(key)
+        if not message.text.strip():
+            return message.done_ms  # a part with no speech: bookkeeping, never shown
         view.transcripts.append(
             TranscriptView(
                 utterance_id=message.utterance_id,
@@ -288,6 +302,7 @@ def _apply(
                 metrics=dict(message.metrics),
                 language=message.language,
                 final=message.final,
+                turn=(message.question, message.attempt) if message.question >= 0 else None,
             )
         )
         return message.end_ms
@@ -305,8 +320,8 @@ def _apply_step(
     event: contract.InterviewEvent,
     planned: list[str],
     asked: list[QuestionView],
-    answered: dict[int, dict[str, Any]],
-    evaluated: dict[int, dict[str, Any]],
+    answered: dict[tuple[int, int], dict[str, Any]],
+    evaluated: dict[tuple[int, int], dict[str, Any]],
 ) -> None:
     data = event.data
     if not isinstance(data, dict):
@@ -315,18 +330,23 @@ def _apply_step(
         planned[:] = [str(q) for q in data.get("questions", [])]
         view.engine = str(data.get("engine", ""))
     elif event.step == "asked":
-        index = int(data.get("index", len(asked)))
-        if index != len(asked):
+        asked_questions = asked[-1].index + 1 if asked else 0
+        index = int(data.get("index", asked_questions))
+        attempt = int(data.get("attempt", 1))
+        retry = bool(asked) and index == asked[-1].index and attempt == asked[-1].attempt + 1
+        if not retry and not (index == asked_questions and attempt == 1):
             return  # a repeated or out-of-order step (as the orchestrator folds it)
         follow_up = bool(data.get("follow_up"))
         text = str(data.get("question") or (planned[index] if index < len(planned) else ""))
-        if follow_up:
+        if follow_up and not retry:
             planned.insert(index, text)
-        asked.append(QuestionView(index, text, follow_up=follow_up, asked_ms=event.at_ms))
+        asked.append(
+            QuestionView(index, text, follow_up=follow_up, asked_ms=event.at_ms, attempt=attempt)
+        )
     elif event.step == "answered":
-        answered[int(data["index"])] = data
+        answered[(int(data["index"]), int(data.get("attempt", 1)))] = data
     elif event.step == "evaluated":
-        evaluated[int(data["index"])] = data
+        evaluated[(int(data["index"]), int(data.get("attempt", 1)))] = data
     elif event.step == "report":
         view.report = data
     elif event.step == "error":
@@ -344,6 +364,7 @@ def _point(result: contract.EmotionResult) -> EmotionPoint:
         positive=positive,
         negative=negative,
         capture_source=result.capture_source,
+        labels=tuple(f.label for f in result.faces if f.label in EMOTIONS),
     )
     if result.faces:
         face = max(result.faces, key=_area)
@@ -369,16 +390,14 @@ def _build_questions(
     view: SessionView,
     planned: list[str],
     asked: list[QuestionView],
-    answered: dict[int, dict[str, Any]],
-    evaluated: dict[int, dict[str, Any]],
+    answered: dict[tuple[int, int], dict[str, Any]],
+    evaluated: dict[tuple[int, int], dict[str, Any]],
     speech: list[tuple[float, bool]],
 ) -> None:
     speech.sort()
-    questions = list(asked)
-    for index in range(len(asked), len(planned)):
-        questions.append(QuestionView(index, planned[index]))
-    for q in questions:
-        data = answered.get(q.index)
+    for q in asked:
+        key = (q.index, q.attempt)
+        data = answered.get(key)
         if data is not None:
             q.answered = True
             q.answer = str(data.get("answer", ""))
@@ -386,10 +405,12 @@ def _build_questions(
             q.metrics = dict(metrics) if isinstance(metrics, dict) else {}
             q.answer_start_ms = _num(data.get("start_ms"))
             q.answer_end_ms = _num(data.get("end_ms"))
-        ev = evaluated.get(q.index)
+            q.end_reason = str(data.get("reason") or "")
+        ev = evaluated.get(key)
         if ev is not None:
             evaluation = ev.get("evaluation")
             q.evaluation = evaluation if isinstance(evaluation, dict) else {}
+            q.no_answer = bool(ev.get("no_answer"))
             rows = ev.get("rows")
             q.rows = [
                 [str(c) for c in row]
@@ -399,12 +420,17 @@ def _build_questions(
             q.engine = str(ev.get("engine") or "")
             emotion = ev.get("emotion")
             q.emotion = emotion if isinstance(emotion, dict) else None
-    view.questions = questions
-    # Transcripts go to the question asked last before the utterance ended, unless an
-    # "answered" step says exactly which span an answer took.
+    # Transcripts go to the answer turn the gateway tagged them with; older events (no
+    # tag) to the question asked last before the utterance ended, unless an "answered"
+    # step says exactly which span an answer took.
     asked_at = [q.asked_ms for q in asked if q.asked_ms is not None]
+    turns = {(q.index, q.attempt) for q in asked}
     for t in view.transcripts:
-        t.question = -1
+        t.question, t.attempt = -1, 1
+        if t.turn is not None:
+            if t.turn in turns:
+                t.question, t.attempt = t.turn
+            continue
         for q in asked:
             if (
                 q.answer_start_ms is not None
@@ -412,21 +438,25 @@ def _build_questions(
                 and q.answer_start_ms - 1 <= t.start_ms
                 and t.end_ms <= q.answer_end_ms + 1
             ):
-                t.question = q.index
+                t.question, t.attempt = q.index, q.attempt
                 break
         else:
-            t.question = bisect.bisect_right(asked_at, t.end_ms) - 1
-    # A question still being answered: its span and text so far come from transcripts,
+            position = bisect.bisect_right(asked_at, t.end_ms) - 1
+            if position >= 0:
+                t.question, t.attempt = asked[position].index, asked[position].attempt
+    # A turn still being answered: its span and text so far come from transcripts,
     # and while the candidate is still talking, from the speech activity (VAD) too.
     for position, q in enumerate(asked):
         if q.answered:
             continue
-        parts = [t for t in view.transcripts if t.question == q.index]
+        parts = answer_transcripts(view, q)
         if parts:
             q.answer_start_ms = min(t.start_ms for t in parts)
             q.answer_end_ms = max(t.end_ms for t in parts)
             q.answer = " ".join(t.text for t in parts).strip()
-            q.metrics = dict(parts[-1].metrics) if len(parts) == 1 else _sum_metrics(parts)
+            q.metrics = contract.merge_speaking_metrics(
+                [(t.start_ms, t.end_ms, t.metrics) for t in parts]
+            )
         if position == len(asked) - 1 and q.asked_ms is not None:
             talk = [a for a in speech if a[0] >= q.asked_ms]
             starts = [at for at, speaking in talk if speaking]
@@ -436,28 +466,32 @@ def _build_questions(
                 still_talking = talk[-1][1]
                 last = (view.last_ms or talk[-1][0]) if still_talking else talk[-1][0]
                 q.answer_end_ms = max(q.answer_end_ms or last, last)
+    # One view per question: its latest attempt, the earlier ones kept inside it.
+    latest: dict[int, QuestionView] = {}
+    for q in asked:
+        previous = latest.get(q.index)
+        if previous is not None:
+            q.earlier = [*previous.earlier, previous]
+            previous.earlier = []
+        latest[q.index] = q
+    questions = [latest[index] for index in sorted(latest)]
+    for index in range(len(questions), len(planned)):
+        questions.append(QuestionView(index, planned[index]))
+    view.questions = questions
+
+
+def answer_transcripts(view: SessionView, q: QuestionView) -> list[TranscriptView]:
+    """The transcripts of one question attempt, in the order spoken."""
+    return sorted(
+        (t for t in view.transcripts if t.question == q.index and t.attempt == q.attempt),
+        key=lambda t: (t.start_ms, t.part),
+    )
 
 
 def _num(value: Any) -> float | None:
     if isinstance(value, int | float) and math.isfinite(value):
         return float(value)
     return None
-
-
-def _sum_metrics(parts: Sequence[TranscriptView]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for part in parts:
-        for key, value in part.metrics.items():
-            if key in ("duration_s", "speech_s", "word_count", "filler_count", "pause_count"):
-                if isinstance(value, int | float):
-                    merged[key] = merged.get(key, 0) + value
-            elif key == "longest_pause_s" and isinstance(value, int | float):
-                merged[key] = max(merged.get(key, 0), value)
-            else:
-                merged.setdefault(key, value)
-    if merged.get("duration_s") and "word_count" in merged:
-        merged["words_per_minute"] = round(merged["word_count"] * 60.0 / merged["duration_s"], 1)
-    return merged
 
 
 # --------------------------------------------------------------------------- status
@@ -657,13 +691,12 @@ class AnswerSummary:
 
 
 def answer_score(points: Sequence[EmotionPoint]) -> tuple[float | None, str | None, int]:
-    """The emotion score over these frames only (50 ± 0.1 per face), its band, faces."""
-    positive = sum(p.positive for p in points)
-    negative = sum(p.negative for p in points)
-    if not positive + negative:
+    """The emotion score over these frames only, by the session score's rule (50 ± 0.1 per
+    face, one reading per second of video: `stream.score`), its band, and faces counted."""
+    counted = score_over((p.t_ms, p.labels) for p in sorted(points, key=lambda p: p.t_ms))
+    if not counted.faces_seen:
         return None, None, 0
-    score = round(START_SCORE + STEP * (positive - negative), 1)
-    return score, band_of(score), positive + negative
+    return counted.score, counted.band, counted.faces_seen
 
 
 def _rises(segment: Mix, baseline: Mix) -> list[tuple[str, float]]:

@@ -772,10 +772,13 @@ def render_question(
         left, right = st.columns([3, 2])
         with left:
             tag = " · interviewer's follow-up" if q.follow_up else ""
+            tag += f" · attempt {q.attempt}" if q.attempt > 1 else ""
             st.markdown(f"#### {q.label}{tag}")
             st.markdown(f"**{report.esc(q.text)}**")
-            transcripts = [t for t in view.transcripts if t.question == q.index]
-            if transcripts:
+            transcripts = agg.answer_transcripts(view, q)
+            if q.no_answer:
+                st.caption("No answer was heard in this attempt.")
+            elif transcripts:
                 st.markdown(
                     " ".join(report.words_html(view, t) for t in transcripts),
                     unsafe_allow_html=True,
@@ -798,6 +801,21 @@ def render_question(
             items = report.metric_items(q.metrics)
             if items:
                 st.markdown(" · ".join(f"**{k}** {v}" for k, v in items))
+            if q.end_reason:
+                st.caption(f"answer ended: {report.END_REASONS.get(q.end_reason, q.end_reason)}")
+        if q.earlier:
+            with st.expander(f"Earlier attempts ({len(q.earlier)}; the latest one counts)"):
+                for earlier in q.earlier:
+                    overall = f" — {earlier.rows[0][1]}" if earlier.rows else ""
+                    st.markdown(f"**Attempt {earlier.attempt}**{report.esc(overall)}")
+                    words = agg.answer_transcripts(view, earlier)
+                    if words:
+                        st.markdown(
+                            " ".join(report.words_html(view, t) for t in words),
+                            unsafe_allow_html=True,
+                        )
+                    else:
+                        st.caption(report.esc(earlier.answer) or "no answer heard")
         if q.rows:
             with st.expander(
                 f"Evaluation of {q.label}" + (f" ({q.engine} engine)" if q.engine else ""),

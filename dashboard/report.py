@@ -353,12 +353,16 @@ def _question_html(
 ) -> str:
     out = ["<div class='q'>"]
     badge = " <span class='badge fu'>interviewer's follow-up</span>" if q.follow_up else ""
+    if q.attempt > 1:
+        badge += f" <span class='badge'>attempt {q.attempt}</span>"
     band = band_badge(summary.band, summary.score) if summary else ""
     out.append(f"<h3>{esc(q.label)}{badge} {band}</h3><p><b>{esc(q.text)}</b></p>")
-    transcripts = [t for t in view.transcripts if t.question == q.index]
+    transcripts = agg.answer_transcripts(view, q)
     answer = (
         " ".join(words_html(view, t) for t in transcripts) if transcripts else esc(q.answer or "")
     )
+    if q.no_answer:
+        answer = "<span class=note>no answer was heard</span>"
     side = []
     if summary is not None:
         side.append(f"<div class='summary'><b>{esc(summary.headline)}</b><ul>")
@@ -393,8 +397,35 @@ def _question_html(
         )
     if q.engine:
         out.append(f"<div class='note'>evaluated by the {esc(q.engine)} engine</div>")
+    if q.end_reason:
+        reason = END_REASONS.get(q.end_reason, q.end_reason)
+        out.append(f"<div class='note'>answer ended: {esc(reason)}</div>")
+    if q.earlier:
+        out.append(
+            f"<details><summary>Earlier attempts ({len(q.earlier)}; the latest one counts)"
+            "</summary>"
+        )
+        for earlier in q.earlier:
+            overall = f" — {esc(earlier.rows[0][1])}" if earlier.rows else ""
+            words = agg.answer_transcripts(view, earlier)
+            text = (
+                " ".join(words_html(view, t) for t in words)
+                if words
+                else esc(earlier.answer) or "<span class=note>no answer heard</span>"
+            )
+            out.append(f"<p><b>Attempt {earlier.attempt}</b>{overall}: {text}</p>")
+        out.append("</details>")
     out.append("</div>")
     return "".join(out)
+
+
+#: How an answer turn ended, in words (AnswerEnded.reason).
+END_REASONS = {
+    "done": "the candidate pressed Done",
+    "silence": "a long silence",
+    "time_cap": "the time limit",
+    "session_end": "the session ended",
+}
 
 
 def _fmt(value: float | None, fmt: str) -> str:

@@ -14,6 +14,10 @@ instead of a browser:
 * the microphone: a sentence spoken by espeak-ng (generated here, 48 kHz mono), repeated
   every ``speech_every_s`` seconds with silence in between; each start is offset at random
   so the sessions do not speak in lockstep;
+* the interview, played as a person would: once it has spoken in an open answer turn and
+  falls silent, it presses *Done answering* (``done``), and when the evaluation arrives it
+  presses *Next question* (``next``) — the data channel's typed messages
+  (`stream.contract.RoomRequest`);
 * at the end: ``{"type": "bye"}`` on the data channel, ``POST /end`` (the page's beacon),
   and the peer connection closed.
 
@@ -68,8 +72,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import typer
+
+from stream import contract
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +366,7 @@ class Candidate:
         self.out = CandidateStats(index)
         self.pc: Any = None
         self.channel: Any = None
+        self.turn: contract.TurnUpdate | None = None
         self.open = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -443,35 +451,51 @@ class Candidate:
         if not isinstance(message, str):
             return
         try:
-            data = json.loads(message)
-        except ValueError:
+            msg = contract.decode_page(message)
+        except contract.ContractError:
             return
-        kind = data.get("type")
-        if kind == "emotion":
+        if isinstance(msg, contract.EmotionUpdate):
             arrival = time.time() * 1000.0
-            glass = back = None
-            if data.get("capture_source") == "rtcp":
-                glass = arrival - float(data.get("capture_ms", arrival))
-            if isinstance(data.get("gateway_ms"), int | float):
-                back = arrival - float(data["gateway_ms"])
-            self.out.results.append(ResultSample(arrival, glass, bool(data.get("faces")), back))
-        elif kind == "stats":
-            self.out.stats = {k: v for k, v in data.items() if isinstance(v, int | float)}
-        elif kind == "transcript":
-            if data.get("text"):
-                self.out.transcripts.append(str(data["text"]))
-        elif kind == "interview":
-            step = str(data.get("step"))
-            self.out.steps[step] = self.out.steps.get(step, 0) + 1
-        elif kind == "ended":
-            self.out.ended = str(data.get("reason", ""))
+            glass = None
+            if msg.capture_source == "rtcp":
+                glass = arrival - msg.capture_ms
+            back = arrival - msg.gateway_ms
+            self.out.results.append(ResultSample(arrival, glass, bool(msg.faces), back))
+        elif isinstance(msg, contract.RoomStats):
+            self.out.stats = {
+                k: v for k, v in msgspec.structs.asdict(msg).items() if isinstance(v, int | float)
+            }
+        elif isinstance(msg, contract.TranscriptUpdate):
+            if msg.text:
+                self.out.transcripts.append(msg.text)
+        elif isinstance(msg, contract.TurnUpdate):
+            self.turn = msg if msg.state == "answering" else None
+        elif isinstance(msg, contract.SpeechUpdate):
+            turn = self.turn
+            if not msg.speaking and turn is not None and turn.spoken:
+                # finished speaking in an open turn: Done answering
+                self._send(contract.DoneAnswering(question=turn.question, attempt=turn.attempt))
+        elif isinstance(msg, contract.InterviewUpdate):
+            self.out.steps[msg.step] = self.out.steps.get(msg.step, 0) + 1
+            if msg.step == "evaluated":  # read the feedback, then on to the next question
+                data = msg.data
+                self._send(
+                    contract.NextQuestion(question=data["index"], attempt=data.get("attempt", 1))
+                )
+        elif isinstance(msg, contract.SessionEnded):
+            self.out.ended = msg.reason
+
+    def _send(self, message: contract.RoomRequest) -> None:
+        with contextlib.suppress(Exception):
+            if self.channel is not None and self.channel.readyState == "open":
+                self.channel.send(contract.encode_room_request(message))
 
     async def close(self, goodbye: bool = True, timeout_s: float = 10.0) -> None:
         """End like the page does (bye + beacon), then close the peer connection."""
         if goodbye and self.out.session:
             with contextlib.suppress(Exception):
                 if self.channel is not None and self.channel.readyState == "open":
-                    self.channel.send(json.dumps({"type": "bye"}))
+                    self.channel.send(contract.encode_room_request(contract.Bye()))
             with contextlib.suppress(Exception):
                 async with self.http.post(
                     f"{self.base_url}/api/sessions/{self.out.session}/end", data=b"{}"

@@ -1,14 +1,21 @@
 """The interview state machine, as pure logic (no I/O, no clock reads).
 
 A session's interview is the fold of its events: the candidate's profile, the
-interviewer's own steps (`InterviewEvent`s it published earlier), transcripts, and score
-updates. Folding the persisted events again after a restart gives the same state, so the
-orchestrator resumes where it stopped and never repeats a step it already published.
+interviewer's own steps (`InterviewEvent`s it published earlier), transcripts, the ends
+of answer turns, the candidate's requests and the dashboard's commands. Folding the
+persisted events again after a restart gives the same state, so the orchestrator resumes
+where it stopped and never repeats a step it already published.
 
-    profile → questions → for each question: asked → answering → answered → evaluated
-            → report
+    profile → questions → for each question:
+        asked (attempt 1) → the candidate answers (any number of utterances, pauses
+        included) → the turn ends (`AnswerEnded`: Done, a long silence, the time cap)
+        → answered (once every utterance part of the turn is transcribed) → evaluated
+        → the candidate reads the feedback and asks for the next question
+          (`CandidateRequest` "next") or to try again ("retry": asked, attempt + 1)
+    → after the last question's "next": report
 
-`next_action()` says what the orchestrator should do now (or None: wait for events).
+Every attempt is kept; the latest attempt of a question is the one its report item
+counts. `next_action()` says what the orchestrator should do now (or None: wait).
 """
 
 from __future__ import annotations
@@ -21,24 +28,71 @@ from stream.score import START_SCORE, STEP, band_of
 
 QUESTION_COUNT = 3
 
+#: (question index, attempt): one answer turn.
+TurnKey = tuple[int, int]
+
+
+@dataclass
+class Turn:
+    """One "asked" step: a question put to the candidate (again, for a retry)."""
+
+    index: int
+    attempt: int
+    question: str
+    follow_up: bool
+    asked_ms: float
+
+    @property
+    def key(self) -> TurnKey:
+        return (self.index, self.attempt)
+
 
 @dataclass
 class AnswerRecord:
-    """One answer as heard: its transcript parts joined, with metrics and its time span."""
+    """One answer turn as heard: its transcript parts and how the turn ended."""
 
-    text: str = ""
-    start_ms: float | None = None
-    end_ms: float | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    utterances: list[str] = field(default_factory=list)
-    complete: bool = False
+    #: Transcripts of the turn's utterance parts, by `contract.part_key`.
+    parts: dict[str, contract.Transcript] = field(default_factory=dict)
+    #: The gateway's end of the turn (None while the candidate may still be answering).
+    ended: contract.AnswerEnded | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The turn ended and every utterance part it names is transcribed."""
+        return self.ended is not None and all(key in self.parts for key in self.ended.parts)
+
+    def _spoken(self) -> list[contract.Transcript]:
+        return sorted(
+            (t for t in self.parts.values() if t.text.strip()),
+            key=lambda t: (t.start_ms, t.part),
+        )
+
+    @property
+    def text(self) -> str:
+        return " ".join(t.text.strip() for t in self._spoken())
+
+    @property
+    def start_ms(self) -> float | None:
+        spoken = self._spoken()
+        return spoken[0].start_ms if spoken else None
+
+    @property
+    def end_ms(self) -> float | None:
+        spoken = self._spoken()
+        return spoken[-1].end_ms if spoken else None
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return contract.merge_speaking_metrics(
+            [(t.start_ms, t.end_ms, dict(t.metrics)) for t in self._spoken()]
+        )
 
 
 @dataclass
 class Action:
     """What the orchestrator should do next."""
 
-    kind: str  # "questions" | "ask" | "follow_up" | "answered" | "evaluate" | "report"
+    kind: str  # "questions" | "ask" | "retry" | "follow_up" | "answered" | "evaluate" | "report"
     index: int = -1
 
 
@@ -46,20 +100,25 @@ class Action:
 class InterviewState:
     session: str
     profile: contract.Profile | None = None
+    #: The questions by index: the planned ones, with follow-ups inserted where asked.
     questions: list[str] = field(default_factory=list)
     engine: str = ""
-    asked: list[dict[str, Any]] = field(default_factory=list)  # "asked" step data, in order
-    asked_at_ms: list[float] = field(default_factory=list)
-    answers: dict[int, AnswerRecord] = field(default_factory=dict)
-    answered: set[int] = field(default_factory=set)  # "answered" steps published
-    evaluations: dict[int, dict[str, Any]] = field(default_factory=dict)
-    #: Questions the last published report covered (a follow-up after a report reopens
-    #: the interview: it is asked, evaluated, and a new report follows).
-    reported: int = 0
+    #: Every "asked" step, in order (a retry is a turn of the same index).
+    turns: list[Turn] = field(default_factory=list)
+    answers: dict[TurnKey, AnswerRecord] = field(default_factory=dict)
+    answered: set[TurnKey] = field(default_factory=set)  # "answered" steps published
+    evaluations: dict[TurnKey, dict[str, Any]] = field(default_factory=dict)
+    #: The candidate's choice after reading an attempt's feedback (the first one counts).
+    requests: dict[TurnKey, str] = field(default_factory=dict)
+    #: How many turns had been asked when the last report was published (a follow-up
+    #: after a report reopens the interview: it is asked, evaluated, and a new report
+    #: follows).
+    reported_turns: int = 0
+    reports: int = 0
     #: Interviewers' follow-up questions not yet asked.
     follow_ups: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    #: (at_ms, positive, negative) of every score update, for per-answer score bands.
+    #: (at_ms, positive, negative) of score updates, for per-answer score bands.
     scores: list[tuple[float, int, int]] = field(default_factory=list)
     ended: bool = False
     #: The interview cannot go on (an unusable profile); set by the orchestrator.
@@ -72,9 +131,14 @@ class InterviewState:
     # ---- folding events --------------------------------------------------------------
 
     @property
-    def current(self) -> int:
-        """Index of the question being answered (-1 before the first is asked)."""
-        return len(self.asked) - 1
+    def current(self) -> Turn | None:
+        """The turn being answered or last answered (None before the first question)."""
+        return self.turns[-1] if self.turns else None
+
+    @property
+    def asked_questions(self) -> int:
+        """How many distinct questions have been asked."""
+        return self.turns[-1].index + 1 if self.turns else 0
 
     def apply(self, message: contract.BusMessage) -> None:
         if isinstance(message, contract.Profile):
@@ -84,6 +148,12 @@ class InterviewState:
             self._apply_step(message)
         elif isinstance(message, contract.Transcript):
             self._apply_transcript(message)
+        elif isinstance(message, contract.AnswerEnded):
+            record = self.answers.setdefault((message.question, message.attempt), AnswerRecord())
+            if record.ended is None:  # the first end of a turn counts
+                record.ended = message
+        elif isinstance(message, contract.CandidateRequest):
+            self.requests.setdefault((message.question, message.attempt), message.request)
         elif isinstance(message, contract.ScoreUpdate):
             self.scores.append((message.at_ms, message.positive, message.negative))
         elif isinstance(message, contract.SessionEvent) and message.event == "ended":
@@ -101,27 +171,27 @@ class InterviewState:
             self.questions = [str(q) for q in data.get("questions", [])]
             self.engine = str(data.get("engine", ""))
         elif event.step == "asked":
-            index = int(data.get("index", len(self.asked)))
-            if index == len(self.asked):
-                self.asked.append(dict(data))
-                self.asked_at_ms.append(event.at_ms)
-                if data.get("follow_up"):  # an interviewer's question, asked next
-                    self.questions.insert(index, str(data.get("question", "")))
-                    if self.follow_ups:
-                        self.follow_ups.pop(0)
+            index = int(data.get("index", self.asked_questions))
+            attempt = int(data.get("attempt", 1))
+            current = self.current
+            retry = current is not None and index == current.index and attempt > 1
+            new = index == self.asked_questions and attempt == 1
+            if not (retry and attempt == current.attempt + 1) and not new:
+                return  # a repeated or out-of-order step
+            follow_up = bool(data.get("follow_up"))
+            if new and follow_up:  # an interviewer's question, asked next
+                self.questions.insert(index, str(data.get("question", "")))
+                if self.follow_ups:
+                    self.follow_ups.pop(0)
+            question = str(data.get("question") or self.questions[index])
+            self.turns.append(Turn(index, attempt, question, follow_up, event.at_ms))
         elif event.step == "answered":
-            index = int(data["index"])
-            self.answered.add(index)
-            record = self.answers.setdefault(index, AnswerRecord())
-            record.text = str(data.get("answer", record.text))
-            record.start_ms = data.get("start_ms", record.start_ms)
-            record.end_ms = data.get("end_ms", record.end_ms)
-            record.metrics = dict(data.get("metrics", record.metrics))
-            record.complete = True
+            self.answered.add((int(data["index"]), int(data.get("attempt", 1))))
         elif event.step == "evaluated":
-            self.evaluations[int(data["index"])] = dict(data)
+            self.evaluations[(int(data["index"]), int(data.get("attempt", 1)))] = dict(data)
         elif event.step == "report":
-            self.reported = len(data.get("items", self.questions))
+            self.reported_turns = len(self.turns)
+            self.reports += 1
         elif event.step == "error":
             self.errors.append(dict(data))
 
@@ -130,61 +200,72 @@ class InterviewState:
         if key in self.seen_utterances:
             return  # a redelivered utterance transcribed twice
         self.seen_utterances.add(key)
-        index = self.current
-        if index < 0 or index in self.answered or index in self.evaluations:
-            return  # speech before the first question or after the answer was taken
-        if transcript.end_ms < self.asked_at_ms[index]:
-            return  # speech that ended before the question was asked
-        record = self.answers.setdefault(index, AnswerRecord())
-        if record.complete:
-            return
-        record.text = f"{record.text} {transcript.text}".strip()
-        record.utterances.append(transcript.utterance_id)
-        record.start_ms = transcript.start_ms if record.start_ms is None else record.start_ms
-        record.end_ms = transcript.end_ms
-        record.metrics = _merge_metrics(record.metrics, transcript.metrics)
-        record.complete = transcript.final
+        if transcript.question < 0:
+            return  # speech outside an answer turn: recorded, never evaluated
+        turn = (transcript.question, transcript.attempt)
+        if turn in self.answered:
+            return  # the answer was taken already
+        record = self.answers.setdefault(turn, AnswerRecord())
+        record.parts[transcript.part_key] = transcript
 
     # ---- what next -------------------------------------------------------------------
 
     @property
-    def report_done(self) -> bool:
-        """A report covers every question asked and no follow-up waits."""
-        return (
-            bool(self.questions) and self.reported >= len(self.questions) and not (self.follow_ups)
-        )
+    def finished(self) -> bool:
+        """A report covers every turn asked and no follow-up waits."""
+        return self.reports > 0 and self.reported_turns == len(self.turns) and not self.follow_ups
 
     def next_action(self) -> Action | None:
-        if self.profile is None or self.failed or self.report_done:
+        if self.profile is None or self.failed:
             return None
         if not self.questions:
             return Action("questions")
-        index = self.current
-        if index >= 0 and index not in self.evaluations:
-            record = self.answers.get(index)
+        turn = self.current
+        if turn is None:
+            return None if self.ended else Action("ask", 0)
+        if turn.key not in self.evaluations:
+            record = self.answers.get(turn.key)
             if record is None or not record.complete:
-                return None  # waiting for the candidate
-            if index not in self.answered:
-                return Action("answered", index)
-            return Action("evaluate", index)
+                return None  # the candidate is answering (or their words are in transcription)
+            if turn.key not in self.answered:
+                return Action("answered", turn.index)
+            return Action("evaluate", turn.index)
         if self.ended:
             return None  # the candidate left: ask nothing more
+        if self.reports and self.reported_turns == len(self.turns):
+            # the interview was over; only an interviewer's follow-up reopens it
+            return Action("follow_up", turn.index + 1) if self.follow_ups else None
+        request = self.requests.get(turn.key)
+        if request is None:
+            return None  # the candidate is reading the feedback
+        if request == "retry":
+            return Action("retry", turn.index)
         if self.follow_ups:
-            return Action("follow_up", len(self.asked))
-        if len(self.asked) < len(self.questions):
-            return Action("ask", len(self.asked))
+            return Action("follow_up", turn.index + 1)
+        if turn.index + 1 < len(self.questions):
+            return Action("ask", turn.index + 1)
         return Action("report")
 
     # ---- derived figures -------------------------------------------------------------
 
-    def answer_score(self, index: int) -> dict[str, Any] | None:
-        """The emotion score over one answer's time span only: 50 ± 0.1 per face seen
-        while the candidate answered (and its band), from the cumulative score updates."""
-        record = self.answers.get(index)
-        if record is None or record.start_ms is None or record.end_ms is None:
+    def turn_of(self, index: int, attempt: int | None = None) -> Turn | None:
+        """The turn of question `index` (its latest attempt unless `attempt` is given)."""
+        for turn in reversed(self.turns):
+            if turn.index == index and (attempt is None or turn.attempt == attempt):
+                return turn
+        return None
+
+    def answer_score(self, key: TurnKey) -> dict[str, Any] | None:
+        """The emotion score over one answer turn only — from the question reaching the
+        candidate to the end of the answer, on the gateway's clock like the score updates —
+        by the session score's rule (50 ± 0.1 per face reading), from the cumulative counts
+        in the score updates."""
+        record = self.answers.get(key)
+        if record is None or record.ended is None:
             return None
-        before = [(p, n) for at, p, n in self.scores if at < record.start_ms]
-        within = [(p, n) for at, p, n in self.scores if record.start_ms <= at <= record.end_ms]
+        start_ms, end_ms = record.ended.opened_ms, record.ended.at_ms
+        before = [(p, n) for at, p, n in self.scores if at < start_ms]
+        within = [(p, n) for at, p, n in self.scores if start_ms <= at <= end_ms]
         if not within:
             return None
         p0, n0 = before[-1] if before else (0, 0)
@@ -192,41 +273,34 @@ class InterviewState:
         score = round(START_SCORE + STEP * ((p1 - p0) - (n1 - n0)), 1)
         return {"score": score, "band": band_of(score), "faces": (p1 - p0) + (n1 - n0)}
 
+    def attempt_summary(self, turn: Turn) -> dict[str, Any]:
+        """One attempt as the report shows it."""
+        record = self.answers.get(turn.key, AnswerRecord())
+        evaluation = self.evaluations.get(turn.key, {})
+        return {
+            "attempt": turn.attempt,
+            "answer": record.text,
+            "metrics": record.metrics,
+            "evaluation": evaluation.get("evaluation"),
+            "rows": evaluation.get("rows"),
+            "engine": evaluation.get("engine"),
+            "emotion": evaluation.get("emotion"),
+            "reason": record.ended.reason if record.ended else None,
+        }
+
     def report_items(self) -> list[dict[str, Any]]:
+        """One item per question asked: its latest attempt counted, earlier ones kept."""
         items = []
-        for index, question in enumerate(self.questions):
-            record = self.answers.get(index, AnswerRecord())
-            evaluation = self.evaluations.get(index, {})
+        for index in range(self.asked_questions):
+            attempts = [t for t in self.turns if t.index == index]
+            latest = attempts[-1]
             items.append(
                 {
                     "index": index,
-                    "question": question,
-                    "answer": record.text,
-                    "metrics": record.metrics,
-                    "evaluation": evaluation.get("evaluation"),
-                    "engine": evaluation.get("engine"),
-                    "emotion": evaluation.get("emotion"),
+                    "question": latest.question,
+                    "follow_up": latest.follow_up,
+                    **self.attempt_summary(latest),
+                    "earlier_attempts": [self.attempt_summary(t) for t in attempts[:-1]],
                 }
             )
         return items
-
-
-def _merge_metrics(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """Metrics of an answer told in several utterance parts: add what adds up, keep the
-    worst of what does not (a longest pause is a maximum)."""
-    if not old:
-        return dict(new)
-    merged = dict(old)
-    for key, value in new.items():
-        if key in ("duration_s", "word_count", "filler_count", "pause_count", "total_pause_s"):
-            merged[key] = (merged.get(key) or 0) + (value or 0)
-        elif key == "longest_pause_s":
-            merged[key] = max(merged.get(key) or 0, value or 0)
-        elif key == "filler_words" and isinstance(value, list):
-            merged[key] = list(merged.get(key) or []) + value
-        else:
-            merged[key] = value
-    duration = merged.get("duration_s") or 0
-    if duration and "word_count" in merged and "words_per_minute" in merged:
-        merged["words_per_minute"] = round(merged["word_count"] * 60.0 / duration, 1)
-    return merged

@@ -43,9 +43,9 @@ from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
 
-CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command")
+CONSUMED_KINDS = ("profile", "transcript", "lifecycle", "command", "turn", "request")
 #: What a session's state is folded from (score updates are read at each evaluation).
-REBUILD_KINDS = ("profile", "interview", "transcript", "lifecycle", "command")
+REBUILD_KINDS = ("profile", "interview", "transcript", "lifecycle", "command", "turn", "request")
 #: How far before an answer's start its emotion read looks for the baseline score update.
 SCORE_LOOKBACK_MS = 60_000.0
 #: JetStream's optimistic-concurrency header and the error code of its refusal.
@@ -111,8 +111,15 @@ class Orchestrator:
             max_deliver=20,
         )
         try:
-            await self.js.consumer_info(contract.EVENTS_STREAM, contract.INTERVIEWER_CONSUMER)
+            info = await self.js.consumer_info(
+                contract.EVENTS_STREAM, contract.INTERVIEWER_CONSUMER
+            )
+            current = sorted(info.config.filter_subjects or [])
         except NotFoundError:
+            current = None
+        if current != sorted(config.filter_subjects):
+            # new, or made by an older build that consumed fewer kinds: JetStream updates
+            # a durable consumer's filter in place (its position is kept)
             await self.js.add_consumer(contract.EVENTS_STREAM, config)
         self._sub = await self.js.pull_subscribe_bind(
             contract.INTERVIEWER_CONSUMER, stream=contract.EVENTS_STREAM
@@ -296,43 +303,47 @@ class Orchestrator:
                     "language": profile.language,
                 },
             )
-        elif action.kind == "ask":
+        elif action.kind in ("ask", "retry", "follow_up"):
+            follow_up = action.kind == "follow_up"
+            if action.kind == "retry":
+                attempt = state.current.attempt + 1
+                question = state.current.question
+                follow_up = state.current.follow_up
+            else:
+                attempt = 1
+                question = state.follow_ups[0] if follow_up else state.questions[action.index]
+            total = len(state.questions) + (len(state.follow_ups) if follow_up else 0)
             await self._publish(
                 state,
                 "asked",
                 {
                     "index": action.index,
-                    "question": state.questions[action.index],
-                    "total": len(state.questions),
-                    "follow_up": False,
-                },
-            )
-        elif action.kind == "follow_up":
-            await self._publish(
-                state,
-                "asked",
-                {
-                    "index": action.index,
-                    "question": state.follow_ups[0],
-                    "total": len(state.questions) + len(state.follow_ups),
-                    "follow_up": True,
+                    "attempt": attempt,
+                    "question": question,
+                    "total": max(total, action.index + 1),
+                    "follow_up": follow_up,
                 },
             )
         elif action.kind == "answered":
-            record = state.answers[action.index]
+            turn = state.current
+            record = state.answers[turn.key]
             await self._publish(
                 state,
                 "answered",
                 {
-                    "index": action.index,
+                    "index": turn.index,
+                    "attempt": turn.attempt,
                     "answer": record.text,
                     "metrics": record.metrics,
                     "start_ms": record.start_ms,
                     "end_ms": record.end_ms,
+                    "asked_ms": turn.asked_ms,
+                    "ended_ms": record.ended.at_ms,
+                    "reason": record.ended.reason,
                 },
             )
         elif action.kind == "evaluate":
-            await self._evaluate(state, action.index)
+            await self._evaluate(state)
         elif action.kind == "report":
             await self._publish(
                 state,
@@ -353,25 +364,30 @@ class Orchestrator:
                 return recent
         return await _read_scores(self.js, session, None)
 
-    async def _evaluate(self, state: InterviewState, index: int) -> None:
-        profile = self._profile(state)
-        record = state.answers[index]
-        question = state.questions[index]
-        result = await self.engine.evaluate(profile, question, record.text, record.metrics)
-        await self._report_fallback(state, result, "evaluation")
-        state.scores = await self._scores_around(state.session, record.start_ms)
-        await self._publish(
-            state,
-            "evaluated",
-            {
-                "index": index,
-                "question": question,
+    async def _evaluate(self, state: InterviewState) -> None:
+        turn = state.current
+        record = state.answers[turn.key]
+        data: dict[str, Any] = {
+            "index": turn.index,
+            "attempt": turn.attempt,
+            "question": turn.question,
+        }
+        if record.text:
+            profile = self._profile(state)
+            result = await self.engine.evaluate(profile, turn.question, record.text, record.metrics)
+            await self._report_fallback(state, result, "evaluation")
+            data |= {
                 "evaluation": result.model_dump(mode="json"),
                 "rows": [list(row) for row in result.rows(profile.language)],
                 "engine": result.engine,
-                "emotion": state.answer_score(index),
-            },
-        )
+            }
+        else:
+            # nothing was heard (Done pressed before speaking, or the time cap): there is
+            # nothing to judge, and the card says so instead of grading silence
+            data |= {"evaluation": None, "rows": [], "engine": state.engine, "no_answer": True}
+        state.scores = await self._scores_around(state.session, record.ended.opened_ms)
+        data["emotion"] = state.answer_score(turn.key)
+        await self._publish(state, "evaluated", data)
 
 
 async def _read_scores(

@@ -3,6 +3,7 @@
 # a real nats-server, end-to-end in headless Chromium).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/system-packages.sh || exit 1
 bash scripts/setup.sh || exit 1
 .venv/bin/python -m pytest -m "not gpu" "$@"
 code=$?

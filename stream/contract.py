@@ -18,12 +18,21 @@ Subjects
     ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
                   answer evaluated, report, errors (payload is JSON-ready data)
     ``command``   `InterviewCommand`, an interviewer's follow-up question for the session
+    ``turn``      `AnswerEnded`, the candidate's answer turn ended (Done, a long silence,
+                  the time cap, or the session's end), naming the utterance parts it holds
+    ``request``   `CandidateRequest`, the candidate asked for the next question or to try
+                  the same one again
 ``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
     `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
+
+The room page's data channel (JSON, both directions) is typed here too: `PageMessage`
+(gateway → page) and `RoomRequest` (page → gateway), encoded with `encode_page` and
+decoded with `decode_room_request`.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from typing import Literal
@@ -72,7 +81,16 @@ SPEECH_CONSUMER = "speech-workers"
 INTERVIEWER_CONSUMER = "interviewer"
 
 EventKind = Literal[
-    "emotion", "score", "lifecycle", "profile", "speech", "transcript", "interview", "command"
+    "emotion",
+    "score",
+    "lifecycle",
+    "profile",
+    "speech",
+    "transcript",
+    "interview",
+    "command",
+    "turn",
+    "request",
 ]
 
 
@@ -229,6 +247,14 @@ class Utterance(msgspec.Struct, tag="utterance", kw_only=True):
     sample_rate: int = 16_000
     pcm: bytes
     language: str = ""
+    #: The answer turn the speech was cut in: the question's index (-1: no answer turn was
+    #: open, e.g. while the candidate read their feedback) and its attempt (1, 2, …).
+    question: int = -1
+    attempt: int = 0
+
+    @property
+    def part_key(self) -> str:
+        return part_key(self.utterance_id, self.part)
 
 
 class Word(msgspec.Struct, array_like=True):
@@ -259,16 +285,30 @@ class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
     metrics: dict[str, float | int | str | list[str]] = {}
     model: str = ""
     worker: str = ""
+    #: The answer turn of the utterance (copied from `Utterance`).
+    question: int = -1
+    attempt: int = 0
+    #: Why no speech was found ("silence", "hallucination", …); then `text` is empty.
+    #: Every utterance part gets a transcript, so whoever assembles an answer knows when
+    #: all its parts are in; an empty one is bookkeeping and is never shown.
+    dropped_reason: str = ""
+
+    @property
+    def part_key(self) -> str:
+        return part_key(self.utterance_id, self.part)
 
 
 class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
     """One step of the interviewer's state machine. `step` names it:
 
     ``questions``  data = {"questions": [str, str, str], "engine": "llm"|"offline"}
-    ``asked``      data = {"index": i, "question": str, "follow_up": bool}
-    ``answered``   data = {"index": i, "answer": str, "metrics": {...}, "start_ms", "end_ms"}
-    ``evaluated``  data = {"index": i, "evaluation": {...rubric...}, "engine": ...,
-                           "score_band": "good"|"normal"|"bad"|null}
+    ``asked``      data = {"index": i, "attempt": a, "question": str, "follow_up": bool,
+                           "total": n}  (a "Try again" asks the same index, attempt + 1)
+    ``answered``   data = {"index": i, "attempt": a, "answer": str, "metrics": {...},
+                           "start_ms", "end_ms", "asked_ms", "reason": why the turn ended}
+    ``evaluated``  data = {"index": i, "attempt": a, "evaluation": {...rubric...},
+                           "rows": [[criterion, rating, reason] × 7], "engine": ...,
+                           "emotion": {"score", "band", "faces"}|null}
     ``report``     data = {"items": [...], "engine": ...}
     ``error``      data = {"message": str, "stage": str, "retryable": bool}
     """
@@ -294,6 +334,49 @@ class InterviewCommand(msgspec.Struct, tag="command", kw_only=True):
     at_ms: float
 
 
+def part_key(utterance_id: str, part: int) -> str:
+    """One utterance part's name in an `AnswerEnded` list: ``<utterance_id>#<part>``."""
+    return f"{utterance_id}#{part}"
+
+
+TurnEndReason = Literal["done", "silence", "time_cap", "session_end"]
+
+
+class AnswerEnded(msgspec.Struct, tag="turn", kw_only=True):
+    """The candidate's answer turn for one question attempt is over (from the gateway).
+
+    An answer is everything said between the question being asked and this event; the
+    interviewer takes it once the transcript of every part named in `parts` is in.
+    ``reason``: ``done`` (the candidate pressed Done answering), ``silence`` (a long
+    silence after they had spoken), ``time_cap`` (the longest answer time), or
+    ``session_end`` (the session ended while they answered)."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    question: int
+    attempt: int
+    reason: TurnEndReason
+    #: `part_key`s of every utterance part cut during the turn, in order.
+    parts: list[str] = []
+    #: When the turn opened (the question reached the gateway) and ended (server clock).
+    opened_ms: float
+    at_ms: float
+
+
+class CandidateRequest(msgspec.Struct, tag="request", kw_only=True):
+    """The candidate, having read the feedback on an attempt, asks for the next question
+    (``next``) or to answer the same question again (``retry``)."""
+
+    v: int = SCHEMA_VERSION
+    session: str
+    request: Literal["next", "retry"]
+    #: The attempt whose card the candidate pressed the button on (stale presses on an
+    #: older card are ignored).
+    question: int
+    attempt: int
+    at_ms: float
+
+
 BusMessage = (
     Frame
     | EmotionResult
@@ -305,6 +388,8 @@ BusMessage = (
     | Transcript
     | InterviewEvent
     | InterviewCommand
+    | AnswerEnded
+    | CandidateRequest
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -341,3 +426,306 @@ def to_builtins(message: BusMessage) -> dict:
     if isinstance(message, Utterance):
         data["pcm"] = f"<{len(message.pcm)} bytes>"
     return data
+
+
+# --------------------------------------------------------------------------- the room page
+#
+# The data channel between the gateway and the room page carries JSON objects whose
+# "type" names the message. room.js reads and writes exactly these shapes (tested against
+# `page_message_schema`); the load harness uses the structs themselves.
+
+#: Limits on what a page may send (a ping's t0 is echoed; anything bigger is refused).
+MAX_ROOM_REQUEST_BYTES = 1024
+
+
+class PageFace(msgspec.Struct, kw_only=True):
+    """One face on the page: box in frame pixels, top label and all class probabilities."""
+
+    box: tuple[float, float, float, float]
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    valence: Literal["positive", "negative"]
+
+
+class Hello(msgspec.Struct, tag="hello", tag_field="type", kw_only=True):
+    """The data channel is open. `resumed`: the page came back to a session it had
+    (a reload); the history of the interview follows as `InterviewUpdate`s and
+    `TranscriptUpdate`s marked ``replay``."""
+
+    session: str
+    analysis_fps: float
+    resumed: bool = False
+
+
+class Pong(msgspec.Struct, tag="pong", tag_field="type", kw_only=True):
+    t0: float | None = None
+    server_ms: float
+
+
+class EmotionUpdate(msgspec.Struct, tag="emotion", tag_field="type", kw_only=True):
+    """One analysed frame's result and the session's emotion score after it."""
+
+    seq: int
+    width: int
+    height: int
+    faces: list[PageFace] = []
+    capture_ms: float
+    capture_source: str
+    gateway_ms: float
+    timings: dict[str, float] = {}
+    score: float
+    band: Literal["good", "normal", "bad"]
+    faces_seen: int
+    #: Whether this result counted towards the score (one reading per second of video).
+    counted: bool = False
+
+
+class RoomStats(msgspec.Struct, tag="stats", tag_field="type", kw_only=True):
+    """The session's counters, every two seconds."""
+
+    video_frames: int
+    audio_frames: int
+    frames_sampled: int
+    frames_sent: int
+    frames_dropped: int
+    frames_timed_out: int
+    results: int
+    no_face_results: int
+    late_results: int
+    utterances: int
+    result_latency_p50_ms: float
+    #: The camera's frame rate and the analysed rate over the last seconds.
+    camera_fps: float = 0.0
+    analysed_fps: float = 0.0
+
+
+class SpeechUpdate(msgspec.Struct, tag="speech", tag_field="type", kw_only=True):
+    speaking: bool
+    at_ms: float
+
+
+class TranscriptUpdate(msgspec.Struct, tag="transcript", tag_field="type", kw_only=True):
+    """One utterance part transcribed (a live caption); empty ones are never sent."""
+
+    utterance_id: str
+    part: int
+    final: bool
+    text: str
+    language: str
+    metrics: dict[str, float | int | str | list[str]] = {}
+    latency_ms: float
+    question: int
+    attempt: int
+    replay: bool = False
+
+
+class InterviewUpdate(msgspec.Struct, tag="interview", tag_field="type", kw_only=True):
+    """One interviewer step (`InterviewEvent`), as stored."""
+
+    step: str
+    data: dict
+    at_ms: float
+    replay: bool = False
+
+
+TurnState = Literal["answering", "ended"]
+
+
+class TurnUpdate(msgspec.Struct, tag="turn", tag_field="type", kw_only=True):
+    """The answer turn's clock, sent when it changes and every second while it runs.
+
+    Durations, not times: the page counts down from when it received the message, so a
+    browser clock that differs from the server's does not matter."""
+
+    question: int
+    attempt: int
+    state: TurnState
+    #: Time since the question was asked.
+    elapsed_ms: float
+    #: Time left before the answer time cap ends the turn.
+    cap_left_ms: float
+    #: Whether the countdown to the cap should be visible (its last stretch).
+    countdown: bool = False
+    #: Time left before the long silence ends the turn (None: not armed — the candidate
+    #: is speaking or has not spoken yet).
+    silence_left_ms: float | None = None
+    #: Show the "still there?" hint (the silence is about to end the answer).
+    silence_hint: bool = False
+    #: Why the turn ended (state "ended").
+    reason: TurnEndReason | None = None
+    #: Whether the candidate has spoken in this turn.
+    spoken: bool = False
+
+
+class AutoAdvance(msgspec.Struct, tag="auto_next", tag_field="type", kw_only=True):
+    """Kiosk mode: the next question comes by itself in `in_ms`."""
+
+    question: int
+    attempt: int
+    in_ms: float
+
+
+EndCode = Literal[
+    "candidate", "left", "no_media", "no_offer", "max_length", "connection", "shutdown", "other"
+]
+
+
+class SessionEnded(msgspec.Struct, tag="ended", tag_field="type", kw_only=True):
+    """The session is over; `code` is for the page (it words it in its language),
+    `reason` for logs."""
+
+    code: EndCode
+    reason: str
+
+
+PageMessage = (
+    Hello
+    | Pong
+    | EmotionUpdate
+    | RoomStats
+    | SpeechUpdate
+    | TranscriptUpdate
+    | InterviewUpdate
+    | TurnUpdate
+    | AutoAdvance
+    | SessionEnded
+)
+
+
+class Ping(msgspec.Struct, tag="ping", tag_field="type", kw_only=True):
+    """Round-trip probe; `t0` comes back in the `Pong`."""
+
+    t0: float | None = None
+
+
+class Bye(msgspec.Struct, tag="bye", tag_field="type", kw_only=True):
+    """The candidate ended the session (End session)."""
+
+
+class _OnCard(msgspec.Struct, tag_field="type", kw_only=True):
+    """A button pressed on one question attempt's card."""
+
+    question: int
+    attempt: int
+
+
+class DoneAnswering(_OnCard, tag="done"):
+    """The candidate pressed Done answering on this attempt's card."""
+
+
+class NextQuestion(_OnCard, tag="next"):
+    """The candidate asks for the next question (or the report after the last one)."""
+
+
+class TryAgain(_OnCard, tag="retry"):
+    """The candidate wants to answer the same question again."""
+
+
+RoomRequest = Ping | Bye | DoneAnswering | NextQuestion | TryAgain
+
+_page_encoder = msgspec.json.Encoder()
+_room_request_decoder = msgspec.json.Decoder(RoomRequest)
+
+
+def encode_page(message: PageMessage) -> str:
+    """A gateway → page data-channel message as JSON text."""
+    return _page_encoder.encode(message).decode("utf-8")
+
+
+def decode_page(text: str | bytes) -> PageMessage:
+    """A gateway → page message (for clients of the gateway: the load harness, tests)."""
+    try:
+        return msgspec.json.decode(text, type=PageMessage)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ContractError(f"not a page message: {exc}") from exc
+
+
+def encode_room_request(message: RoomRequest) -> str:
+    return _page_encoder.encode(message).decode("utf-8")
+
+
+def decode_room_request(text: str | bytes) -> RoomRequest:
+    """A page → gateway message; `ContractError` for anything else (too long, not JSON,
+    not an object, an unknown type, a wrong field)."""
+    if len(text) > MAX_ROOM_REQUEST_BYTES:
+        raise ContractError(f"room request too long ({len(text)} > {MAX_ROOM_REQUEST_BYTES})")
+    try:
+        return _room_request_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise ContractError(f"not a room request: {exc}") from exc
+
+
+def page_message_schema() -> dict:
+    """JSON Schema of both directions of the data channel (room.js follows it)."""
+    (schema,), components = msgspec.json.schema_components(
+        [PageMessage | RoomRequest], ref_template="#/$defs/{name}"
+    )
+    return {"$defs": components, **schema}
+
+
+# --------------------------------------------------------------------------- speaking metrics
+
+#: Metrics that add up over the parts of an answer.
+_ADDITIVE_METRICS = (
+    "duration_s",
+    "speech_s",
+    "word_count",
+    "hangul_syllables",
+    "filler_count",
+    "pause_count",
+    "total_pause_s",
+)
+#: A gap between two utterances of an answer at least this long counts as a pause.
+ANSWER_PAUSE_S = 0.5
+
+
+def merge_speaking_metrics(
+    parts: list[tuple[float, float, dict]],
+) -> dict[str, float | int | str | list[str]]:
+    """The speaking metrics of a whole answer from its utterance parts' metrics.
+
+    `parts` are ``(start_ms, end_ms, metrics)`` in any order (`Transcript.metrics`, keys
+    of inference/speech/metrics.py). Counts add up; rates are recomputed over the summed
+    speaking time (as the speech worker computes them for one utterance); the gaps between
+    utterances (a pause to think) count as pauses, and the longest of them or of the pauses
+    inside an utterance is the longest pause."""
+    ordered = sorted((p for p in parts if p[2]), key=lambda p: p[0])
+    if not ordered:
+        return {}
+    merged: dict = {}
+    for _, _, metrics in ordered:
+        for key, value in metrics.items():
+            if key in _ADDITIVE_METRICS and isinstance(value, int | float):
+                merged[key] = merged.get(key, 0) + value
+            elif key == "longest_pause_s" and isinstance(value, int | float):
+                merged[key] = max(merged.get(key, 0.0), value)
+            elif key == "filler_words" and isinstance(value, list):
+                merged[key] = [*merged.get(key, []), *value]
+            elif key not in merged and key not in (
+                "words_per_minute",
+                "syllables_per_second",
+                "filler_rate",
+                "fillers_per_minute",
+            ):
+                merged[key] = value
+    for (_, end_a, _), (start_b, _, _) in itertools.pairwise(ordered):
+        gap_s = max(0.0, start_b - end_a) / 1000.0
+        if gap_s >= ANSWER_PAUSE_S:
+            merged["pause_count"] = merged.get("pause_count", 0) + 1
+            merged["total_pause_s"] = round(merged.get("total_pause_s", 0.0) + gap_s, 3)
+        merged["longest_pause_s"] = round(max(merged.get("longest_pause_s", 0.0), gap_s), 3)
+    span_s = merged.get("speech_s") or merged.get("duration_s") or 0.0
+    words = merged.get("word_count", 0)
+    if span_s > 0:
+        merged["words_per_minute"] = round(words * 60.0 / span_s, 1)
+        if "hangul_syllables" in merged:
+            merged["syllables_per_second"] = round(merged["hangul_syllables"] / span_s, 2)
+        if "filler_count" in merged:
+            merged["fillers_per_minute"] = round(merged["filler_count"] * 60.0 / span_s, 1)
+    if "filler_count" in merged:
+        merged["filler_rate"] = round(merged["filler_count"] / words, 4) if words else 0.0
+    for key in ("duration_s", "speech_s", "total_pause_s"):
+        if isinstance(merged.get(key), float):
+            merged[key] = round(merged[key], 3)
+    return merged

@@ -2,18 +2,23 @@
 
 HTTP API (JSON):
     POST   /api/sessions               {"room", "token"} → 201 {"session_id", "offer_url",
-                                        "ice_servers"} (401 no/forged/expired invitation,
-                                        403 wrong room; no token needed in dev mode; 429
-                                        past the per-client rate limit)
+                                        "ice_servers", "session_secret"} (401 no/forged/
+                                        expired invitation, 403 wrong room; no token needed
+                                        in dev mode; 429 past the per-client rate limit)
     POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
     GET    /api/sessions/{id}          → the session's state, score and counters
     POST   /api/sessions/{id}/profile  {"job_title", "years", "company", "self_intro",
                                         "language": "ko"|"en"} → 202 (starts the interview)
-    POST   /api/sessions/{id}/end      → 204 (the page sends this as a beacon on unload)
+    POST   /api/sessions/{id}/leave    {"secret"} → 204: the page is going away (a reload?);
+                                        the session waits `resume_grace_s` for it (a beacon)
+    POST   /api/sessions/{id}/resume   {"secret"} → 200 {"session_id", "offer_url",
+                                        "ice_servers", "language"}: the page is back; a new
+                                        offer follows and the interview so far is replayed
+    POST   /api/sessions/{id}/end      → 204 (also for a session that has just ended)
     GET    /api/sessions               → live sessions
     GET    /healthz, GET /metrics
-Errors answer {"error": message} with 400 (bad input), 404 (unknown or ended session),
-409 (offer twice) or 503 (too many sessions, bus down).
+Errors answer {"error": message} with 400 (bad input), 403 (not this session's secret),
+404 (unknown or ended session), 409 (offer twice) or 503 (too many sessions, bus down).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
@@ -40,6 +46,7 @@ from stream.client_address import client_address
 from stream.sampler import TokenBucket
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
+from stream.turns import TurnSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +54,20 @@ log = logging.getLogger(__name__)
 #: introduction is ~300 kB as JSON), so an oversized one gets the clear
 #: "the self-introduction is N characters" message rather than a size error.
 PROFILE_MAX_BYTES = 1024 * 1024
+#: Ended sessions remembered so that a late End (the page's beacon after its goodbye on
+#: the data channel) is answered 204, not 404.
+REMEMBER_ENDED = 4096
 
 
 class Gateway:
     """The gateway's state: live sessions, the bus connection, the encoder pool, metrics."""
 
-    def __init__(self, settings: GatewaySettings, bus_settings: BusSettings) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        bus_settings: BusSettings,
+        turn_settings: TurnSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.bus_settings = bus_settings
         self.session_limit = TokenBucket(
@@ -64,6 +79,9 @@ class Gateway:
         self.nc: NATS | None = None
         self.owns_nc = False
         self.sessions: dict[str, RoomSession] = {}
+        self.recently_ended: OrderedDict[str, None] = OrderedDict()
+        # validated at start like every setting: a bad INTERVUE_TURN_* stops the gateway
+        self.turn_settings = turn_settings or TurnSettings()
         # JPEG encoding and frame conversion run here, never on the event loop.
         self.executor = ThreadPoolExecutor(2, thread_name_prefix="gateway-encode")
         self.registry = CollectorRegistry()
@@ -97,6 +115,9 @@ class Gateway:
     def session_closed(self, session: RoomSession) -> None:
         self.sessions.pop(session.id, None)
         self.sessions_gauge.set(len(self.sessions))
+        self.recently_ended[session.id] = None
+        while len(self.recently_ended) > REMEMBER_ENDED:
+            self.recently_ended.popitem(last=False)
 
     def get(self, session_id: str) -> RoomSession:
         session = self.sessions.get(session_id)
@@ -203,6 +224,7 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         gateway.session_closed,
         meta,
         rtc_config=rtc_config,
+        turn_settings=gateway.turn_settings,
     )
     gateway.sessions[session_id] = session
     gateway.sessions_total.inc()
@@ -212,6 +234,7 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
             "session_id": session_id,
             "offer_url": f"/api/sessions/{session_id}/offer",
             "ice_servers": gateway.ice_servers(f"room-{session_id}"),
+            "session_secret": session.secret,
         },
         status=201,
     )
@@ -277,9 +300,42 @@ async def submit_profile(request: web.Request, gateway: Gateway) -> web.Response
 
 @_handle_errors
 async def end_session(request: web.Request, gateway: Gateway) -> web.Response:
-    session = gateway.get(request.match_info["session_id"])
-    await session.close("ended by the page")
+    session_id = request.match_info["session_id"]
+    if session_id in gateway.recently_ended:
+        return web.Response(status=204)  # the data channel's goodbye was first
+    session = gateway.get(session_id)
+    await session.close("ended by the candidate", "candidate")
     return web.Response(status=204)
+
+
+async def _owned(request: web.Request, gateway: Gateway) -> RoomSession:
+    """The session named in the path, if the body carries its secret (403 otherwise)."""
+    session = gateway.get(request.match_info["session_id"])
+    data = await _read_json(request, 4 * 1024)
+    if not session.owned_by(data.get("secret")):
+        raise SessionError("this is not your session", 403)
+    return session
+
+
+@_handle_errors
+async def leave_session(request: web.Request, gateway: Gateway) -> web.Response:
+    session = await _owned(request, gateway)
+    await session.detach("the page is going away (reload or closed tab)")
+    return web.Response(status=204)
+
+
+@_handle_errors
+async def resume_session(request: web.Request, gateway: Gateway) -> web.Response:
+    session = await _owned(request, gateway)
+    await session.resume()
+    return web.json_response(
+        {
+            "session_id": session.id,
+            "offer_url": f"/api/sessions/{session.id}/offer",
+            "ice_servers": gateway.ice_servers(f"room-{session.id}-{session.connections}"),
+            "language": session.profile.language if session.profile else None,
+        }
+    )
 
 
 @_handle_errors
@@ -320,14 +376,23 @@ async def room_script(request: web.Request) -> web.Response:
     return web.Response(text=_static_text("room.js"), content_type="application/javascript")
 
 
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(
+        text=_static_text("favicon.svg"),
+        content_type="image/svg+xml",
+        headers={"Cache-Control": "max-age=86400"},
+    )
+
+
 def create_app(
     settings: GatewaySettings | None = None,
     bus_settings: BusSettings | None = None,
     nc: NATS | None = None,
+    turn_settings: TurnSettings | None = None,
 ) -> web.Application:
     """The gateway as an aiohttp application. Pass `nc` to share a connection (tests);
     otherwise the app connects on startup and closes on cleanup."""
-    gateway = Gateway(settings or GatewaySettings(), bus_settings or BusSettings())
+    gateway = Gateway(settings or GatewaySettings(), bus_settings or BusSettings(), turn_settings)
     gateway.nc = nc
     # Allow a little over the SDP limit so oversized offers get our 400, not aiohttp's 413.
     app = web.Application(
@@ -336,12 +401,16 @@ def create_app(
     app[GATEWAY] = gateway
     app.router.add_get("/", room_page)
     app.router.add_get("/room.js", room_script)
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_get("/favicon.svg", favicon)
     app.router.add_post("/api/sessions", create_session)
     app.router.add_get("/api/sessions", list_live)
     app.router.add_post("/api/sessions/{session_id}/offer", offer)
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_post("/api/sessions/{session_id}/profile", submit_profile)
     app.router.add_post("/api/sessions/{session_id}/end", end_session)
+    app.router.add_post("/api/sessions/{session_id}/leave", leave_session)
+    app.router.add_post("/api/sessions/{session_id}/resume", resume_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.on_startup.append(_on_startup)
@@ -361,7 +430,7 @@ async def _on_startup(app: web.Application) -> None:
 async def _on_shutdown(app: web.Application) -> None:
     gateway = app[GATEWAY]
     await asyncio.gather(
-        *(s.close("gateway shutting down") for s in list(gateway.sessions.values())),
+        *(s.close("gateway shutting down", "shutdown") for s in list(gateway.sessions.values())),
         return_exceptions=True,
     )
     if gateway.owns_nc and gateway.nc is not None:

@@ -60,6 +60,9 @@ class GatewaySettings(BaseSettings):
     #: A live session whose camera sends nothing for this long is ended (the browser
     #: vanished without a goodbye; ICE consent would notice only after ~30 s).
     media_timeout_s: float = Field(10.0, gt=0)
+    #: A page that went away without ending its session (a reload, a network hiccup) may
+    #: come back to it within this time; then the session ends.
+    resume_grace_s: float = Field(30.0, gt=0, le=3600)
     #: Hard cap on a session's length.
     max_session_s: float = Field(2 * 3600.0, gt=0)
     #: Largest SDP offer accepted (bytes).

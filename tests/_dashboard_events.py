@@ -29,13 +29,13 @@ QUESTIONS = (
     "How do you explain technical trade-offs to non-engineers?",
 )
 ROWS = [
-    ["Overall", "fine", "A clear answer with a concrete project."],
-    ["Similarity to reference", "fine (40%)", "Covers part of the reference."],
-    ["Clarity / STAR", "very_good", "Situation, action and result are all there."],
-    ["Technical explanation", "fine", "Names the tools but not why."],
-    ["Fitting examples", "very_good", "The example fits the question."],
-    ["Communication style", "fine", "Direct, a little fast."],
-    ["Natural delivery / filler words", "needs_improvement", "Several filler words."],
+    ["Overall", "Fine", "A clear answer with a concrete project."],
+    ["Similarity to reference", "Fine (40%)", "Covers part of the reference."],
+    ["Clarity / STAR", "Very good", "Situation, action and result are all there."],
+    ["Technical explanation", "Fine", "Names the tools but not why."],
+    ["Fitting examples", "Very good", "The example fits the question."],
+    ["Communication style", "Fine", "Direct, a little fast."],
+    ["Natural delivery / filler words", "Needs improvement", "Several filler words."],
 ]
 
 QUESTION_GAP_MS = 40_000.0
@@ -224,20 +224,20 @@ def interview_session(
             model="fer-mini-xception",
         )
         add(result.done_ms, result)
-        score.add_faces([f.label for f in faces])
-        add(
-            result.done_ms + 1,
-            contract.ScoreUpdate(
-                session=session,
-                seq=seq,
-                score=score.score,
-                band=score.band,
-                faces_seen=score.faces_seen,
-                positive=score.positive,
-                negative=score.negative,
-                at_ms=result.done_ms + 1,
-            ),
-        )
+        if score.add_result(capture, [f.label for f in faces]):  # one reading a second
+            add(
+                result.done_ms + 1,
+                contract.ScoreUpdate(
+                    session=session,
+                    seq=seq,
+                    score=score.score,
+                    band=score.band,
+                    faces_seen=score.faces_seen,
+                    positive=score.positive,
+                    negative=score.negative,
+                    at_ms=result.done_ms + 1,
+                ),
+            )
         t += period
     if ended:
         add(

@@ -506,3 +506,49 @@ def make_silence_wav(
             w.writeframes(bytes(2 * channels * frames))
 
     return _cached(path, "silence", ".wav", params, write)
+
+
+def make_answer_wav(
+    path: str | os.PathLike[str],
+    sentences: list[str],
+    pauses: list[float],
+    voice: str = "en-us",
+    rate_wpm: int = 150,
+    sample_rate: int = 48000,
+    *,
+    lead_silence: float = 0.0,
+    trail_silence: float = 0.0,
+) -> Path:
+    """A spoken answer as a person gives one: espeak-ng sentences with a thinking pause
+    after each (``pauses[i]`` seconds of digital silence after ``sentences[i]``; the last
+    sentence is followed by ``trail_silence``), 16-bit PCM mono WAV."""
+    if len(pauses) != len(sentences) - 1:
+        raise ValueError("one pause between each two sentences")
+    params = {
+        "sentences": list(sentences),
+        "pauses": [float(p) for p in pauses],
+        "voice": voice,
+        "rate_wpm": int(rate_wpm),
+        "sample_rate": int(sample_rate),
+        "lead_silence": float(lead_silence),
+        "trail_silence": float(trail_silence),
+    }
+
+    def write(tmp: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="intervue-answer-") as work:
+            chunks = [np.zeros(round(lead_silence * sample_rate), np.int16)]
+            gaps = [*pauses, trail_silence]
+            for text, gap in zip(sentences, gaps, strict=True):
+                clip = make_speech_wav(work, text, voice, rate_wpm, sample_rate)
+                with wave.open(str(clip), "rb") as source:
+                    frames = source.readframes(source.getnframes())
+                chunks.append(np.frombuffer(frames, np.int16))
+                chunks.append(np.zeros(round(gap * sample_rate), np.int16))
+            samples = np.concatenate(chunks)
+            with wave.open(str(tmp), "wb") as out:
+                out.setnchannels(1)
+                out.setsampwidth(2)
+                out.setframerate(sample_rate)
+                out.writeframes(samples.tobytes())
+
+    return _cached(path, "answer", ".wav", params, write)

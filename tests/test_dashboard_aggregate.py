@@ -130,7 +130,7 @@ def test_questions_answers_evaluations_and_transcripts(full):
         assert q.answer_start_ms == q.asked_ms + ANSWER_DELAY_MS
         assert q.answer_end_ms == q.answer_start_ms + ANSWER_MS
         assert q.answer == ANSWERS[index]
-        assert q.rows[0] == ["Overall", "fine", "A clear answer with a concrete project."]
+        assert q.rows[0] == ["Overall", "Fine", "A clear answer with a concrete project."]
         assert len(q.rows) == 7 and q.evaluation["tips"][0] == "Lead with the result."
         assert q.metrics["word_count"] == len(ANSWERS[index].split())
     assert [t.question for t in full.transcripts] == [0, 1, 2]
@@ -292,8 +292,13 @@ def test_per_answer_summaries_name_what_rose_and_when(full):
 def test_score_band_per_answer_is_the_score_over_its_span(full):
     q1 = full.questions[0]
     inside = [p for p in full.points if q1.answer_start_ms <= p.t_ms <= q1.answer_end_ms]
-    positive = sum(1 for p in inside if p.label in contract.POSITIVE_EMOTIONS)
-    negative = sum(1 for p in inside if p.label in contract.NEGATIVE_EMOTIONS)
+    # one reading per second of video: the first frame with a face in each second counts
+    seconds: dict[int, str] = {}
+    for p in sorted(inside, key=lambda p: p.t_ms):
+        if p.label is not None:
+            seconds.setdefault(int(p.t_ms // 1000), p.label)
+    positive = sum(1 for label in seconds.values() if label in contract.POSITIVE_EMOTIONS)
+    negative = sum(1 for label in seconds.values() if label in contract.NEGATIVE_EMOTIONS)
     expected = round(START_SCORE + STEP * (positive - negative), 1)
     summary = agg.summarize_answer(full, q1)
     assert (summary.score, summary.band, summary.faces) == (

@@ -269,7 +269,7 @@ def test_a_finished_session_replays_with_timeline_transcript_and_evaluations(app
     assert "Answered: 3 / 3" in page
     assert "1 malformed event(s)" in page
     assert any(t.value.shape == (7, 3) for t in at.table)  # a rubric table
-    assert "Overall:" in page and "needs_improvement" in json.dumps(
+    assert "Overall:" in page and "Needs improvement" in json.dumps(
         [t.value.to_dict() for t in at.table], ensure_ascii=False
     )
     assert at.download_button(key="download-html")
@@ -470,7 +470,8 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
     store = shared_store(server.url)
     session = unique("fu")
 
-    def say(uid: str, text: str) -> None:
+    def say(uid: str, text: str, question: int) -> None:
+        """One answer turn: its transcript, its end (Done), as the gateway stores them."""
         now = contract.now_ms()
         replay(
             settings,
@@ -485,9 +486,27 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
                     cut_ms=now,
                     done_ms=now + 200,
                     metrics={"duration_s": 4.0, "word_count": len(text.split())},
-                )
+                    question=question,
+                    attempt=1,
+                ),
+                contract.AnswerEnded(
+                    session=session,
+                    question=question,
+                    attempt=1,
+                    reason="done",
+                    parts=[f"{uid}#0"],
+                    opened_ms=now - 5_000,
+                    at_ms=now + 100,
+                ),
             ],
         )
+
+    def next_question(question: int) -> None:
+        """The candidate read the feedback and pressed Next."""
+        request = contract.CandidateRequest(
+            session=session, request="next", question=question, attempt=1, at_ms=1.0
+        )
+        replay(settings, [request])
 
     try:
         with Interviewer(settings):
@@ -514,13 +533,15 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
             at.button(key="follow-up-send").click().run()
             assert any("Sent" in s.value for s in at.success), texts(at)
             # The candidate answers the first question; the interviewer evaluates it, then
-            # asks the interviewer's question next.
-            say("a1", "I designed an order service in Python that handled ten thousand rps.")
+            # (when the candidate presses Next) asks the interviewer's question.
+            say("a1", "I designed an order service in Python that handled ten thousand rps.", 0)
+            wait_step(store, session, "evaluated")
+            next_question(0)
             steps = wait_step(store, session, "asked", count=2)
             asked = [s for s in steps if s.step == "asked"]
             assert asked[1].data["follow_up"] is True
             assert asked[1].data["question"] == "Why did you pick Kafka over RabbitMQ?"
-            say("a2", "Kafka kept the event log so consumers could replay it after a failure.")
+            say("a2", "Kafka kept the event log so consumers could replay it after a failure.", 1)
             wait_step(store, session, "evaluated", count=2)
             at.run()
             assert not at.exception

@@ -494,7 +494,10 @@ async def test_vanished_browsers_release_everything(
     observer = await bus.connect(fault_bus, "vanish-observer")
     sessions: list[str] = []
     try:
-        async with _gateway(fault_bus, media_timeout_s=2.0) as (gateway, url):
+        async with _gateway(fault_bus, media_timeout_s=2.0, resume_grace_s=2.0) as (
+            gateway,
+            url,
+        ):
             for round_ in range(rounds):
                 client = _spawn_client(url, per_round, tmp_path / f"client-{round_}.log")
                 try:

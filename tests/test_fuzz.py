@@ -415,8 +415,12 @@ async def test_end_is_idempotent_and_takes_any_body(gateway_client):
     session = await _new_session(gateway_client)
     first = await gateway_client.post(f"/api/sessions/{session}/end", data=b"\xff\x00garbage")
     assert first.status == 204
+    # the page's beacon after its goodbye on the data channel: the session has just ended
     second = await gateway_client.post(f"/api/sessions/{session}/end", data=b"{}")
-    assert second.status == 404
+    assert second.status == 204
+    # a session that never existed is still unknown
+    unknown = await gateway_client.post("/api/sessions/0123456789abcdef/end", data=b"{}")
+    assert unknown.status == 404
 
 
 async def test_huge_bodies_are_refused_before_they_are_read(gateway_client):

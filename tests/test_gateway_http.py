@@ -86,6 +86,33 @@ async def test_oversized_sdp_is_400(client):
     assert "too large" in (await response.json())["error"]
 
 
+async def test_favicon_is_served(client):
+    for path in ("/favicon.ico", "/favicon.svg"):
+        response = await client.get(path)
+        assert response.status == 200 and response.content_type == "image/svg+xml"
+
+
+async def test_only_the_session_secret_leaves_or_resumes_a_session(client):
+    response = await client.post("/api/sessions", json={})
+    created = await response.json()
+    session, secret = created["session_id"], created["session_secret"]
+    assert len(secret) >= 32
+    gateway = client.server.app[GATEWAY]
+    for path in ("leave", "resume"):
+        for body in ({}, {"secret": "x" * 43}, {"secret": 7}, {"secret": secret[:-1] + "?"}):
+            response = await client.post(f"/api/sessions/{session}/{path}", json=body)
+            assert response.status == 403, (path, body)
+        assert gateway.sessions[session].state == "created"  # untouched
+    # the right secret on a session that never connected: its first offer is still welcome
+    response = await client.post(f"/api/sessions/{session}/resume", json={"secret": secret})
+    assert response.status == 200
+    resumed = await response.json()
+    assert resumed["offer_url"] == f"/api/sessions/{session}/offer"
+    assert gateway.sessions[session].state == "created"
+    unknown = await client.post("/api/sessions/0123456789abcdef/resume", json={"secret": secret})
+    assert unknown.status == 404
+
+
 async def test_ended_session_is_404(client):
     session = await _new_session(client)
     assert (await client.post(f"/api/sessions/{session}/end")).status == 204

@@ -1,4 +1,5 @@
-"""The interview state machine (pure): folding events, next actions, resume, spans."""
+"""The interview state machine (pure): answer turns, attempts, the candidate's choices,
+folding events, next actions, resume, spans."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def _step(step, data, at=10.0, session="s1"):
     return contract.InterviewEvent(session=session, step=step, at_ms=at, data=data)
 
 
-def _transcript(uid, text, start, end, part=0, final=True, metrics=None):
+def _transcript(uid, text, start, end, part=0, final=True, metrics=None, question=0, attempt=1):
     return contract.Transcript(
         session="s1",
         utterance_id=uid,
@@ -27,8 +28,42 @@ def _transcript(uid, text, start, end, part=0, final=True, metrics=None):
         end_ms=end,
         cut_ms=end,
         done_ms=end + 500,
-        metrics=metrics or {"duration_s": (end - start) / 1000, "word_count": 4},
+        metrics=metrics if metrics is not None else {"duration_s": (end - start) / 1000},
+        question=question,
+        attempt=attempt,
+        dropped_reason="" if text else "silence",
     )
+
+
+def _ended(question, attempt, parts, at, reason="done", opened=0.0):
+    return contract.AnswerEnded(
+        session="s1",
+        question=question,
+        attempt=attempt,
+        reason=reason,
+        parts=parts,
+        opened_ms=opened,
+        at_ms=at,
+    )
+
+
+def _request(kind, question, attempt=1):
+    return contract.CandidateRequest(
+        session="s1", request=kind, question=question, attempt=attempt, at_ms=1.0
+    )
+
+
+def _started(state, questions=("q1", "q2", "q3")):
+    state.apply(_profile())
+    state.apply(_step("questions", {"questions": list(questions), "engine": "offline"}))
+    return state
+
+
+def _answer(state, index, attempt, at, text="an answer", reason="done"):
+    """One answer turn as the gateway and the speech worker report it."""
+    uid = f"u{index}-{attempt}"
+    state.apply(_transcript(uid, text, at + 10, at + 500, question=index, attempt=attempt))
+    state.apply(_ended(index, attempt, [f"{uid}#0"], at + 600, reason, opened=at))
 
 
 def test_nothing_happens_without_a_profile():
@@ -38,86 +73,135 @@ def test_nothing_happens_without_a_profile():
     assert state.next_action() is None
 
 
-def test_full_interview_sequence():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    assert state.next_action().kind == "questions"
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"], "engine": "offline"}))
+def test_full_interview_waits_for_the_candidate_between_questions():
+    state = _started(InterviewState("s1"))
     for index in range(3):
         action = state.next_action()
         assert (action.kind, action.index) == ("ask", index)
-        state.apply(_step("asked", {"index": index, "question": f"q{index + 1}"}, at=1000 * index))
-        assert state.next_action() is None  # waiting for the candidate
-        state.apply(
-            _transcript(f"u{index}", f"answer {index}", 1000 * index + 10, 1000 * index + 900)
-        )
+        state.apply(_step("asked", {"index": index, "attempt": 1, "question": f"q{index + 1}"}))
+        assert state.next_action() is None  # the candidate answers
+        _answer(state, index, 1, 1000 * index, text=f"answer {index}")
         assert (state.next_action().kind, state.next_action().index) == ("answered", index)
-        state.apply(_step("answered", {"index": index, "answer": f"answer {index}"}))
+        state.apply(_step("answered", {"index": index, "attempt": 1}))
         assert state.next_action().kind == "evaluate"
-        state.apply(_step("evaluated", {"index": index, "evaluation": {"x": 1}}))
+        state.apply(_step("evaluated", {"index": index, "attempt": 1, "evaluation": {"x": 1}}))
+        # the feedback stays until the candidate asks for more
+        assert state.next_action() is None
+        state.apply(_request("next", index))
     assert state.next_action().kind == "report"
     state.apply(_step("report", {}))
-    assert state.next_action() is None
+    assert state.next_action() is None and state.finished
     items = state.report_items()
     assert [i["question"] for i in items] == ["q1", "q2", "q3"]
     assert [i["answer"] for i in items] == ["answer 0", "answer 1", "answer 2"]
 
 
-def test_answer_parts_are_joined_until_the_final_one():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
-    state.apply(_step("asked", {"index": 0}, at=0))
-    state.apply(
-        _transcript(
-            "u1",
-            "first part",
-            100,
-            28_100,
-            part=0,
-            final=False,
-            metrics={"duration_s": 28.0, "word_count": 50, "longest_pause_s": 1.0},
+def test_pauses_between_utterances_do_not_end_an_answer():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1, "question": "q1"}, at=0))
+    # three utterances with thinking pauses, each a "final" VAD utterance
+    spoken = [("u1", "First I built the index.", 1000, 6000),
+              ("u2", "Then I measured it.", 8000, 12_000),
+              ("u3", "Latency fell by 30%.", 14_500, 17_000)]  # fmt: skip
+    for uid, text, start, end in spoken:
+        state.apply(
+            _transcript(uid, text, start, end, metrics={"duration_s": (end - start) / 1000})
         )
-    )
-    assert state.next_action() is None
-    state.apply(
-        _transcript(
-            "u1",
-            "second part",
-            28_100,
-            30_100,
-            part=1,
-            final=True,
-            metrics={"duration_s": 2.0, "word_count": 10, "longest_pause_s": 2.5},
-        )
-    )
-    record = state.answers[0]
-    assert record.text == "first part second part"
-    assert record.metrics["duration_s"] == 30.0 and record.metrics["word_count"] == 60
-    assert record.metrics["longest_pause_s"] == 2.5
-    assert (record.start_ms, record.end_ms) == (100, 30_100)
+        assert state.next_action() is None  # still answering: no end of turn yet
+    state.apply(_ended(0, 1, ["u1#0", "u2#0", "u3#0"], 22_000, "silence"))
+    record = state.answers[(0, 1)]
+    assert record.text == "First I built the index. Then I measured it. Latency fell by 30%."
+    assert (record.start_ms, record.end_ms) == (1000, 17_000)
+    assert record.metrics["pause_count"] == 2 and record.metrics["longest_pause_s"] == 2.5
     assert state.next_action().kind == "answered"
 
 
-def test_redelivered_transcripts_and_early_speech_are_ignored():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
-    state.apply(_step("asked", {"index": 0}, at=5000))
-    state.apply(_transcript("early", "talking before the question", 0, 4000))
-    assert 0 not in state.answers
+def test_an_answer_waits_for_every_part_the_turn_names():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))
+    state.apply(_transcript("u1", "first part", 100, 8100, part=0, final=False))
+    # Done was pressed while the second part was still being transcribed
+    state.apply(_ended(0, 1, ["u1#0", "u1#1", "u2#0"], 9000))
+    assert state.next_action() is None
+    state.apply(_transcript("u1", "second part", 8100, 8600, part=1))
+    assert state.next_action() is None
+    state.apply(_transcript("u2", "", 8700, 8900))  # silence: bookkeeping only
+    assert state.answers[(0, 1)].text == "first part second part"
+    assert state.next_action().kind == "answered"
+
+
+def test_redelivered_transcripts_and_speech_outside_a_turn_are_ignored():
+    state = _started(InterviewState("s1"))
+    state.apply(_transcript("early", "talking before the question", 0, 4000, question=-1))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=5000))
     state.apply(_transcript("u1", "the answer", 5100, 7000))
     state.apply(_transcript("u1", "the answer", 5100, 7000))  # redelivered
-    assert state.answers[0].text == "the answer"
+    assert state.answers[(0, 1)].text == "the answer"
+
+
+def test_try_again_asks_the_same_question_and_keeps_every_attempt():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1, "question": "q1"}, at=0))
+    _answer(state, 0, 1, 0, text="a weak answer")
+    state.apply(_step("answered", {"index": 0, "attempt": 1}))
+    state.apply(_step("evaluated", {"index": 0, "attempt": 1, "evaluation": {"v": 1}}))
+    state.apply(_request("retry", 0, 1))
+    action = state.next_action()
+    assert (action.kind, action.index) == ("retry", 0)
+    state.apply(_step("asked", {"index": 0, "attempt": 2, "question": "q1"}, at=2000))
+    assert state.current.key == (0, 2)
+    # a late Next on the first attempt's card changes nothing
+    state.apply(_request("next", 0, 1))
+    assert state.next_action() is None
+    _answer(state, 0, 2, 2000, text="a better answer")
+    state.apply(_step("answered", {"index": 0, "attempt": 2}))
+    state.apply(_step("evaluated", {"index": 0, "attempt": 2, "evaluation": {"v": 2}}))
+    state.apply(_request("next", 0, 2))
+    assert (state.next_action().kind, state.next_action().index) == ("ask", 1)
+    item = state.report_items()[0]
+    assert item["attempt"] == 2 and item["answer"] == "a better answer"
+    assert item["evaluation"] == {"v": 2}
+    assert [a["answer"] for a in item["earlier_attempts"]] == ["a weak answer"]
+
+
+def test_a_request_stored_before_its_evaluation_is_folded_in_order():
+    # folding stored events sorts by stream sequence; a request never depends on arriving
+    # after the evaluation it answers
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))
+    _answer(state, 0, 1, 0)
+    state.apply(_request("next", 0, 1))
+    state.apply(_step("answered", {"index": 0, "attempt": 1}))
+    assert state.next_action().kind == "evaluate"
+    state.apply(_step("evaluated", {"index": 0, "attempt": 1, "evaluation": {}}))
+    assert (state.next_action().kind, state.next_action().index) == ("ask", 1)
+
+
+def test_repeated_or_out_of_order_asked_steps_are_ignored():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=1))
+    state.apply(_step("asked", {"index": 2, "attempt": 1}, at=2))
+    state.apply(_step("asked", {"index": 0, "attempt": 3}, at=3))
+    assert [t.key for t in state.turns] == [(0, 1)]
+
+
+def test_an_empty_turn_is_answered_empty():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))
+    state.apply(_ended(0, 1, [], 180_000, "time_cap"))
+    assert state.next_action().kind == "answered"
+    assert state.answers[(0, 1)].text == ""
 
 
 def test_rebuilding_from_persisted_events_resumes_without_repeating():
     events = [
         _profile(),
         _step("questions", {"questions": ["q1", "q2", "q3"]}),
-        _step("asked", {"index": 0}, at=0),
+        _step("asked", {"index": 0, "attempt": 1}, at=0),
         _transcript("u1", "answer", 10, 900),
-        _step("answered", {"index": 0, "answer": "answer"}),
+        _ended(0, 1, ["u1#0"], 1000),
+        _step("answered", {"index": 0, "attempt": 1, "answer": "answer"}),
     ]
     state = InterviewState("s1")
     for event in events:
@@ -125,71 +209,85 @@ def test_rebuilding_from_persisted_events_resumes_without_repeating():
     # The orchestrator died after "answered": the rebuilt state evaluates next.
     assert state.next_action().kind == "evaluate"
     state.apply(events[0])  # a redelivered profile changes nothing
+    state.apply(events[4])  # nor a redelivered end of turn
     assert state.next_action().kind == "evaluate"
 
 
 def test_no_more_questions_after_the_session_ended():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
+    state = _started(InterviewState("s1"))
     state.apply(contract.SessionEvent(session="s1", event="ended", at_ms=1.0))
     assert state.next_action() is None
 
 
-def test_answer_score_covers_only_the_answer_span():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
-    state.apply(_step("asked", {"index": 0}, at=0))
-    state.apply(_transcript("u1", "answer", 1000, 2000))
+def test_an_answer_cut_by_the_session_end_is_still_evaluated():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))
+    state.apply(contract.SessionEvent(session="s1", event="ended", at_ms=5000.0))
+    _answer(state, 0, 1, 0, reason="session_end")
+    assert state.next_action().kind == "answered"
+    state.apply(_step("answered", {"index": 0, "attempt": 1}))
+    state.apply(_step("evaluated", {"index": 0, "attempt": 1, "evaluation": {}}))
+    state.apply(_request("next", 0, 1))
+    assert state.next_action() is None  # nobody is there to ask
+
+
+def test_answer_score_covers_only_the_answer_turn():
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1}, at=1000))
+    state.apply(_transcript("u1", "answer", 1200, 1800))
+    state.apply(_ended(0, 1, ["u1#0"], 2000, opened=1000))
     for at, pos, neg in [(500, 10, 0), (1200, 12, 3), (1900, 13, 8), (2500, 30, 8)]:
         state.apply(score_update("s1", 1, at, pos, neg))
-    figure = state.answer_score(0)
-    # Within the span: +3 positive, +8 negative → 50 − 0.5
+    figure = state.answer_score((0, 1))
+    # Within the turn: +3 positive, +8 negative → 50 − 0.5
     assert figure == {"score": 49.5, "band": "normal", "faces": 11}
-    assert state.answer_score(1) is None
+    assert state.answer_score((1, 1)) is None
 
 
-def _run_through(state, start_index, at):
-    """Answer and evaluate whatever is asked next, as the orchestrator would."""
+def _run_through(state, at):
+    """Ask, answer and evaluate whatever comes next, then press Next, as the orchestrator,
+    the gateway and the candidate would."""
     action = state.next_action()
     assert action.kind in ("ask", "follow_up")
     follow_up = action.kind == "follow_up"
     question = state.follow_ups[0] if follow_up else state.questions[action.index]
-    data = {"index": action.index, "question": question, "follow_up": follow_up}
+    data = {"index": action.index, "attempt": 1, "question": question, "follow_up": follow_up}
     state.apply(_step("asked", data, at=at))
-    state.apply(_transcript(f"u{at}", "an answer", at + 10, at + 500))
-    state.apply(_step("answered", {"index": action.index, "answer": "an answer"}))
-    state.apply(_step("evaluated", {"index": action.index, "evaluation": {}}))
+    _answer(state, action.index, 1, at)
+    state.apply(_step("answered", {"index": action.index, "attempt": 1}))
+    state.apply(_step("evaluated", {"index": action.index, "attempt": 1, "evaluation": {}}))
+    state.apply(_request("next", action.index, 1))
     return action
 
 
 def test_a_follow_up_is_asked_next_and_evaluated_and_reopens_a_finished_interview():
-    state = InterviewState("s1")
-    state.apply(_profile())
-    state.apply(_step("questions", {"questions": ["q1", "q2", "q3"]}))
-    _run_through(state, 0, 1000)
+    state = _started(InterviewState("s1"))
+    state.apply(_step("asked", {"index": 0, "attempt": 1, "question": "q1"}, at=1000))
+    _answer(state, 0, 1, 1000)
+    state.apply(_step("answered", {"index": 0, "attempt": 1}))
+    state.apply(_step("evaluated", {"index": 0, "attempt": 1, "evaluation": {}}))
     state.apply(
         contract.InterviewCommand(
-            session="s1", command="follow_up", text="Why Kubernetes?", by="kim", at_ms=1.0
+            session="s1", command="follow_up", text="Why Kubernetes?", by="kim", at_ms=2.0
         )
     )
-    # The follow-up is the next question; the planned ones follow it.
-    action = _run_through(state, 1, 2000)
+    assert state.next_action() is None  # the candidate still reads q1's feedback
+    state.apply(_request("next", 0, 1))
+    action = _run_through(state, 2000)
     assert action.kind == "follow_up"
     assert state.questions == ["q1", "Why Kubernetes?", "q2", "q3"] and state.follow_ups == []
-    _run_through(state, 2, 3000)
-    _run_through(state, 3, 4000)
+    _run_through(state, 3000)
+    _run_through(state, 4000)
     assert state.next_action().kind == "report"
     state.apply(_step("report", {"items": state.report_items()}))
     assert [i["question"] for i in state.report_items()][1] == "Why Kubernetes?"
     assert state.next_action() is None
-    # A follow-up after the report: asked, evaluated, then a new report.
+    # A follow-up after the report: asked at once, evaluated, then a new report.
     state.apply(
-        contract.InterviewCommand(session="s1", command="follow_up", text="One more?", at_ms=2.0)
+        contract.InterviewCommand(session="s1", command="follow_up", text="One more?", at_ms=3.0)
     )
     assert state.next_action().kind == "follow_up"
-    _run_through(state, 4, 5000)
+    _run_through(state, 5000)
     assert state.next_action().kind == "report"
 
 

@@ -36,7 +36,7 @@ INTRO = (
 )
 
 
-def _transcript(session, uid, text, start, end):
+def _transcript(session, uid, text, start, end, question=0, attempt=1):
     return contract.Transcript(
         session=session,
         utterance_id=uid,
@@ -47,7 +47,43 @@ def _transcript(session, uid, text, start, end):
         cut_ms=end,
         done_ms=end + 300,
         metrics={"duration_s": (end - start) / 1000, "word_count": 12, "filler_count": 0},
+        question=question,
+        attempt=attempt,
     )
+
+
+def _ended(session, question, parts, opened, at, attempt=1):
+    return contract.AnswerEnded(
+        session=session,
+        question=question,
+        attempt=attempt,
+        reason="done",
+        parts=parts,
+        opened_ms=opened,
+        at_ms=at,
+    )
+
+
+async def _answer(js, session, question, text, start, end):
+    """One answer turn as the gateway and a speech worker store it."""
+    uid = f"{session}-u{question}"
+    await bus.publish_event(
+        js, _transcript(session, uid, text, start, end, question=question), "transcript"
+    )
+    await bus.publish_event(
+        js, _ended(session, question, [f"{uid}#0"], start - 500, end + 500), "turn"
+    )
+
+
+def _request(session, question, kind="next", attempt=1):
+    return contract.CandidateRequest(
+        session=session, request=kind, question=question, attempt=attempt, at_ms=1.0
+    )
+
+
+async def _next(js, session, question):
+    """The candidate read the feedback and pressed Next."""
+    await bus.publish_event(js, _request(session, question), "request")
 
 
 async def _steps(nc, session, want_step, count=1, timeout=20.0):
@@ -97,11 +133,7 @@ async def test_llm_failure_falls_back_offline_with_an_error_event(nc, bus_settin
         # The question text the LLM saw is the candidate's, inside its delimiters.
         assert INTRO in server.user_text(0)
         now = contract.now_ms()
-        await bus.publish_event(
-            js,
-            _transcript(session, "u1", "YOLO 모델을 경량화했습니다", now, now + 3000),
-            "transcript",
-        )
+        await _answer(js, session, 0, "YOLO 모델을 경량화했습니다", now, now + 3000)
         steps = await _steps(nc, session, "evaluated")
         errors = [s for s in steps if s.step == "error"]
         assert errors and errors[0].data["stage"] == "evaluation"
@@ -109,7 +141,9 @@ async def test_llm_failure_falls_back_offline_with_an_error_event(nc, bus_settin
         evaluated = next(s for s in steps if s.step == "evaluated")
         assert evaluated.data["engine"] == "offline"
         assert len(evaluated.data["rows"]) == 7
-        # The interview goes on: the second question is asked.
+        # The interview goes on when the candidate asks: the second question is asked.
+        assert [s.step for s in steps].count("asked") == 1
+        await _next(js, session, 0)
         await _steps(nc, session, "asked", count=2)
     finally:
         await _stop(client, orchestrator)
@@ -127,11 +161,8 @@ async def test_a_restarted_orchestrator_resumes_without_repeating(nc, bus_settin
     await _stop(client, orchestrator)  # the orchestrator dies between two answers
 
     now = contract.now_ms()
-    await bus.publish_event(
-        js,
-        _transcript(session, "u1", "저는 PyTorch로 모델을 만들었습니다", now, now + 2000),
-        "transcript",
-    )
+    await _answer(js, session, 0, "저는 PyTorch로 모델을 만들었습니다", now, now + 2000)
+    await _next(js, session, 0)  # pressed as soon as the card shows: stored before it
     client, orchestrator = await _orchestrator(bus_settings, OfflineEngine())
     try:
         steps = await _steps(nc, session, "asked", count=2)
@@ -183,9 +214,11 @@ async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
         await bus.publish_event(js, score_update(session, 4, start + 9000, 20, 9), "score")
         await bus.publish_event(
             js,
-            _transcript(session, "u1", "모델을 경량화했습니다", start, start + 3000),
+            _transcript(session, "u1", "모델을 경량화했습니다", start + 1000, start + 2000),
             "transcript",
         )
+        # the turn (on the gateway's clock, as the score updates): from start to start + 3 s
+        await bus.publish_event(js, _ended(session, 0, ["u1#0"], start, start + 3000), "turn")
         steps = await _steps(nc, session, "evaluated")
         evaluated = next(s for s in steps if s.step == "evaluated")
         # (9 - 5) positive and (2 - 1) negative faces while answering: 50 + 0.1 × 3
@@ -234,8 +267,15 @@ async def test_two_interviewers_racing_on_one_session_publish_each_step_once(nc,
         # both caches now agree with the stream, whoever published
         now = contract.now_ms()
         answer = _transcript(session, "u1", "PyTorch로 모델을 만들었습니다", now, now + 2000)
-        await bus.publish_event(js, answer, "transcript")
-        await asyncio.gather(*(r.process(session, answer) for r in racers))
+        ended = _ended(session, 0, ["u1#0"], now - 500, now + 2500)
+        for message, kind in ((answer, "transcript"), (ended, "turn")):
+            await bus.publish_event(js, message, kind)
+            await asyncio.gather(*(r.process(session, message) for r in racers))
+        kinds = [s.step for s in await _all_steps(nc, session)]
+        assert kinds == ["questions", "asked", "answered", "evaluated"]
+        request = _request(session, 0)
+        await bus.publish_event(js, request, "request")
+        await asyncio.gather(*(r.process(session, request) for r in racers))
         kinds = [s.step for s in await _all_steps(nc, session)]
         assert kinds == ["questions", "asked", "answered", "evaluated", "asked"]
 
@@ -253,11 +293,10 @@ async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc
             for session in sessions:
                 await _steps(nc, session, "asked", count=index + 1)
                 now = contract.now_ms()
-                await bus.publish_event(
-                    js,
-                    _transcript(session, f"u{index}", "모델을 만들었습니다", now, now + 1500),
-                    "transcript",
-                )
+                await _answer(js, session, index, "모델을 만들었습니다", now, now + 1500)
+            for session in sessions:
+                await _steps(nc, session, "evaluated", count=index + 1)
+                await _next(js, session, index)
             if index == 1:  # one member dies mid-interview; the others carry on
                 await _stop(*group.pop())
         for session in sessions:
@@ -273,8 +312,9 @@ async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc
 
 async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, bus_settings):
     # A long answer comes in parts; the first part is consumed by one member of the group
-    # (no step follows a non-final part), the final part by another, whose cached state
-    # predates the first part: it must notice and rebuild, or the answer loses its start.
+    # (no step follows a part), the second by another, whose cached state predates the
+    # first part, and the turn's end by the first again, whose cache predates the second:
+    # each must notice and rebuild, or the answer loses a part.
     js = nc.jetstream()
     session = "orch-partial"
     async with _two_interviewers(nc, bus_settings, session) as (profile, (first, second)):
@@ -289,5 +329,8 @@ async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, b
         part1.part = 1
         await bus.publish_event(js, part1, "transcript")
         await second.process(session, part1)
+        ended = _ended(session, 0, ["u1#0", "u1#1"], now - 500, now + 9500)
+        await bus.publish_event(js, ended, "turn")
+        await first.process(session, ended)  # its cache predates the second part
         [answered] = [s for s in await _all_steps(nc, session) if s.step == "answered"]
         assert answered.data["answer"] == "처음 부분입니다 마지막 부분입니다"

@@ -91,11 +91,15 @@ async def test_utterance_becomes_a_transcript_event(nc, bus_settings, tiny, answ
         await nc.publish(contract.utterances_subject(session), b"not msgpack")  # stored too
         await js.publish(contract.utterances_subject(session), b"\x93corrupt")
         await publish_utterance(js, utterance(session, answer_pcm, uid="answer"))
-        found = await transcripts(js, session)
+        found = await transcripts(js, session, want=2)
     finally:
         await worker.stop()
-    assert len(found) == 1, found
-    t = found[0]
+    assert len(found) == 2, found
+    # the silence: an empty transcript that only says the part is done, and why
+    silence = found[0]
+    assert silence.utterance_id == "silence" and silence.text == "" and silence.final
+    assert silence.dropped_reason == "silence" and silence.metrics == {} and not silence.words
+    t = found[1]
     assert t.utterance_id == "answer" and t.part == 0 and t.final
     assert "python" in t.text.lower() and "database" in t.text.lower(), t.text
     assert t.language == "en" and t.model == "tiny.en" and t.worker == "w-basic"
@@ -104,8 +108,10 @@ async def test_utterance_becomes_a_transcript_event(nc, bus_settings, tiny, answ
     assert t.metrics["words_per_minute"] > 0
     assert isinstance(t.metrics["filler_words"], list)  # Whisper tends to leave out "um"
     assert t.done_ms >= t.cut_ms
-    assert worker.counts["transcribed"] == 1
-    assert worker.counts["dropped"] == 1  # the silence: acked, no transcript
+    # (the counts are the worker's: utterances other tests left on the shared work queue
+    # count too, so only at least what this test sent is certain)
+    assert worker.counts["transcribed"] >= 1
+    assert worker.counts["dropped"] >= 1  # the silence: acked, an empty transcript
     assert worker.counts["rejected"] == 2  # the corrupt payloads: terminated
     # everything was settled: nothing left pending or unacknowledged on the work queue
     info = await js.consumer_info(contract.UTTERANCES_STREAM, contract.SPEECH_CONSUMER)
@@ -261,8 +267,8 @@ async def test_retry_then_give_up(nc, bus_settings, tiny, answer_pcm) -> None:
 
 
 async def test_silent_parts_of_a_split_utterance(nc, bus_settings, tiny, answer_pcm) -> None:
-    """A silent non-final part publishes nothing; a silent final part of a split utterance
-    publishes an empty closing marker (final=True) so the parts can be assembled."""
+    """Every part gets a transcript, a silent one an empty transcript (bookkeeping: whoever
+    assembles an answer knows when all its parts are in)."""
     js = nc.jetstream()
     session = new_session()
     worker = SpeechWorker(nc, tiny, bus_settings, settings("w-parts"))
@@ -271,10 +277,15 @@ async def test_silent_parts_of_a_split_utterance(nc, bus_settings, tiny, answer_
         await publish_utterance(js, utterance(session, bytes(SR), uid="a", part=0, final=False))
         await publish_utterance(js, utterance(session, answer_pcm, uid="b", part=0, final=False))
         await publish_utterance(js, utterance(session, bytes(SR), uid="b", part=1, final=True))
-        found = await transcripts(js, session, want=2, timeout_s=30.0)
+        found = await transcripts(js, session, want=3, timeout_s=30.0)
     finally:
         await worker.stop()
-    assert [(t.utterance_id, t.part, t.final) for t in found] == [("b", 0, False), ("b", 1, True)]
-    assert "python" in found[0].text.lower()
-    assert found[1].text == "" and found[1].metrics["dropped_reason"] == "silence"
-    assert worker.counts["dropped"] == 1
+    assert [(t.utterance_id, t.part, t.final) for t in found] == [
+        ("a", 0, False),
+        ("b", 0, False),
+        ("b", 1, True),
+    ]
+    assert found[0].text == "" and found[0].dropped_reason == "silence"
+    assert "python" in found[1].text.lower() and not found[1].dropped_reason
+    assert found[2].text == "" and found[2].dropped_reason == "silence"
+    assert worker.counts["dropped"] >= 2  # (leftovers of other tests count too)

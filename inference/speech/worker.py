@@ -8,11 +8,10 @@ Delivery guarantees (DESIGN.md: a worker that dies mid-answer loses nothing):
   pulls from one durable consumer, ``speech-workers``, so workers share all sessions and
   each utterance goes to one worker at a time.
 * A message is acknowledged only after its `Transcript` is stored in the events stream, or
-  after it was judged silence / hallucination (then nothing is published), or when it can
-  never succeed (undecodable, oversized: terminated). Exception: the final part of an
-  utterance split at the length cap (``part > 0``) that holds no speech is published as an
-  empty closing transcript (``final=True``, ``metrics["dropped_reason"]`` set), so whoever
-  assembles the parts learns that the answer ended. The `Transcript` carries a
+  when it can never succeed (undecodable, oversized: terminated). Every utterance part gets
+  a transcript: one judged silence or a hallucination gets an empty one (``text`` "",
+  ``dropped_reason`` set, no metrics), so whoever assembles an answer from its parts knows
+  when all of them are in; nobody shows an empty one. The `Transcript` carries a
   ``Nats-Msg-Id`` made of session, utterance and part, so a redelivery after a crash between
   publish and ack is stored once (the events stream's duplicate window).
 * While Whisper runs, the worker sends ``in_progress`` every ``heartbeat_s`` so a long
@@ -370,14 +369,9 @@ class SpeechWorker:
         self.metrics.transcribe_s.observe(result.compute_s)
         if result.duration_s > 0 and result.compute_s > 0:
             self.metrics.rtf.observe(result.compute_s / result.duration_s)
-        if result.dropped_reason is not None and not (utt.final and utt.part > 0):
-            self.counts["dropped"] += 1
-            self.metrics.utterances.labels(outcome=f"dropped_{result.dropped_reason}").inc()
-            log.info(
-                "no transcript for %s (%.1f s): %s", key, result.duration_s, result.dropped_reason
-            )
-            await self._settle(msg, "ack")
-            return
+        dropped = result.dropped_reason is not None
+        if dropped:
+            log.info("no speech in %s (%.1f s): %s", key, result.duration_s, result.dropped_reason)
         transcript = self._transcript(utt, result)
         try:
             await self.js.publish(
@@ -392,29 +386,35 @@ class SpeechWorker:
             await self._settle(msg, "nak", self.settings.retry_delay_s)
             return
         await self._settle(msg, "ack")
-        self.counts["transcribed"] += 1
-        self.metrics.utterances.labels(outcome="transcribed").inc()
+        if dropped:
+            self.counts["dropped"] += 1
+            self.metrics.utterances.labels(outcome=f"dropped_{result.dropped_reason}").inc()
+        else:
+            self.counts["transcribed"] += 1
+            self.metrics.utterances.labels(outcome="transcribed").inc()
         self.metrics.latency_s.observe(max(0.0, (transcript.done_ms - utt.cut_ms) / 1000.0))
 
     def _transcript(self, utt: contract.Utterance, result: object) -> contract.Transcript:
-        words = [contract.Word(w.text, w.start, w.end, w.probability) for w in result.words]
-        metrics = speaking_metrics(
-            words,
-            result.text,
-            result.language,
-            result.duration_s,
-            pause_threshold_s=self.settings.pause_threshold_s,
-        )
         if result.dropped_reason is not None:
-            # Only the final part of a split utterance gets here: an empty closing marker
-            # so that whoever assembles the parts sees final=True.
-            metrics["dropped_reason"] = result.dropped_reason
+            # no speech: an empty transcript that only says this part is done (and why);
+            # no metrics, so its silence does not count as speaking time
+            words, metrics, text = [], {}, ""
+        else:
+            words = [contract.Word(w.text, w.start, w.end, w.probability) for w in result.words]
+            text = result.text
+            metrics = speaking_metrics(
+                words,
+                result.text,
+                result.language,
+                result.duration_s,
+                pause_threshold_s=self.settings.pause_threshold_s,
+            )
         return contract.Transcript(
             session=utt.session,
             utterance_id=utt.utterance_id,
             part=utt.part,
             final=utt.final,
-            text=result.text,
+            text=text,
             language=result.language,
             words=words,
             start_ms=utt.start_ms,
@@ -424,6 +424,9 @@ class SpeechWorker:
             metrics=metrics,
             model=self.model_name,
             worker=self.settings.name,
+            question=utt.question,
+            attempt=utt.attempt,
+            dropped_reason=result.dropped_reason or "",
         )
 
 
