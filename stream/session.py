@@ -134,8 +134,11 @@ async def _teardown(pc: RTCPeerConnection, label: str) -> None:
     if sctp is not None:
         steps.append(sctp.stop)
         dtls.append(sctp.transport)
-    for transport in dict.fromkeys(dtls):  # bundled: one transport, several users
-        steps += [transport.stop, transport.transport.stop]
+    # bundled: one transport, several users; a rejected m-line (port 0) has none at all
+    for transport in dict.fromkeys(t for t in dtls if t is not None):
+        steps.append(transport.stop)
+        if getattr(transport, "transport", None) is not None:
+            steps.append(transport.transport.stop)
     for step in steps:
         try:
             await step()

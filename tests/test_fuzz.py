@@ -302,6 +302,21 @@ async def test_the_unmutated_offer_is_answered(gateway_client, offer_sdp):
     await _end(gateway_client, session)
 
 
+async def test_an_offer_whose_video_has_no_mid_is_a_clean_400(gateway_client, offer_sdp):
+    # found by the fuzzer below: without "a=mid" the video transceiver gets no DTLS
+    # transport, aiortc's answer fails, and the teardown after it tripped over the missing
+    # transport (500)
+    lines = offer_sdp.split("\r\n")
+    lines.remove("a=mid:0")
+    session = await _new_session(gateway_client)
+    response = await gateway_client.post(
+        f"/api/sessions/{session}/offer", json={"sdp": "\r\n".join(lines), "type": "offer"}
+    )
+    _clean(response.status, {200, 400}, "an offer without the video's a=mid")
+    if response.status == 200:
+        await gateway_client.post(f"/api/sessions/{session}/end")
+
+
 @settings(FUZZ, max_examples=80)
 @given(data=st.data(), sdp_type=st.sampled_from(["offer", "offer", "offer", "answer", ""]))
 async def test_mutated_offers_are_rejected_or_answered(gateway_client, offer_sdp, data, sdp_type):
