@@ -128,6 +128,8 @@ async def _teardown(pc: RTCPeerConnection, label: str) -> None:
             label,
             repr(exc),
         )
+    finally:
+        _stop_decoders(pc, label)
     # aiortc's close stops at the first step that raises: stop what it did not reach.
     steps = [transceiver.stop for transceiver in pc.getTransceivers()]
     dtls = [transceiver.receiver.transport for transceiver in pc.getTransceivers()]
@@ -145,6 +147,20 @@ async def _teardown(pc: RTCPeerConnection, label: str) -> None:
         except Exception as exc:
             log.debug("session %s: %s: %s", label, getattr(step, "__qualname__", step), repr(exc))
     pc.remove_all_listeners()
+
+
+def _stop_decoders(pc: RTCPeerConnection, label: str) -> None:
+    """Stop every receiver's decoder thread, started or not. aiortc starts a receiver's
+    (non-daemon) decoder thread before registering it with its transport; when that step
+    fails (an offer whose m-line got no DTLS transport) the receiver never counts as
+    started, its stop() skips the thread, and the thread keeps the process from exiting.
+    `_handle_disconnect` is what aiortc itself calls on a lost transport: it stops the
+    thread whatever the receiver's state, and does nothing when there is none."""
+    for transceiver in pc.getTransceivers():
+        try:
+            transceiver.receiver._handle_disconnect()
+        except Exception as exc:
+            log.debug("session %s: stopping a decoder: %s", label, repr(exc))
 
 
 def _drop_sctp_backlog(sctp: Any) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -49,3 +53,35 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     prepare_models(directory)
     return directory
+
+
+def _threads_that_block_exit() -> list[threading.Thread]:
+    """Live non-daemon threads the interpreter would wait for at exit. Thread-pool workers
+    are left out: Python stops them itself at exit, once their pool's work is done."""
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread.is_alive()
+        and not thread.daemon
+        and thread is not threading.main_thread()
+        and getattr(getattr(thread, "_target", None), "__module__", "")
+        != "concurrent.futures.thread"
+    ]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A leaked non-daemon thread (aiortc's decoder threads are) keeps the test process
+    alive after the last test, until CI's time limit: fail loudly instead, naming it."""
+    deadline = time.monotonic() + 10.0
+    for thread in _threads_that_block_exit():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = _threads_that_block_exit()
+    if stuck:
+        names = ", ".join(f"{t.name} ({getattr(t, '_target', None)!r})" for t in stuck)
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"\nFAILED: {len(stuck)} non-daemon thread(s) still running after the tests would "
+            f"keep this process from ever exiting: {names}\n"
+        )
+        sys.stderr.flush()
+        os._exit(1)
