@@ -70,11 +70,16 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
 @app.command()
 def invite(
     room: str = typer.Argument(..., help="Room name (letters, digits, . _ -)"),
-    ttl_hours: float = typer.Option(2.0, help="How long the link is valid"),
+    ttl_hours: float = typer.Option(2.0, help="How long the link is valid (at most 720 h)"),
+    uses: int = typer.Option(
+        3,  # tokens.DEFAULT_USES (not imported at module load: the CLI starts fast)
+        help="How many sessions the link may open (1: single-use; a reload does not count)",
+    ),
     base_url: str = typer.Option("http://127.0.0.1:8080/", help="The gateway's public URL"),
 ) -> None:
     """Print a signed, expiring invitation link to a room (uses the gateway's key:
-    INTERVUE_GATEWAY_TOKEN_SECRET_FILE or _TOKEN_SECRET)."""
+    INTERVUE_GATEWAY_TOKEN_SECRET_FILE or _TOKEN_SECRET). Its nonce, to revoke it with
+    `intervue revoke`, goes to stderr."""
     import time
 
     from stream import tokens
@@ -85,11 +90,51 @@ def invite(
         key = settings.secret()
         if key is None:
             raise ValueError("dev mode is on: rooms need no invitation")
-        token = tokens.issue(key, room, ttl_hours * 3600, time.time())
+        token, nonce = tokens.issue_with_nonce(key, room, ttl_hours * 3600, time.time(), uses)
     except (ValueError, OSError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{base_url.rstrip('/')}/?room={room}&token={token}")
+    times = "once" if uses == 1 else f"{uses} times"
+    typer.echo(
+        f"invitation {nonce}: opens {times}, for {ttl_hours:g} h; "
+        f"revoke with `intervue revoke {nonce}`",
+        err=True,
+    )
+
+
+async def revoke_invitation(js, bus_settings, nonce: str, reason: str):  # type: ignore[no-untyped-def]
+    """Mark invitation `nonce` revoked on the bus; its record."""
+    from stream import contract
+    from stream.invitations import InvitationLedger, ensure_invitations_bucket
+
+    kv = await ensure_invitations_bucket(js, bus_settings)
+    return await InvitationLedger(kv).revoke(nonce, reason, contract.now_ms())
+
+
+@app.command()
+def revoke(
+    nonce: str = typer.Argument(..., help="The invitation's nonce (`intervue invite` prints it)"),
+    reason: str = typer.Option("", help="Why (kept with the record)"),
+) -> None:
+    """Revoke an invitation: it opens no more sessions (live ones go on)."""
+    import re
+
+    from stream import bus
+    from stream.settings import BusSettings
+
+    if not re.fullmatch(r"[0-9a-f]{8,32}", nonce):
+        typer.echo(f"not an invitation nonce: {nonce!r}", err=True)
+        raise typer.Exit(2)
+    bus_settings = _settings_or_exit(BusSettings)
+    try:
+        record = asyncio.run(
+            _with_js(lambda js: revoke_invitation(js, bus_settings, nonce, reason))
+        )
+    except bus.BusUnavailableError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"invitation {nonce} revoked (it had opened {record.used} session(s))")
 
 
 @app.command()

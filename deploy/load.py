@@ -360,6 +360,7 @@ class Candidate:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.room, self.token = room, token
+        self.secret: str | None = None
         self.camera, self.microphone = camera, microphone
         self.language = language
         self.send_profile = send_profile
@@ -371,7 +372,9 @@ class Candidate:
         self._tasks: set[asyncio.Task] = set()
 
     async def _post(self, path: str, body: dict) -> tuple[int, dict, dict]:
-        async with self.http.post(self.base_url + path, json=body) as response:
+        # every call on the session proves it is ours (the gateway answers 403 otherwise)
+        headers = {"X-Session-Secret": self.secret} if self.secret else {}
+        async with self.http.post(self.base_url + path, json=body, headers=headers) as response:
             try:
                 data = await response.json(content_type=None)
             except ValueError:
@@ -390,6 +393,7 @@ class Candidate:
             status, data, headers = await self._post("/api/sessions", body)
             if status == 201:
                 self.out.session = data["session_id"]
+                self.secret = data["session_secret"]
                 return
             if status in (429, 503) and time.monotonic() < deadline:
                 self.out.rate_limited += status == 429
@@ -497,10 +501,7 @@ class Candidate:
                 if self.channel is not None and self.channel.readyState == "open":
                     self.channel.send(contract.encode_room_request(contract.Bye()))
             with contextlib.suppress(Exception):
-                async with self.http.post(
-                    f"{self.base_url}/api/sessions/{self.out.session}/end", data=b"{}"
-                ):
-                    pass
+                await self._post(f"/api/sessions/{self.out.session}/end", {})
         for task in list(self._tasks):
             task.cancel()
         if self.pc is not None:

@@ -55,3 +55,13 @@ def client_address(
             return str(current)
         current = reported
     return str(current)
+
+
+def address_key(address: str, ipv6_prefix: int = 64) -> str:
+    """The key per-address limits count under: an IPv4 address as is, an IPv6 address by
+    its network of `ipv6_prefix` bits (one host usually holds a whole /64, so counting
+    single IPv6 addresses would give it billions of keys). Unparseable: as is."""
+    parsed = _parse_ip(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((parsed, ipv6_prefix), strict=False))
+    return str(parsed) if parsed is not None else address

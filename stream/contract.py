@@ -24,6 +24,8 @@ Subjects
                   the same one again
 ``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
     `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
+JetStream key-value bucket ``intervue_invitations`` (key: an invitation's nonce):
+    `InvitationRecord` (JSON), how many sessions it has opened and whether it is revoked
 
 The room page's data channel (JSON, both directions) is typed here too: `PageMessage`
 (gateway → page) and `RoomRequest` (page → gateway), encoded with `encode_page` and
@@ -79,6 +81,9 @@ UTTERANCES_STREAM = "INTERVUE_UTTERANCES"
 UTTERANCES_PREFIX = "intervue.utterances"
 SPEECH_CONSUMER = "speech-workers"
 INTERVIEWER_CONSUMER = "interviewer"
+
+#: Key-value bucket of invitation records, shared by every gateway.
+INVITATIONS_BUCKET = "intervue_invitations"
 
 EventKind = Literal[
     "emotion",
@@ -415,6 +420,35 @@ def decode(payload: bytes, expected: type | None = None) -> BusMessage:
     if expected is not None and not isinstance(message, expected):
         raise ContractError(f"expected {expected.__name__}, got {type(message).__name__}")
     return message
+
+
+class InvitationRecord(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What the gateways know of one invitation (the value under its nonce in
+    ``INVITATIONS_BUCKET``; JSON so an operator can read it with `nats kv get`)."""
+
+    v: int = SCHEMA_VERSION
+    #: Sessions it has opened so far.
+    used: int = 0
+    #: Revoked by `intervue invite revoke`: it opens nothing more.
+    revoked: bool = False
+    #: When it was revoked (wall-clock ms), and why.
+    revoked_at_ms: float | None = None
+    reason: str = ""
+
+
+def encode_invitation(record: InvitationRecord) -> bytes:
+    return msgspec.json.encode(record)
+
+
+def decode_invitation(payload: bytes) -> InvitationRecord:
+    """An invitation record, or `ContractError`."""
+    try:
+        record = msgspec.json.decode(payload, type=InvitationRecord)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        raise ContractError(f"undecodable invitation record: {exc}") from exc
+    if record.v != SCHEMA_VERSION:
+        raise ContractError(f"invitation record schema version {record.v} is not supported")
+    return record
 
 
 def to_builtins(message: BusMessage) -> dict:

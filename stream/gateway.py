@@ -3,30 +3,39 @@
 HTTP API (JSON):
     POST   /api/sessions               {"room", "token"} → 201 {"session_id", "offer_url",
                                         "ice_servers", "session_secret"} (401 no/forged/
-                                        expired invitation, 403 wrong room; no token needed
-                                        in dev mode; 429 past the per-client rate limit)
+                                        expired invitation, 403 wrong room, used up or
+                                        revoked; no token needed in dev mode; 429 past a
+                                        per-invitation or per-address limit; 503 full)
+    Every call below acts on one session and must carry its secret: the HttpOnly cookie
+    `intervue_session` that creating it set (scoped to /api/sessions/{id}; what the page
+    and its unload beacon use), or the header `X-Session-Secret` (API clients). Wrong or
+    missing → 403 and the session is untouched.
     POST   /api/sessions/{id}/offer    {"sdp", "type": "offer"} → {"sdp", "type": "answer"}
     GET    /api/sessions/{id}          → the session's state, score and counters
     POST   /api/sessions/{id}/profile  {"job_title", "years", "company", "self_intro",
                                         "language": "ko"|"en"} → 202 (starts the interview)
-    POST   /api/sessions/{id}/leave    {"secret"} → 204: the page is going away (a reload?);
-                                        the session waits `resume_grace_s` for it (a beacon)
-    POST   /api/sessions/{id}/resume   {"secret"} → 200 {"session_id", "offer_url",
-                                        "ice_servers", "language"}: the page is back; a new
-                                        offer follows and the interview so far is replayed
+    POST   /api/sessions/{id}/leave    → 204: the page is going away (a reload?); the
+                                        session waits `resume_grace_s` for it (a beacon)
+    POST   /api/sessions/{id}/resume   → 200 {"session_id", "offer_url", "ice_servers",
+                                        "language"}: the page is back; a new offer follows
+                                        and the interview so far is replayed
     POST   /api/sessions/{id}/end      → 204 (also for a session that has just ended)
-    GET    /api/sessions               → live sessions
     GET    /healthz, GET /metrics
-Errors answer {"error": message} with 400 (bad input), 403 (not this session's secret),
-404 (unknown or ended session), 409 (offer twice) or 503 (too many sessions, bus down).
+There is no list of sessions here: interviewers see them in the dashboard, operators with
+`intervue session list` (both read the bus with their own credentials).
+Errors answer {"error": message} with 400 (bad input), 401/403 (invitation, or not this
+session's secret), 404 (unknown or ended session), 409 (offer twice), 429 (limits) or
+503 (full, bus down).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
+from collections import Counter as Tally
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -42,7 +51,14 @@ from prometheus_client import (
 )
 
 from stream import bus, contract, ice, tokens
-from stream.client_address import client_address
+from stream.admission import AdmissionLimits, LiveCounts, refusal
+from stream.client_address import address_key, client_address
+from stream.invitations import (
+    InvitationLedger,
+    InvitationRefused,
+    LedgerUnavailable,
+    ensure_invitations_bucket,
+)
 from stream.sampler import TokenBucket
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
@@ -57,6 +73,32 @@ PROFILE_MAX_BYTES = 1024 * 1024
 #: Ended sessions remembered so that a late End (the page's beacon after its goodbye on
 #: the data channel) is answered 204, not 404.
 REMEMBER_ENDED = 4096
+#: Where a session's secret travels: a cookie the page never sees (HttpOnly, scoped to
+#: the session's own API path, sent by its unload beacon too), or a header (API clients).
+SESSION_COOKIE = "intervue_session"
+SESSION_HEADER = "X-Session-Secret"
+#: The room page runs only its own script, talks only to its own origin, and is never
+#: framed; its URL carries the invitation, so it is never sent as a referrer.
+ROOM_CSP = "; ".join(
+    (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "media-src 'self' blob: mediastream:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 class Gateway:
@@ -79,7 +121,17 @@ class Gateway:
         self.nc: NATS | None = None
         self.owns_nc = False
         self.sessions: dict[str, RoomSession] = {}
-        self.recently_ended: OrderedDict[str, None] = OrderedDict()
+        # who holds each live session: (invitation nonce or None in dev mode, address key)
+        self.holders: dict[str, tuple[str | None, str]] = {}
+        self.limits = AdmissionLimits(
+            max_sessions=settings.max_sessions,
+            reserved=settings.reserved_sessions,
+            per_invitation=settings.max_sessions_per_invitation,
+            per_address=settings.max_sessions_per_address,
+        )
+        self.ledger: InvitationLedger | None = None  # on start, when invitations are on
+        # ended sessions → their secret, so a late End is answered only to their owner
+        self.recently_ended: OrderedDict[str, str] = OrderedDict()
         # validated at start like every setting: a bad INTERVUE_TURN_* stops the gateway
         self.turn_settings = turn_settings or TurnSettings()
         # JPEG encoding and frame conversion run here, never on the event loop.
@@ -97,6 +149,11 @@ class Gateway:
             ["status"],
             registry=self.registry,
         )
+        self.refused_owner = Counter(
+            "intervue_gateway_wrong_session_secret",
+            "Calls on a session without its secret (refused)",
+            registry=self.registry,
+        )
 
     def ice_servers(self, name: str) -> list[dict[str, object]]:
         """The configured STUN/TURN servers for one peer, TURN credentials minted for it."""
@@ -112,12 +169,29 @@ class Gateway:
             self.settings.trusted_proxies,
         )
 
+    def address_key(self, request: web.Request) -> str:
+        return address_key(self.client(request), self.settings.ipv6_prefix)
+
+    def live_counts(self, nonce: str | None, address: str) -> LiveCounts:
+        holders = self.holders.values()
+        return LiveCounts(
+            total=len(self.sessions),
+            of_invitation=0 if nonce is None else Tally(n for n, _ in holders)[nonce],
+            of_address=Tally(a for _, a in holders)[address],
+        )
+
     def session_closed(self, session: RoomSession) -> None:
         self.sessions.pop(session.id, None)
+        self.holders.pop(session.id, None)
         self.sessions_gauge.set(len(self.sessions))
-        self.recently_ended[session.id] = None
+        self.recently_ended[session.id] = session.secret
         while len(self.recently_ended) > REMEMBER_ENDED:
             self.recently_ended.popitem(last=False)
+
+    def ledger_for(self) -> InvitationLedger:
+        if self.ledger is None:  # the app did not start (a test calling a handler)
+            raise LedgerUnavailable("the invitation ledger is not open")
+        return self.ledger
 
     def get(self, session_id: str) -> RoomSession:
         session = self.sessions.get(session_id)
@@ -184,25 +258,16 @@ def _handle_errors(handler):  # type: ignore[no-untyped-def]
 
 @_handle_errors
 async def create_session(request: web.Request, gateway: Gateway) -> web.Response:
-    wait_s = gateway.session_limit.allow(gateway.client(request), time.monotonic())
-    if wait_s > 0:
-        gateway.rejected.labels(status="429").inc()
-        return web.json_response(
-            {"error": f"too many new sessions from this address; retry in {wait_s:.0f} s"},
-            status=429,
-            headers={"Retry-After": str(max(1, round(wait_s)))},
-        )
     data = await _read_json(request, 16 * 1024)
-    if gateway.nc is None or not gateway.nc.is_connected:
-        return _error(gateway, 503, "the message bus is not reachable; try again shortly")
-    if len(gateway.sessions) >= gateway.settings.max_sessions:
-        return _error(gateway, 503, "too many live sessions on this gateway")
     room = str(data.get("room") or ("dev" if gateway.token_key is None else ""))
+    # The invitation first: nothing below (limits, the ledger, a session) is spent on a
+    # request that does not carry one.
+    invitation: tokens.Invitation | None = None
     if gateway.token_key is not None:
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         token = data.get("token") or bearer or None
         try:
-            tokens.verify(gateway.token_key, token, room, time.time())
+            invitation = tokens.verify(gateway.token_key, token, room, time.time())
         except tokens.TokenError as exc:
             return _error(gateway, exc.status, str(exc))
     meta_in = data.get("meta", {})
@@ -212,6 +277,33 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
     # aiohttp decodes header bytes that are not UTF-8 as lone surrogates
     meta["user_agent"] = _text(request.headers.get("User-Agent", ""), 256)
     meta["room"] = room
+    address = gateway.address_key(request)
+    wait_s = gateway.session_limit.allow(address, time.monotonic())
+    if wait_s > 0:
+        gateway.rejected.labels(status="429").inc()
+        return web.json_response(
+            {"error": f"too many new sessions from this address; retry in {wait_s:.0f} s"},
+            status=429,
+            headers={"Retry-After": str(max(1, round(wait_s)))},
+        )
+    if gateway.nc is None or not gateway.nc.is_connected:
+        return _error(gateway, 503, "the message bus is not reachable; try again shortly")
+    nonce = invitation.nonce if invitation else None
+    refused = refusal(gateway.limits, gateway.live_counts(nonce, address), invitation is not None)
+    if refused is not None:
+        return _error(gateway, refused.status, refused.message)
+    if invitation is not None:
+        # Last, so a refusal above never spends one of the invitation's uses.
+        try:
+            use = await gateway.ledger_for().claim(invitation)
+        except InvitationRefused as exc:
+            log.info("invitation %s refused from %s: %s", invitation.nonce, address, exc)
+            return _error(gateway, exc.status, str(exc))
+        except LedgerUnavailable as exc:
+            log.warning("invitation %s: %s", invitation.nonce, exc)
+            return _error(gateway, 503, "invitations cannot be checked right now; try again")
+        meta["invitation"] = invitation.nonce
+        meta["invitation_use"] = f"{use}/{invitation.uses}"
     session_id = new_session_id()
     rtc_config = ice.rtc_configuration(
         gateway.ice_servers(f"gateway-{session_id}"), gateway.settings.ice_transport_policy
@@ -227,9 +319,10 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         turn_settings=gateway.turn_settings,
     )
     gateway.sessions[session_id] = session
+    gateway.holders[session_id] = (nonce, address)
     gateway.sessions_total.inc()
     gateway.sessions_gauge.set(len(gateway.sessions))
-    return web.json_response(
+    response = web.json_response(
         {
             "session_id": session_id,
             "offer_url": f"/api/sessions/{session_id}/offer",
@@ -238,11 +331,52 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         },
         status=201,
     )
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.secret,
+        path=f"/api/sessions/{session_id}",
+        httponly=True,
+        samesite="Strict",
+        secure=_is_https(request),
+    )
+    return response
+
+
+def _is_https(request: web.Request) -> bool:
+    # behind a TLS-terminating proxy (compose.tls.yaml) the hop to us is plain HTTP
+    return request.scheme == "https" or request.headers.get("X-Forwarded-Proto") == "https"
+
+
+def _presented_secret(request: web.Request) -> str | None:
+    return request.headers.get(SESSION_HEADER) or request.cookies.get(SESSION_COOKIE)
+
+
+def _secret_matches(presented: str | None, secret: str) -> bool:
+    return isinstance(presented, str) and hmac.compare_digest(
+        presented.encode("utf-8", "replace"), secret.encode()
+    )
+
+
+def _owned(request: web.Request, gateway: Gateway) -> RoomSession:
+    """The session named in the path, if the request carries its secret (403 otherwise:
+    the session is not touched)."""
+    session = gateway.get(request.match_info["session_id"])
+    if not session.owned_by(_presented_secret(request)):
+        gateway.refused_owner.inc()
+        log.info(
+            "session %s: %s %s without its secret from %s",
+            session.id,
+            request.method,
+            request.path.rsplit("/", 1)[-1],
+            gateway.client(request),
+        )
+        raise SessionError("this is not your session", 403)
+    return session
 
 
 @_handle_errors
 async def offer(request: web.Request, gateway: Gateway) -> web.Response:
-    session = gateway.get(request.match_info["session_id"])
+    session = _owned(request, gateway)
     data = await _read_json(request, gateway.settings.max_sdp_bytes)
     sdp, sdp_type = data.get("sdp"), data.get("type")
     if not isinstance(sdp, str) or not isinstance(sdp_type, str):
@@ -290,7 +424,7 @@ def parse_profile(session_id: str, data: dict, max_intro_chars: int) -> contract
 
 @_handle_errors
 async def submit_profile(request: web.Request, gateway: Gateway) -> web.Response:
-    session = gateway.get(request.match_info["session_id"])
+    session = _owned(request, gateway)
     # A 50 kB introduction must get our clear message, not a generic size error.
     data = await _read_json(request, PROFILE_MAX_BYTES)
     profile = parse_profile(session.id, data, gateway.settings.max_intro_chars)
@@ -301,32 +435,28 @@ async def submit_profile(request: web.Request, gateway: Gateway) -> web.Response
 @_handle_errors
 async def end_session(request: web.Request, gateway: Gateway) -> web.Response:
     session_id = request.match_info["session_id"]
-    if session_id in gateway.recently_ended:
-        return web.Response(status=204)  # the data channel's goodbye was first
-    session = gateway.get(session_id)
+    ended_secret = gateway.recently_ended.get(session_id)
+    if ended_secret is not None:  # the data channel's goodbye was first
+        if not _secret_matches(_presented_secret(request), ended_secret):
+            raise SessionError("this is not your session", 403)
+        return web.Response(status=204)
+    session = _owned(request, gateway)
     await session.close("ended by the candidate", "candidate")
+    # The cookie stays (it dies with the browser session, and opens nothing now): a
+    # second End from the page, its beacon after a fetch, is still the owner's 204.
     return web.Response(status=204)
-
-
-async def _owned(request: web.Request, gateway: Gateway) -> RoomSession:
-    """The session named in the path, if the body carries its secret (403 otherwise)."""
-    session = gateway.get(request.match_info["session_id"])
-    data = await _read_json(request, 4 * 1024)
-    if not session.owned_by(data.get("secret")):
-        raise SessionError("this is not your session", 403)
-    return session
 
 
 @_handle_errors
 async def leave_session(request: web.Request, gateway: Gateway) -> web.Response:
-    session = await _owned(request, gateway)
+    session = _owned(request, gateway)
     await session.detach("the page is going away (reload or closed tab)")
     return web.Response(status=204)
 
 
 @_handle_errors
 async def resume_session(request: web.Request, gateway: Gateway) -> web.Response:
-    session = await _owned(request, gateway)
+    session = _owned(request, gateway)
     await session.resume()
     return web.json_response(
         {
@@ -340,12 +470,7 @@ async def resume_session(request: web.Request, gateway: Gateway) -> web.Response
 
 @_handle_errors
 async def get_session(request: web.Request, gateway: Gateway) -> web.Response:
-    return web.json_response(gateway.get(request.match_info["session_id"]).describe())
-
-
-@_handle_errors
-async def list_live(request: web.Request, gateway: Gateway) -> web.Response:
-    return web.json_response({"sessions": [s.describe() for s in gateway.sessions.values()]})
+    return web.json_response(_owned(request, gateway).describe())
 
 
 @_handle_errors
@@ -369,11 +494,28 @@ def _static_text(name: str) -> str:
 
 
 async def room_page(request: web.Request) -> web.Response:
-    return web.Response(text=_static_text("room.html"), content_type="text/html")
+    return web.Response(
+        text=_static_text("room.html"),
+        content_type="text/html",
+        headers={"Content-Security-Policy": ROOM_CSP, "Cache-Control": "no-store"},
+    )
 
 
 async def room_script(request: web.Request) -> web.Response:
     return web.Response(text=_static_text("room.js"), content_type="application/javascript")
+
+
+async def room_style(request: web.Request) -> web.Response:
+    return web.Response(text=_static_text("room.css"), content_type="text/css")
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every response carries, aiohttp's own 404/405/413 included; API answers
+    are never cached (they hold secrets)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 async def favicon(request: web.Request) -> web.Response:
@@ -396,15 +538,15 @@ def create_app(
     gateway.nc = nc
     # Allow a little over the SDP limit so oversized offers get our 400, not aiohttp's 413.
     app = web.Application(
-        client_max_size=max(gateway.settings.max_sdp_bytes * 4, PROFILE_MAX_BYTES * 2)
+        client_max_size=max(gateway.settings.max_sdp_bytes * 4, PROFILE_MAX_BYTES * 2),
     )
     app[GATEWAY] = gateway
     app.router.add_get("/", room_page)
     app.router.add_get("/room.js", room_script)
+    app.router.add_get("/room.css", room_style)
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/favicon.svg", favicon)
     app.router.add_post("/api/sessions", create_session)
-    app.router.add_get("/api/sessions", list_live)
     app.router.add_post("/api/sessions/{session_id}/offer", offer)
     app.router.add_get("/api/sessions/{session_id}", get_session)
     app.router.add_post("/api/sessions/{session_id}/profile", submit_profile)
@@ -413,6 +555,7 @@ def create_app(
     app.router.add_post("/api/sessions/{session_id}/resume", resume_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.on_response_prepare.append(_add_security_headers)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
     return app
@@ -425,6 +568,9 @@ async def _on_startup(app: web.Application) -> None:
         gateway.owns_nc = True
     await bus.ensure_events_stream(gateway.nc.jetstream(), gateway.bus_settings)
     await bus.ensure_utterances_stream(gateway.nc.jetstream(), gateway.bus_settings)
+    if gateway.token_key is not None:
+        kv = await ensure_invitations_bucket(gateway.nc.jetstream(), gateway.bus_settings)
+        gateway.ledger = InvitationLedger(kv)
 
 
 async def _on_shutdown(app: web.Application) -> None:

@@ -68,6 +68,15 @@ class GatewaySettings(BaseSettings):
     #: Largest SDP offer accepted (bytes).
     max_sdp_bytes: int = Field(64 * 1024, ge=1024)
     max_sessions: int = Field(64, ge=1)
+    #: Of those, the last ones kept for invitations with no live session yet, so that a
+    #: replayed link cannot take the room from a candidate with a fresh one.
+    reserved_sessions: int = Field(8, ge=0)
+    #: Live sessions one invitation may hold at once (a reload resumes its session).
+    max_sessions_per_invitation: int = Field(2, ge=1, le=1000)
+    #: Live sessions one client address may hold at once (IPv6: per network below).
+    max_sessions_per_address: int = Field(16, ge=1)
+    #: IPv6 clients are counted per network of this many bits (one host owns a /64).
+    ipv6_prefix: int = Field(64, ge=32, le=128)
     #: Longest self-introduction accepted (characters).
     max_intro_chars: int = Field(5000, ge=100, le=100_000)
     #: Session creation per client address: a burst, then this many per minute (429 past it).
@@ -98,6 +107,15 @@ class GatewaySettings(BaseSettings):
     #: Proxies/load balancers whose X-Forwarded-For is believed (JSON list of networks,
     #: e.g. '["10.0.0.0/8"]'), for the per-client rate limit. Empty: the header is ignored.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> GatewaySettings:
+        if self.reserved_sessions >= self.max_sessions:
+            raise ValueError(
+                f"reserved_sessions ({self.reserved_sessions}) must be below max_sessions "
+                f"({self.max_sessions})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _ice_is_usable(self) -> GatewaySettings:

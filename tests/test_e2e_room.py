@@ -145,6 +145,13 @@ async def test_face_in_the_room_shows_an_emotion_and_is_recorded(stack, media, b
             latencies = state["glass"] or state["latencies"]
             sources = state["captureSources"]
             await lp.page.screenshot(path=str(Path(media["face"]).parent / "room.png"))
+            # Under its CSP the page runs whole (no refused script or style), and its
+            # script never holds the session's secret: an HttpOnly cookie, nothing stored.
+            assert not [c for c in lp.console if "Content Security Policy" in c], lp.describe()
+            held = await lp.page.evaluate(
+                "[document.cookie, JSON.stringify(sessionStorage), JSON.stringify(localStorage)]"
+            )
+            assert gateway.sessions[session].secret not in "".join(held)
             # The page's own "End session" ends it cleanly.
             await lp.page.click("#stop")
         await _wait(

@@ -416,12 +416,13 @@ async def test_once_a_bug_hostile_user_agent_still_records_the_session(
     await writer.drain()
     raw = await asyncio.wait_for(reader.read(), 10)
     writer.close()
-    session = json.loads(raw.split(b"\r\n\r\n", 1)[1])["session_id"]
+    created = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    session, owner = created["session_id"], {"X-Session-Secret": created["session_secret"]}
     response = await gateway_client.post(
-        f"/api/sessions/{session}/offer", json={"sdp": offer_sdp, "type": "offer"}
+        f"/api/sessions/{session}/offer", json={"sdp": offer_sdp, "type": "offer"}, headers=owner
     )
     assert response.status == 200
-    await _end(gateway_client, session)
+    await gateway_client.post(f"/api/sessions/{session}/end", headers=owner)
     events = await bus.read_events(nc.jetstream(), contract.event_subject(session, "lifecycle"))
     assert [e.message.event for e in events] == ["started", "ended"]
 
@@ -437,6 +438,38 @@ async def test_unknown_sessions_are_404_whatever_the_id(gateway_client, session,
     method = "GET" if not action else "POST"
     response = await gateway_client.request(method, path, data=body)
     _clean(response.status, {404, 405, 400}, f"{method} {path!r}")
+
+
+@FUZZ
+@given(
+    presented=st.text(
+        st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
+        max_size=120,
+    ),
+    where=st.sampled_from(["header", "cookie"]),
+    action=st.sampled_from(["offer", "profile", "leave", "resume", "end", ""]),
+    body=bodies,
+)
+async def test_any_wrong_session_secret_is_a_403_and_touches_nothing(
+    gateway_client, presented, where, action, body
+):
+    created = await (await gateway_client.post("/api/sessions", json={})).json()
+    session, secret = created["session_id"], created["session_secret"]
+    if presented == secret:
+        return
+    headers = (
+        {"X-Session-Secret": presented}
+        if where == "header"
+        else {"Cookie": f"intervue_session={presented}"}
+    )
+    gateway_client.session.cookie_jar.clear()  # only what this example presents counts
+    path = f"/api/sessions/{session}" + (f"/{action}" if action else "")
+    response = await gateway_client.request(
+        "POST" if action else "GET", path, data=body, headers=headers
+    )
+    _clean(response.status, {403}, f"{path} with secret {presented!r} in the {where}")
+    assert gateway_client.server.app[GATEWAY].sessions[session].state == "created"
+    await gateway_client.post(f"/api/sessions/{session}/end", headers={"X-Session-Secret": secret})
 
 
 async def test_end_is_idempotent_and_takes_any_body(gateway_client):
@@ -474,14 +507,15 @@ async def test_huge_bodies_are_refused_before_they_are_read(gateway_client):
 
 
 async def test_session_creation_rate_limit_holds_for_hostile_bodies(nc, bus_settings):
-    """A burst from one address gets 429 (with Retry-After) whatever it sends, before its
-    body is parsed; a spoofed X-Forwarded-For does not buy a new bucket; the rest of the
-    gateway keeps serving."""
-    settings = _settings(session_burst=4, sessions_per_minute=6)
+    """Hostile bodies are refused (400) before they cost a session or the address's
+    bucket; valid requests from one address get 429 (with Retry-After) past the burst; a
+    spoofed X-Forwarded-For does not buy a new bucket; the rest of the gateway keeps
+    serving."""
+    settings = _settings(session_burst=2, sessions_per_minute=6)
     app = create_app(settings, bus_settings, nc=nc)
     async with TestClient(TestServer(app)) as client:
         statuses = []
-        for i in range(10):
+        for i in range(12):
             body = [b"{bad json", b"\xff" * 100, b'{"meta": 5}', b"{}"][i % 4]
             response = await client.post(
                 "/api/sessions", data=body, headers={"X-Forwarded-For": f"10.0.0.{i}"}
@@ -491,8 +525,7 @@ async def test_session_creation_rate_limit_holds_for_hostile_bodies(nc, bus_sett
                 await _end(client, (await response.json())["session_id"])
             if response.status == 429:
                 assert int(response.headers["Retry-After"]) >= 1
-        assert statuses[:4] == [400, 400, 400, 201]
-        assert statuses[4:] == [429] * 6
+        assert statuses == [400, 400, 400, 201] * 2 + [400, 400, 400, 429]
         await _assert_still_serving(client)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -92,25 +95,69 @@ async def test_favicon_is_served(client):
         assert response.status == 200 and response.content_type == "image/svg+xml"
 
 
-async def test_only_the_session_secret_leaves_or_resumes_a_session(client):
+async def test_only_the_session_secret_acts_on_a_session(client):
     response = await client.post("/api/sessions", json={})
     created = await response.json()
     session, secret = created["session_id"], created["session_secret"]
     assert len(secret) >= 32
+    # the page's copy: an HttpOnly cookie scoped to the session's own API path
+    cookie = response.cookies["intervue_session"]
+    assert cookie.value == secret and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert cookie["path"] == f"/api/sessions/{session}"
     gateway = client.server.app[GATEWAY]
-    for path in ("leave", "resume"):
-        for body in ({}, {"secret": "x" * 43}, {"secret": 7}, {"secret": secret[:-1] + "?"}):
-            response = await client.post(f"/api/sessions/{session}/{path}", json=body)
-            assert response.status == 403, (path, body)
+    calls = [("POST", p) for p in ("leave", "resume", "profile", "offer", "end")] + [("GET", "")]
+    async with aiohttp.ClientSession() as stranger:  # another browser: none of our cookies
+        for method, path in calls:
+            url = client.make_url(f"/api/sessions/{session}" + (f"/{path}" if path else ""))
+            for headers in ({}, {"X-Session-Secret": "x" * 43}, {"X-Session-Secret": secret[:-1]},
+                            {"Cookie": f"intervue_session={secret[:-1]}A"}):  # fmt: skip
+                response = await stranger.request(
+                    method, url, json={"self_intro": "hijack", "secret": secret}, headers=headers
+                )
+                assert response.status == 403, (path, headers)
+                assert "not your session" in (await response.json())["error"]
         assert gateway.sessions[session].state == "created"  # untouched
-    # the right secret on a session that never connected: its first offer is still welcome
-    response = await client.post(f"/api/sessions/{session}/resume", json={"secret": secret})
+        assert gateway.sessions[session].profile is None
+        # the header is how an API client proves it (the stranger had the secret all along)
+        response = await stranger.get(
+            client.make_url(f"/api/sessions/{session}"), headers={"X-Session-Secret": secret}
+        )
+        assert response.status == 200
+    # the page's own cookie: its first offer is still welcome after a resume
+    response = await client.post(f"/api/sessions/{session}/resume")
     assert response.status == 200
     resumed = await response.json()
     assert resumed["offer_url"] == f"/api/sessions/{session}/offer"
     assert gateway.sessions[session].state == "created"
-    unknown = await client.post("/api/sessions/0123456789abcdef/resume", json={"secret": secret})
+    unknown = await client.post("/api/sessions/0123456789abcdef/resume")
     assert unknown.status == 404
+    # a late End (after the data channel's goodbye) is 204 for the owner only
+    assert (await client.post(f"/api/sessions/{session}/end")).status == 204
+    assert (await client.post(f"/api/sessions/{session}/end")).status == 204
+    async with aiohttp.ClientSession() as stranger:
+        response = await stranger.post(client.make_url(f"/api/sessions/{session}/end"))
+        assert response.status == 403
+    again = await client.post(f"/api/sessions/{session}/end", headers={"X-Session-Secret": secret})
+    assert again.status == 204
+
+
+async def test_there_is_no_list_of_sessions_and_every_answer_carries_security_headers(client):
+    await _new_session(client)
+    listing = await client.get("/api/sessions")
+    assert listing.status == 405  # only POST (create) lives there
+    for path in ("/", "/room.js", "/room.css", "/api/sessions/nope", "/nowhere"):
+        response = await client.get(path)
+        assert response.headers["X-Frame-Options"] == "DENY", path
+        assert response.headers["Referrer-Policy"] == "no-referrer", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+    page = await client.get("/")
+    csp = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    html = await page.text()
+    assert "<script>" not in html and "<style" not in html  # only files from 'self'
+    assert not re.search(r"\son[a-z]+=", html), "an inline handler: the CSP blocks it"
+    assert (await client.get("/api/sessions/nope")).headers["Cache-Control"] == "no-store"
 
 
 async def test_ended_session_is_404(client):

@@ -36,7 +36,6 @@ window.intervue = state;
 
 let pc = null;
 let channel = null;
-let secret = null;
 let media = null;
 
 // ---- words a person reads ------------------------------------------------------------
@@ -233,6 +232,9 @@ function showError(text) { $("error").textContent = text; state.errors.push(text
 async function api(path, body) {
   const response = await fetch(path, {
     method: "POST",
+    // The session's secret is an HttpOnly cookie scoped to /api/sessions/<id>: the page
+    // never holds it, the browser sends it (also with the unload beacon below).
+    credentials: "same-origin",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body || {}),
   });
@@ -658,8 +660,7 @@ async function start() {
       room: query.get("room") || "", token: query.get("token") || "", meta: { page: "room" },
     });
     state.session = created.session_id;
-    secret = created.session_secret;
-    remember({ session: state.session, secret, language: lang() });
+    remember({ session: state.session, language: lang() });
     $("session").textContent = created.session_id;
     $("profile-panel").style.display = "none";
     // The profile goes in once results can flow back, so no question is missed.
@@ -682,16 +683,14 @@ async function resume(saved) {
   applyLanguage();
   setStatus("reconnecting");
   state.session = saved.session;
-  secret = saved.secret;
   $("session").textContent = saved.session;
   try {
-    const resumed = await api(`/api/sessions/${saved.session}/resume`, { secret });
+    const resumed = await api(`/api/sessions/${saved.session}/resume`);
     await openMedia();
     await connect(resumed.offer_url, resumed.ice_servers);
   } catch (err) {
     forget();
     state.session = null;
-    secret = null;
     $("profile-panel").style.display = "block";
     $("start").disabled = false;
     setStatus("idle");
@@ -770,17 +769,19 @@ document.addEventListener("keydown", (event) => {
 });
 $("language").addEventListener("change", applyLanguage);
 $("start").addEventListener("click", start);
+// Enter in a field must not submit (reload) the form; no inline handler: the CSP forbids it.
+$("profile").addEventListener("submit", (event) => event.preventDefault());
 $("stop").addEventListener("click", endSession);
 window.addEventListener("pagehide", () => {
   // A reload or a closed tab: the gateway keeps the session a little while for this page
   // to come back (the End session button is what ends it for good).
-  if (state.session && !state.ended && secret) {
-    navigator.sendBeacon(`/api/sessions/${state.session}/leave`, JSON.stringify({ secret }));
+  if (state.session && !state.ended) {
+    navigator.sendBeacon(`/api/sessions/${state.session}/leave`, "{}");
   }
 });
 
 const saved = remembered();
 applyLanguage();
 setStatus("idle");
-if (saved && saved.session && saved.secret) resume(saved);
+if (saved && saved.session) resume(saved);
 else if (new URLSearchParams(location.search).has("autostart")) start();
