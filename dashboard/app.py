@@ -33,10 +33,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import aggregate as agg
-from dashboard import auth, report
+from dashboard import auth, login_limit, report
+from dashboard.markdown_text import literal, literal_paragraphs
 from dashboard.settings import DashboardSettings
 from dashboard.store import EventStore, shared_store
 from stream import bus, contract
+from stream.client_address import client_address
 from stream.settings import BusSettings
 
 STYLE = """
@@ -137,7 +139,7 @@ def session_view(store: EventStore, session: str) -> agg.SessionView:
     try:
         return get_full_view(store, session)
     except bus.BusUnavailableError as exc:
-        st.warning(f"Showing this session's summary only: {exc}")
+        st.warning(f"Showing this session's summary only: {literal(exc)}")
         return get_view(store, session)
 
 
@@ -159,6 +161,38 @@ def open_session(session: str | None) -> None:
 
 
 # --------------------------------------------------------------------------- login
+
+SCOPE_WORDS = {
+    "account": "for this user name",
+    "address": "from your address",
+    "global": "on this dashboard",
+}
+
+
+def login_limiter(settings: DashboardSettings) -> login_limit.LoginLimiter:
+    """The server process's one limiter for these settings: it outlives reloads, tabs and
+    browser sessions (and Streamlit's cache clearing, see dashboard/login_limit.py)."""
+    return login_limit.shared_limiter(
+        login_limit.LoginPolicy(
+            max_failures=settings.max_failed_logins,
+            lockout_s=settings.lockout_s,
+            max_lockout_s=max(settings.lockout_max_s, settings.lockout_s),
+            global_max_failures=settings.failed_logins_per_minute,
+            global_window_s=60.0,
+        )
+    )
+
+
+def this_client_address(settings: DashboardSettings) -> str:
+    """The address this browser session connects from (its websocket's peer, which
+    Streamlit gives as None for a loopback connection); X-Forwarded-For is believed only
+    hop by hop from `settings.trusted_proxies`."""
+    try:
+        peer = st.context.ip_address or "127.0.0.1"
+        forwarded = st.context.headers.get_all("X-Forwarded-For")
+    except Exception:  # no client context (a bare script run)
+        return "?"
+    return client_address(peer, forwarded, settings.trusted_proxies)
 
 
 def login_gate(settings: DashboardSettings) -> str:
@@ -197,25 +231,30 @@ def login_gate(settings: DashboardSettings) -> str:
                 "`intervue dashboard` / `intervue up`, which generate one and print it."
             )
             st.stop()
-        locked_until = st.session_state.get("login-locked-until", 0.0)
         with st.form("login"):
             name = st.text_input("User name", value=settings.username, key="login-user")
             password = st.text_input("Password", type="password", key="login-password")
             submitted = st.form_submit_button("Log in", type="primary", key="login-submit")
         if submitted:
-            if time.monotonic() < locked_until:
-                wait = int(locked_until - time.monotonic()) + 1
-                st.error(f"Too many failed attempts; try again in {wait} s.")
-            elif credentials.check(name, password):
+            outcome = login_limiter(settings).attempt(
+                name, this_client_address(settings), lambda: credentials.check(name, password)
+            )
+            if outcome.ok:
                 st.session_state["user"] = name.strip()
-                st.session_state["login-failures"] = 0
                 st.rerun()
+            elif outcome.refused:
+                st.error(
+                    f"Too many failed logins {SCOPE_WORDS[outcome.scope or 'global']}: "
+                    "the password was not checked. Try again in "
+                    f"{login_limit.wait_words(outcome.retry_after_s)}."
+                )
+            elif outcome.retry_after_s > 0:
+                st.error(
+                    "Wrong user name or password. Too many failed logins "
+                    f"{SCOPE_WORDS[outcome.scope or 'global']}: try again in "
+                    f"{login_limit.wait_words(outcome.retry_after_s)}."
+                )
             else:
-                failures = st.session_state.get("login-failures", 0) + 1
-                st.session_state["login-failures"] = failures
-                if failures >= settings.max_failed_logins:
-                    st.session_state["login-locked-until"] = time.monotonic() + settings.lockout_s
-                    st.session_state["login-failures"] = 0
                 st.error("Wrong user name or password.")
     st.stop()
     raise AssertionError("unreachable")
@@ -230,7 +269,7 @@ def band_html(band: str | None, score: float | None) -> str:
     color = report.BAND_COLORS.get(band, "#555")
     return (
         f'<span class="iv-score">{score:.1f}</span>'
-        f'<span class="iv-band" style="background:{color}">{report.esc(band)}</span>'
+        f'<span class="iv-band" style="background:{color}">{literal(band)}</span>'
     )
 
 
@@ -301,7 +340,7 @@ def status_banner(store: EventStore) -> None:
     if s.state == "unavailable":
         since = datetime.fromtimestamp(s.since).strftime("%H:%M:%S")
         st.error(
-            f"**JetStream unavailable** since {since}: {s.detail}. Showing what was "
+            f"**JetStream unavailable** since {since}: {literal(s.detail)}. Showing what was "
             "received before; reconnecting automatically.",
             icon="⚠️",
         )
@@ -422,14 +461,14 @@ def render_card(c: agg.Card) -> None:
         speaking = '<span class="iv-pill iv-silent">silent</span>'
     errors = f' · <span style="color:#c62828">{c.errors} interviewer error(s)</span>'
     st.markdown(
-        f'<div class="iv-card-title">{report.esc(c.title)}</div>'
-        f'<div class="iv-sub">session <code>{report.esc(c.session)}</code> · started '
+        f'<div class="iv-card-title">{literal(c.title)}</div>'
+        f'<div class="iv-sub">session <code>{literal(c.session)}</code> · started '
         f"{hhmmss(c.started_ms)}{errors if c.errors else ''}</div>"
         f'<div style="margin-top:6px"><span class="iv-pill iv-live">LIVE</span>{speaking}</div>'
-        f'<div class="iv-q">{report.esc(c.question)}</div>'
+        f'<div class="iv-q">{literal(c.question)}</div>'
         f"<div>{band_html(c.band, c.score)}</div>"
         f"{mix_html(c.mix)}"
-        f'<div class="iv-health">{report.esc(health_line(c.health))}</div>',
+        f'<div class="iv-health">{literal(health_line(c.health))}</div>',
         unsafe_allow_html=True,
     )
     if st.button("Open session →", key=f"open-{c.session}", width="stretch"):
@@ -577,7 +616,7 @@ def session_page(store: EventStore, settings: DashboardSettings, session: str, u
         open_session(None)
         st.rerun()
     if not contract.valid_session_id(session):
-        st.error(f"Not a session id: {session!r}")
+        st.error(f"Not a session id: {literal(repr(session))}")
         return
     now = now_ms()
     stale = settings.stale_after_s * 1000
@@ -603,7 +642,7 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
     view = session_view(store, session)
     state = agg.status(view, now, settings.stale_after_s * 1000)
     if view.events == 0:
-        st.title(f"Session {session}")
+        st.title(f"Session {literal(session)}")
         st.info(
             "No events for this session yet. It appears here as soon as the room, the "
             "workers or the interviewer publish anything for it."
@@ -619,16 +658,14 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
         )
     ended = f" · ended {hhmmss(view.ended_ms)}" if view.ended_ms else ""
     st.markdown(
-        f"<h1 style='margin-bottom:0'>{report.esc(view.title())}</h1>"
-        f'<div class="iv-sub">session <code>{report.esc(session)}</code> · started '
-        f"{report.esc(report.clock(view.started_ms or view.first_ms))}{ended}</div>",
+        f"<h1 style='margin-bottom:0'>{literal(view.title())}</h1>"
+        f'<div class="iv-sub">session <code>{literal(session)}</code> · started '
+        f"{literal(report.clock(view.started_ms or view.first_ms))}{ended}</div>",
         unsafe_allow_html=True,
     )
     st.markdown(
         f'<span class="iv-pill {pill}">{state.upper()}</span>{speaking}'
-        + (
-            f" <span class='iv-sub'>{report.esc(view.end_reason)}</span>" if view.end_reason else ""
-        ),
+        + (f" <span class='iv-sub'>{literal(view.end_reason)}</span>" if view.end_reason else ""),
         unsafe_allow_html=True,
     )
     if state == "stalled":
@@ -644,10 +681,10 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
         )
     current = view.current
     if state == "live" and current is not None:
-        st.markdown(f"**Now asking {current.label}:** {report.esc(current.text)}")
+        st.markdown(f"**Now asking {literal(current.label)}:** {literal(current.text)}")
     pending = view.pending_follow_ups
     if pending:
-        st.info("Follow-up waiting to be asked: " + " · ".join(f"“{p}”" for p in pending))
+        st.info("Follow-up waiting to be asked: " + " · ".join(f"“{literal(p)}”" for p in pending))
 
     h = agg.health(view, now)
     recent = agg.recent_mix(view, now)
@@ -667,7 +704,7 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
     ]
     cols = st.columns(6)
     cols[0].metric(
-        f"Score · {score.band}" if score else "Score",
+        f"Score · {literal(score.band)}" if score else "Score",
         f"{score.score:.1f}" if score else "–",
         delta=f"{change:+.1f} in 30 s" if change is not None and state == "live" else None,
         chart_data=trend if len(trend) > 1 else None,
@@ -738,13 +775,14 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
             )
             offset = report.mmss((t.start_ms - view.t0_ms) / 1000)
             st.markdown(
-                f"<span class='iv-sub'>{offset} · {label}</span> {report.words_html(view, t)}",
+                f"<span class='iv-sub'>{offset} · {literal(label)}</span> "
+                + report.words_html(view, t, literal),
                 unsafe_allow_html=True,
             )
     if view.errors:
         with st.expander(f"Interviewer errors ({len(view.errors)})"):
             for e in view.errors:
-                st.markdown(f"- **{e.get('stage', '')}**: {e.get('message', '')}")
+                st.markdown(f"- **{literal(e.get('stage', ''))}**: {literal(e.get('message', ''))}")
     with st.expander("Pipeline health", expanded=False):
         st.markdown(health_line(h) or "no emotion results")
         table = {
@@ -760,7 +798,15 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
             "malformed events skipped": view.malformed,
             **{f"gateway {k}": f"{v:g}" for k, v in sorted(h.stats.items())},
         }
-        st.table(pd.DataFrame({"figure": list(table), "value": [str(v) for v in table.values()]}))
+        # st.table renders its cells as Markdown: the gateway's stat names come from the bus
+        st.table(
+            pd.DataFrame(
+                {
+                    "figure": [literal(k) for k in table],
+                    "value": [literal(v) for v in table.values()],
+                }
+            )
+        )
         for sample in view.malformed_samples:
             st.code(sample, language=None)
 
@@ -773,63 +819,70 @@ def render_question(
         with left:
             tag = " · interviewer's follow-up" if q.follow_up else ""
             tag += f" · attempt {q.attempt}" if q.attempt > 1 else ""
-            st.markdown(f"#### {q.label}{tag}")
-            st.markdown(f"**{report.esc(q.text)}**")
+            st.markdown(f"#### {literal(q.label)}{tag}")
+            st.markdown(f"**{literal(q.text)}**")
             transcripts = agg.answer_transcripts(view, q)
             if q.no_answer:
                 st.caption("No answer was heard in this attempt.")
             elif transcripts:
                 st.markdown(
-                    " ".join(report.words_html(view, t) for t in transcripts),
+                    " ".join(report.words_html(view, t, literal) for t in transcripts),
                     unsafe_allow_html=True,
                 )
             elif q.answer:
-                st.markdown(report.esc(q.answer))
+                st.markdown(literal(q.answer))
             else:
                 st.caption("waiting for the answer…" if q.asked_ms is not None else "not asked yet")
         with right:
             if summary is not None:
-                notes = "".join(f"<li>{report.esc(n)}</li>" for n in summary.notes)
+                notes = "".join(f"<li>{literal(n)}</li>" for n in summary.notes)
                 st.markdown(
                     f"<div>{band_html(summary.band, summary.score)}</div>"
-                    f'<div class="iv-summary"><b>{report.esc(summary.headline)}</b>'
+                    f'<div class="iv-summary"><b>{literal(summary.headline)}</b>'
                     f"<ul>{notes}</ul></div>",
                     unsafe_allow_html=True,
                 )
             if q.rows:
-                st.markdown(f"**{q.rows[0][0]}:** {report.esc(q.rows[0][1])}")
+                st.markdown(f"**{literal(q.rows[0][0])}:** {literal(q.rows[0][1])}")
             items = report.metric_items(q.metrics)
             if items:
-                st.markdown(" · ".join(f"**{k}** {v}" for k, v in items))
+                st.markdown(" · ".join(f"**{literal(k)}** {literal(v)}" for k, v in items))
             if q.end_reason:
-                st.caption(f"answer ended: {report.END_REASONS.get(q.end_reason, q.end_reason)}")
+                reason = report.END_REASONS.get(q.end_reason, q.end_reason)
+                st.caption(f"answer ended: {literal(reason)}")
         if q.earlier:
             with st.expander(f"Earlier attempts ({len(q.earlier)}; the latest one counts)"):
                 for earlier in q.earlier:
                     overall = f" — {earlier.rows[0][1]}" if earlier.rows else ""
-                    st.markdown(f"**Attempt {earlier.attempt}**{report.esc(overall)}")
+                    st.markdown(f"**Attempt {literal(earlier.attempt)}**{literal(overall)}")
                     words = agg.answer_transcripts(view, earlier)
                     if words:
                         st.markdown(
-                            " ".join(report.words_html(view, t) for t in words),
+                            " ".join(report.words_html(view, t, literal) for t in words),
                             unsafe_allow_html=True,
                         )
                     else:
-                        st.caption(report.esc(earlier.answer) or "no answer heard")
+                        st.caption(literal(earlier.answer) or "no answer heard")
         if q.rows:
             with st.expander(
-                f"Evaluation of {q.label}" + (f" ({q.engine} engine)" if q.engine else ""),
+                f"Evaluation of {literal(q.label)}"
+                + (f" ({literal(q.engine)} engine)" if q.engine else ""),
                 expanded=False,
             ):
-                st.table(pd.DataFrame(q.rows, columns=["Criterion", "Rating", "Reason"]))
+                # st.table renders its cells as Markdown
+                rows = [[literal(cell) for cell in row] for row in q.rows]
+                st.table(pd.DataFrame(rows, columns=["Criterion", "Rating", "Reason"]))
                 evaluation = q.evaluation or {}
                 tips = evaluation.get("tips")
                 if isinstance(tips, list) and tips:
                     st.markdown(
-                        "**Tips**\n" + "\n".join(f"{i}. {t}" for i, t in enumerate(tips, 1))
+                        "**Tips**\n"
+                        + "\n".join(f"{i}. {literal(t)}" for i, t in enumerate(tips, 1))
                     )
                 if evaluation.get("model_answer"):
-                    st.markdown(f"**Model answer**\n\n{evaluation['model_answer']}")
+                    st.markdown("**Model answer**")
+                    for paragraph in literal_paragraphs(evaluation["model_answer"]):
+                        st.markdown(paragraph)
 
 
 def follow_up_form(store: EventStore, session: str, user: str) -> None:
@@ -852,9 +905,9 @@ def follow_up_form(store: EventStore, session: str, user: str) -> None:
         try:
             store.publish(command, "command")
         except bus.BusUnavailableError as exc:
-            st.error(f"Not sent: {exc}")
+            st.error(f"Not sent: {literal(exc)}")
         else:
-            st.success(f"Sent: “{text}”")
+            st.success(f"Sent: “{literal(text)}”")
 
 
 def downloads(store: EventStore, session: str) -> None:
@@ -912,7 +965,7 @@ def invite_form(settings: DashboardSettings) -> None:
                 return
             token = tokens.issue(key, room, float(hours) * 3600, time.time())
         except (ValueError, OSError) as exc:
-            st.error(str(exc))
+            st.error(literal(exc))
             return
         st.code(f"{settings.gateway_url.rstrip('/')}/?room={room}&token={token}", language=None)
 
@@ -924,21 +977,22 @@ def main() -> None:
         settings = DashboardSettings()
         bus_settings = BusSettings()
     except Exception as exc:  # a bad value in the environment
-        st.error(f"Invalid dashboard configuration:\n\n```\n{exc}\n```")
+        st.error("Invalid dashboard configuration:")
+        st.code(str(exc), language=None)
         st.stop()
         return
     user = login_gate(settings)
     store = store_for(bus_settings.nats_url, settings)
     with st.sidebar:
         st.markdown("### intervue")
-        st.caption(f"logged in as **{user}**")
+        st.caption(f"logged in as **{literal(user)}**")
         if st.button("Log out", key="logout"):
             if "user" in st.session_state:
                 del st.session_state["user"]
                 st.rerun()
             else:
                 st.logout()
-        st.caption(f"NATS: {bus_settings.nats_url}")
+        st.caption(f"NATS: {literal(bus_settings.nats_url)}")
         invite_form(settings)
     session = st.query_params.get("session")
     if session:

@@ -12,7 +12,7 @@ import html
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ METRIC_LABELS = (
 
 
 def esc(value: Any) -> str:
+    """Text for this module's HTML document. Not enough inside Streamlit Markdown (the
+    dashboard): there `dashboard.markdown_text.literal` is the escape."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
@@ -216,20 +218,24 @@ def legend_html() -> str:
     )
 
 
-def words_html(view: agg.SessionView, t: agg.TranscriptView) -> str:
-    """A transcript with each word tinted by the emotion seen while it was said."""
+def words_html(
+    view: agg.SessionView, t: agg.TranscriptView, escape: Callable[[Any], str] = esc
+) -> str:
+    """A transcript with each word tinted by the emotion seen while it was said. `escape`
+    makes a word safe where the HTML goes (`esc` for an HTML document; the dashboard, whose
+    HTML sits inside Markdown, passes `markdown_text.literal`)."""
     out = []
     for word in agg.align_words(t, view.points):
         if word.label in agg.NEGATIVE:
             color = EMOTION_COLORS[word.label]
             out.append(
                 f'<span class="w neg" style="border-color:{color}" title="{esc(word.label)}">'
-                f"{esc(word.text)}</span>"
+                f"{escape(word.text)}</span>"
             )
         elif word.label is not None:
-            out.append(f'<span class="w" title="{esc(word.label)}">{esc(word.text)}</span>')
+            out.append(f'<span class="w" title="{esc(word.label)}">{escape(word.text)}</span>')
         else:
-            out.append(f'<span class="w none">{esc(word.text)}</span>')
+            out.append(f'<span class="w none">{escape(word.text)}</span>')
     return " ".join(out)
 
 

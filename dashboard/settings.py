@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,15 @@ class DashboardSettings(BaseSettings):
     archive_after_s: float = Field(1800.0, ge=0)
     #: Archived sessions kept whole in memory after being opened (least recent out first).
     loaded_sessions: int = Field(4, ge=1, le=64)
-    #: Failed logins allowed per browser session before a pause of `lockout_s`.
+    #: Consecutive failed logins for one user name, or from one client address, that lock
+    #: that user name / address out for `lockout_s`; each further lockout of the same one
+    #: doubles, up to `lockout_max_s`. Kept in the dashboard's server process: a reload or a
+    #: new tab does not reset it (dashboard/login_limit.py).
     max_failed_logins: int = Field(5, ge=1)
     lockout_s: float = Field(30.0, ge=0)
+    lockout_max_s: float = Field(900.0, ge=0)
+    #: Failed logins per minute from everyone together before every login waits.
+    failed_logins_per_minute: int = Field(30, ge=1)
+    #: Proxies/load balancers whose X-Forwarded-For is believed for the per-address login
+    #: limit (JSON list of networks, e.g. '["10.0.0.0/8"]'). Empty: the header is ignored.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)

@@ -54,17 +54,43 @@ def _settings_or_exit(factory):  # type: ignore[no-untyped-def]
         raise typer.Exit(2) from exc
 
 
+def _bus_settings(role: str):  # type: ignore[no-untyped-def]
+    """The bus settings from the environment; with no credentials configured, `role`'s
+    user from the credentials file of an `intervue up` serving that URL on this machine
+    (deploy/nats_auth.py), so the command line reaches up's locked bus as it is."""
+    from deploy.nats_auth import local_bus_settings
+    from stream.settings import BusSettings
+
+    return local_bus_settings(_settings_or_exit(BusSettings), role)
+
+
+def _bus_error(exc: Exception) -> str:
+    """`exc`'s message, with a hint when the server refused the login."""
+    message = str(exc)
+    if "authorization" in message.lower():
+        from deploy.nats_auth import CREDENTIALS_FILE, up_data_dir
+
+        message += (
+            "\n(a locked server: set INTERVUE_NATS_USER/_PASSWORD, or for `intervue up` on "
+            "this machine run as the user who runs it, with its INTERVUE_UP_DATA_DIR: its "
+            f"credentials are read from {up_data_dir() / CREDENTIALS_FILE})"
+        )
+    return message
+
+
 @app.command()
 def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run everything: embedded NATS (unless INTERVUE_NATS_URL is set), gateway, vision
     worker(s) and dashboard, as supervised child processes. Ctrl-C stops them all."""
     from deploy.up import UpSettings, run_up
     from inference.speech.worker import SpeechSettings
+    from stream.settings import BusSettings
 
     setup_logging(verbose)
     settings = _settings_or_exit(UpSettings)
     speech_settings = _settings_or_exit(SpeechSettings)  # which Whisper model to prepare
-    raise typer.Exit(asyncio.run(run_up(settings, speech_settings)))
+    bus_settings = _settings_or_exit(BusSettings)  # the streams `up` creates
+    raise typer.Exit(asyncio.run(run_up(settings, speech_settings, bus_settings)))
 
 
 @app.command()
@@ -145,31 +171,33 @@ def gateway(
 ) -> None:
     """Run the WebRTC gateway and room page."""
     from stream.gateway import run_gateway
-    from stream.settings import BusSettings, GatewaySettings
+    from stream.settings import GatewaySettings
 
     setup_logging(verbose)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = _settings_or_exit(lambda: GatewaySettings(**overrides))
     try:
-        run_gateway(settings, _settings_or_exit(BusSettings))
+        run_gateway(settings, _bus_settings("gateway"))
     except (ValueError, OSError) as exc:  # no invitation key, port taken, …
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
 
 
-def _run_role(verbose: bool, settings_cls, run) -> None:  # type: ignore[no-untyped-def]
+def _run_role(verbose: bool, role: str, settings_cls, run) -> None:  # type: ignore[no-untyped-def]
     """Validate the bus and role settings, then serve the role until Ctrl-C/SIGTERM."""
     from stream.bus import BusUnavailableError
-    from stream.settings import BusSettings
 
     setup_logging(verbose)
-    bus_settings = _settings_or_exit(BusSettings)
+    bus_settings = _bus_settings(role)
     settings = _settings_or_exit(settings_cls)
     try:
         asyncio.run(run(bus_settings, settings))
     except KeyboardInterrupt:
         pass
-    except (FileNotFoundError, BusUnavailableError) as exc:
+    except BusUnavailableError as exc:
+        typer.echo(_bus_error(exc), err=True)
+        raise typer.Exit(1) from exc
+    except FileNotFoundError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
 
@@ -179,7 +207,7 @@ def worker_vision(verbose: bool = typer.Option(False, "--verbose", "-v")) -> Non
     """Run a vision worker (face + emotion) in the shared queue group."""
     from inference.vision_worker import VisionSettings, run_vision_worker
 
-    _run_role(verbose, VisionSettings, run_vision_worker)
+    _run_role(verbose, "vision", VisionSettings, run_vision_worker)
 
 
 @worker_app.command("speech")
@@ -187,7 +215,7 @@ def worker_speech(verbose: bool = typer.Option(False, "--verbose", "-v")) -> Non
     """Run a speech worker (Whisper) on the shared utterances work queue."""
     from inference.speech.worker import SpeechSettings, run_speech_worker
 
-    _run_role(verbose, SpeechSettings, run_speech_worker)
+    _run_role(verbose, "speech", SpeechSettings, run_speech_worker)
 
 
 @app.command()
@@ -195,7 +223,7 @@ def interviewer(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     """Run the interview orchestrator (questions, evaluations, report)."""
     from llm.orchestrator import InterviewerSettings, run_interviewer
 
-    _run_role(verbose, InterviewerSettings, run_interviewer)
+    _run_role(verbose, "interviewer", InterviewerSettings, run_interviewer)
 
 
 @app.command()
@@ -205,11 +233,19 @@ def dashboard(
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the interviewers' dashboard (Streamlit): live sessions, replay, reports."""
+    import os
+
     from dashboard.run import run_dashboard
-    from stream.settings import BusSettings
 
     setup_logging(verbose)
-    run_dashboard(_settings_or_exit(BusSettings), host, port)
+    bus_settings = _bus_settings("dashboard")
+    if bus_settings.nats_user:
+        # The Streamlit child reads its bus settings from the environment it inherits.
+        os.environ["INTERVUE_NATS_USER"] = bus_settings.nats_user
+        if bus_settings.nats_password is not None:
+            os.environ["INTERVUE_NATS_PASSWORD"] = bus_settings.nats_password.get_secret_value()
+    os.environ["INTERVUE_NATS_INBOX_PREFIX"] = bus_settings.nats_inbox_prefix
+    run_dashboard(bus_settings, host, port)
 
 
 def _fmt_ms(ms: float | None) -> str:
@@ -220,9 +256,8 @@ def _fmt_ms(ms: float | None) -> str:
 
 async def _with_js(fn):  # type: ignore[no-untyped-def]
     from stream import bus
-    from stream.settings import BusSettings
 
-    nc = await bus.connect(BusSettings(), "intervue-cli")
+    nc = await bus.connect(_bus_settings("admin"), "intervue-cli")
     try:
         return await fn(nc.jetstream())
     finally:
@@ -237,7 +272,7 @@ def session_list(as_json: bool = typer.Option(False, "--json", help="Print JSON"
     try:
         sessions = asyncio.run(_with_js(bus.list_sessions))
     except bus.BusUnavailableError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(_bus_error(exc), err=True)
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps([s.__dict__ for s in sessions], indent=2))
@@ -269,7 +304,7 @@ def session_export(
             _with_js(lambda js: bus.read_events(js, contract.session_events_wildcard(session_id)))
         )
     except bus.BusUnavailableError as exc:
-        typer.echo(str(exc), err=True)
+        typer.echo(_bus_error(exc), err=True)
         raise typer.Exit(1) from exc
     if not events:
         typer.echo(f"no events for session {session_id}", err=True)

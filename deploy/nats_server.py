@@ -59,11 +59,15 @@ class EmbeddedNats:
         host: str = "127.0.0.1",
         port: int = 4222,
         log_file: Path | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port
         self.log_file = log_file
+        #: A nats-server config file (users and permissions: deploy/nats_auth.py); the
+        #: store, address and port given here override what it says.
+        self.config_file = config_file
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,8 +75,10 @@ class EmbeddedNats:
         return f"nats://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
+        config = ["--config", str(self.config_file)] if self.config_file else []
         return [
             str(nats_server_binary()),
+            *config,
             "--jetstream",
             "--store_dir",
             str(self.store_dir),
@@ -88,7 +94,9 @@ class EmbeddedNats:
                 f"port {self.port} on {self.host} is already in use: another nats-server? "
                 "Set INTERVUE_NATS_URL to use it, or INTERVUE_UP_NATS_PORT to pick another port"
             )
-        self.store_dir.mkdir(parents=True, exist_ok=True)
+        # Owner only when new: the store holds every session's events, readable on disk
+        # by whoever can enter the directory, whatever the server's auth.
+        self.store_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         # Its own session: a Ctrl-C at the terminal goes to the process group of whoever
         # started it (`intervue up`), which stops its clients first and NATS last.

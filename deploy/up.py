@@ -1,11 +1,12 @@
 """`intervue up`: every role on one machine, supervised.
 
-Starts an embedded nats-server with JetStream (unless INTERVUE_NATS_URL is set), makes
-sure the offline models are prepared, then runs each role as a child process with its
-log lines prefixed by the role's name. The banner with the room and dashboard links is
-printed once the roles are ready (the gateway answers /healthz, the dashboard answers
-HTTP, each worker and the interviewer logged that it is serving), or after
-``ready_timeout_s`` with a warning naming what is not. A child that dies is reported and
+Starts an embedded nats-server with JetStream (unless INTERVUE_NATS_URL is set), locked:
+one generated user per role with only the permissions that role needs
+(deploy/nats_auth.py). Makes sure the offline models are prepared, then runs each role as
+a child process with its log lines prefixed by the role's name. The banner with the room
+and dashboard links is printed once the roles are ready (the gateway answers /healthz,
+the dashboard answers HTTP, each worker and the interviewer logged that it is serving),
+or after ``ready_timeout_s`` with a warning naming what is not. A child that dies is reported and
 restarted with backoff. Ctrl-C (or SIGTERM) stops the children, then NATS: every child,
 nats-server included, runs in its own session, so the terminal's SIGINT reaches `up`
 alone and NATS outlives the roles that are draining their connections to it.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -28,11 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deploy import nats_auth
 from deploy.nats_server import EmbeddedNats
-from stream import tokens
+from stream import bus, tokens
+from stream.invitations import ensure_invitations_bucket
+from stream.settings import BusSettings
 
 if TYPE_CHECKING:
     from inference.speech.worker import SpeechSettings
@@ -51,21 +56,49 @@ class UpSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INTERVUE_UP_", extra="forbid")
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    #: Where the embedded NATS listens. Loopback by default: any other address exposes it
+    #: to the network (without TLS), which `up` warns about.
     nats_host: str = "127.0.0.1"
     nats_port: int = Field(4222, ge=1, le=65535)
+    #: The embedded NATS takes only the users `up` generates for each role at each start.
+    #: false: anonymous clients, as a bare nats-server (development only; `up` warns, and
+    #: refuses it with a non-loopback nats_host).
+    nats_auth: bool = True
     vision_workers: int = Field(1, ge=0, le=16)
     speech_workers: int = Field(1, ge=0, le=16)
     dashboard_port: int = Field(8501, ge=1, le=65535)
     #: Skip `models prepare` (when the models directory is managed elsewhere).
     skip_prepare: bool = False
-    #: The room `up` prints an invitation link for, and how long that link is valid.
+    #: The room `up` prints an invitation link for, how long that link is valid (at most
+    #: the 30 days any invitation may live) and how many sessions it may open: more than
+    #: `intervue invite`'s default, since whoever runs `up` tries the room several times.
     room: str = "demo"
-    invite_ttl_h: float = Field(24.0, gt=0)
+    invite_ttl_h: float = Field(24.0, gt=0, le=tokens.MAX_TTL_S / 3600)
+    invite_uses: int = Field(20, ge=1, le=tokens.MAX_USES)
     #: Longest wait between restarts of a crashing child.
     max_backoff_s: float = Field(30.0, gt=0)
     #: How long the banner waits for the roles to be ready before it is printed anyway,
     #: with a warning naming those that are not.
     ready_timeout_s: float = Field(90.0, ge=0)
+
+    @model_validator(mode="after")
+    def _no_open_bus_on_the_network(self) -> UpSettings:
+        if not self.nats_auth and not is_loopback(self.nats_host):
+            raise ValueError(
+                f"INTERVUE_UP_NATS_AUTH=false with INTERVUE_UP_NATS_HOST={self.nats_host}: "
+                "an anonymous bus must listen on loopback only"
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or "localhost") is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 #: The log line each bus role writes once it serves (matched on its output, which the
@@ -189,6 +222,126 @@ def ensure_signing_key(path: Path) -> Path:
     return path
 
 
+@dataclass
+class EmbeddedBus:
+    """The nats-server `up` runs, and who may use it."""
+
+    server: EmbeddedNats
+    #: Each role's user (None: the server takes anonymous clients).
+    credentials: dict[str, nats_auth.RoleCredentials] | None
+    #: What `up` wrote for it (config, credentials file): removed when it stops.
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def credentials_file(self) -> Path | None:
+        return next((f for f in self.files if f.name == nats_auth.CREDENTIALS_FILE), None)
+
+    def settings(self, role: str, base: BusSettings | None = None) -> BusSettings:
+        """`base` (the environment's bus settings) for `role` on this server."""
+        base = base or BusSettings()
+        update: dict = {"nats_url": self.server.url}
+        if self.credentials is not None:
+            creds = self.credentials[role]
+            update |= {
+                "nats_user": creds.user,
+                "nats_password": creds.password,
+                "nats_inbox_prefix": creds.inbox_prefix,
+                "nats_creds_file": None,
+                "nats_nkey_seed_file": None,
+            }
+        return base.model_copy(update=update)
+
+    def child_env(self, env: dict[str, str], role: str) -> dict[str, str]:
+        """`env` for a child of `role`: its own user only."""
+        child = dict(env)
+        child["INTERVUE_NATS_URL"] = self.server.url
+        if self.credentials is not None:
+            for name in nats_auth.FOREIGN_AUTH_ENV:
+                child.pop(name, None)
+            child |= nats_auth.role_env(self.credentials[role])
+        return child
+
+    def remove_files(self) -> None:
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
+
+async def start_embedded_bus(settings: UpSettings, bus_settings: BusSettings) -> EmbeddedBus:
+    """Start nats-server (locked unless ``nats_auth`` is off) and create intervue's
+    streams as the admin user, so that no role needs the right to create, change or
+    delete them."""
+    if not is_loopback(settings.nats_host):
+        log.warning(
+            "the embedded NATS listens on %s, not on loopback: other machines can reach "
+            "it (INTERVUE_UP_NATS_HOST). Clients still need the generated credentials, but "
+            "nothing is encrypted: passwords, frames and audio cross the network in clear",
+            settings.nats_host,
+        )
+    credentials = None
+    files: list[Path] = []
+    config_file = None
+    if settings.nats_auth:
+        if (
+            bus_settings.nats_user
+            or bus_settings.nats_creds_file
+            or bus_settings.nats_nkey_seed_file
+        ):
+            log.warning(
+                "INTERVUE_NATS_USER/_PASSWORD/_CREDS_FILE/_NKEY_SEED_FILE are for an "
+                "external server (with INTERVUE_NATS_URL); the embedded one gives each role "
+                "a user of its own instead"
+            )
+        credentials = nats_auth.generate_credentials()
+        config_file = nats_auth.write_private(
+            settings.data_dir / nats_auth.CONFIG_FILE, nats_auth.server_config(credentials)
+        )
+        files.append(config_file)
+    else:
+        log.warning(
+            "INTERVUE_UP_NATS_AUTH=false: THE EMBEDDED NATS TAKES ANONYMOUS CLIENTS. Anyone "
+            "on this machine can read every session's events, live frames and audio, "
+            "publish fake events and delete the streams. For development only"
+        )
+    server = EmbeddedNats(
+        settings.data_dir / "nats",
+        host=settings.nats_host,
+        port=settings.nats_port,
+        log_file=settings.data_dir / "nats-server.log",
+        config_file=config_file,
+    )
+    embedded = EmbeddedBus(server, credentials, files)
+    try:
+        await asyncio.to_thread(server.start)
+        if credentials is not None:
+            files.append(
+                nats_auth.write_credentials_file(
+                    settings.data_dir / nats_auth.CREDENTIALS_FILE, server.url, credentials
+                )
+            )
+        admin = embedded.settings("admin", bus_settings)
+        await bus.wait_for_server(admin, timeout_s=15.0)
+        nc = await bus.connect(admin, "intervue-up")
+        try:
+            js = nc.jetstream()
+            await bus.ensure_events_stream(js, admin)
+            await bus.ensure_utterances_stream(js, admin)
+            await ensure_invitations_bucket(js, admin)
+        finally:
+            await nc.close()
+    except BaseException:
+        await asyncio.to_thread(server.stop)
+        embedded.remove_files()
+        raise
+    log.info(
+        "NATS at %s %s",
+        server.url,
+        f"is locked: one user per role (the command line's in {embedded.credentials_file})"
+        if credentials is not None
+        else "takes anonymous clients",
+    )
+    return embedded
+
+
 def _role_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "deploy.cli", *args]
 
@@ -303,7 +456,11 @@ async def _print_banner_when_ready(
     print(banner, flush=True)
 
 
-async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = None) -> int:
+async def run_up(
+    settings: UpSettings,
+    speech_settings: SpeechSettings | None = None,
+    bus_settings: BusSettings | None = None,
+) -> int:
     from dashboard.auth import ensure_credentials
     from inference.prepare import default_models_dir, prepare_models
     from inference.speech.worker import SpeechSettings
@@ -311,7 +468,9 @@ async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = 
 
     gateway_settings = GatewaySettings()
     speech_settings = speech_settings or SpeechSettings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    bus_settings = bus_settings or BusSettings()
+    # Owner only when new: it holds the bus's credentials, store and the signing key.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     models_dir = Path(os.environ.get("INTERVUE_MODELS_DIR") or default_models_dir())
     if not settings.skip_prepare:
         log.info("checking offline models in %s", models_dir)
@@ -335,40 +494,43 @@ async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = 
             env["INTERVUE_GATEWAY_TOKEN_SECRET_FILE"] = str(key_file)
             gateway_settings = GatewaySettings(token_secret_file=key_file)
         token = tokens.issue(
-            gateway_settings.secret(), settings.room, settings.invite_ttl_h * 3600, time.time()
+            gateway_settings.secret(),
+            settings.room,
+            settings.invite_ttl_h * 3600,
+            time.time(),
+            uses=settings.invite_uses,
         )
         room_query = f"?room={settings.room}&token={token}"
     env["PYTHONUNBUFFERED"] = "1"
-    nats: EmbeddedNats | None = None
+    nats: EmbeddedBus | None = None
     nats_url = os.environ.get("INTERVUE_NATS_URL")
     if not nats_url:
-        nats = EmbeddedNats(
-            settings.data_dir / "nats",
-            host=settings.nats_host,
-            port=settings.nats_port,
-            log_file=settings.data_dir / "nats-server.log",
-        )
-        await asyncio.to_thread(nats.start)
-        nats_url = nats.url
-        env["INTERVUE_NATS_URL"] = nats_url
+        nats = await start_embedded_bus(settings, bus_settings)
+        nats_url = nats.server.url
+
+    def role_env(role: str) -> dict[str, str]:
+        # An external server's credentials (if any) reach every role as they are.
+        return nats.child_env(env, role) if nats is not None else env
 
     host = gateway_settings.host if gateway_settings.host != "0.0.0.0" else "127.0.0.1"
     room_url = f"http://{host}:{gateway_settings.port}/"
     dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}/"
     supervisor = Supervisor(settings.max_backoff_s)
     checks = [ReadinessCheck("gateway", "answers /healthz", http_ready(room_url + "healthz"))]
-    supervisor.add("gateway", _role_argv("gateway"), env)
+    supervisor.add("gateway", _role_argv("gateway"), role_env("gateway"))
     bus_roles = [
-        *(supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), env,
+        *(supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), role_env("vision"),
                          READY_LINES["vision"]) for i in range(settings.vision_workers)),
-        *(supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), env,
+        *(supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), role_env("speech"),
                          READY_LINES["speech"]) for i in range(settings.speech_workers)),
-        supervisor.add("interviewer", _role_argv("interviewer"), env,
+        supervisor.add("interviewer", _role_argv("interviewer"), role_env("interviewer"),
                        READY_LINES["interviewer"]),
     ]  # fmt: skip
     checks += [ReadinessCheck(c.role, "serving on the bus", logged_ready(c)) for c in bus_roles]
     supervisor.add(
-        "dashboard", _role_argv("dashboard", "--port", str(settings.dashboard_port)), env
+        "dashboard",
+        _role_argv("dashboard", "--port", str(settings.dashboard_port)),
+        role_env("dashboard"),
     )
     checks.append(
         ReadinessCheck("dashboard", "answers HTTP", http_ready(dashboard_url + "_stcore/health"))
@@ -378,18 +540,26 @@ async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, supervisor.stopping.set)
 
-    where = f" (embedded, store {nats.store_dir})" if nats else ""
+    where = f" (embedded, store {nats.server.store_dir})\n" if nats else "\n"
+    if nats is not None and nats.credentials is not None:
+        # Where the command line's credentials are, never the credentials themselves.
+        where += (
+            "               locked: a generated user per role; `intervue session …` finds "
+            f"its own in {nats.credentials_file} (0600)\n"
+        )
+    elif nats is not None:
+        where += "               OPEN: anonymous clients allowed (INTERVUE_UP_NATS_AUTH=false)\n"
     banner = (
         "\n  intervue is up\n"
         f"    room       {room_url}{room_query}\n"
         + (
-            f"               (invitation to room {settings.room!r}, valid "
-            f"{settings.invite_ttl_h:g} h; more with `intervue invite ROOM`)\n"
+            f"               (invitation to room {settings.room!r}: {settings.invite_uses} "
+            f"sessions within {settings.invite_ttl_h:g} h; more with `intervue invite ROOM`)\n"
             if room_query
             else "               (DEV MODE: no invitation needed)\n"
         )
         + f"    dashboard  {dashboard_url}\n"
-        f"    NATS       {nats_url}{where}\n"
+        f"    NATS       {nats_url}{where}"
         + (
             f"  dashboard login: {username} / {new_password}  (shown once; only its hash "
             f"is stored in {env['INTERVUE_DASHBOARD_DATA_DIR']})\n"
@@ -408,6 +578,7 @@ async def run_up(settings: UpSettings, speech_settings: SpeechSettings | None = 
             await asyncio.gather(running, return_exceptions=True)
         # Only now: the roles have stopped and drained their connections.
         if nats is not None:
-            await asyncio.to_thread(nats.stop)
+            await asyncio.to_thread(nats.server.stop)
+            nats.remove_files()  # these credentials die with the server
         log.info("stopped")
     return 0

@@ -95,6 +95,8 @@ async def connect(
     `BusUnavailableError` after `first_connect_timeout_s` instead of hanging (nats-py
     would otherwise retry an unreachable server for ever)."""
     last_error: list[Exception] = []
+    #: A refused login, kept: the reset connection that follows it is no better reason.
+    refused: list[Exception] = []
 
     async def on_disconnected() -> None:
         # nats-py calls this on every disconnect, our own close() and drain() included
@@ -108,6 +110,8 @@ async def connect(
 
     async def on_error(exc: Exception) -> None:
         last_error[:] = [exc]
+        if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+            refused[:] = [exc]
         log.warning("%s: NATS error: %s", name, exc)
 
     servers = [url.strip() for url in settings.nats_url.split(",") if url.strip()]
@@ -118,6 +122,7 @@ async def connect(
                 **auth_options(settings),
                 servers=servers,
                 name=name,
+                inbox_prefix=settings.nats_inbox_prefix,
                 connect_timeout=connect_timeout_s,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
@@ -131,15 +136,49 @@ async def connect(
     except (nats.errors.NoServersError, OSError, TimeoutError, nats.errors.Error) as exc:
         with contextlib.suppress(Exception):
             await nc.close()
-        reason = last_error[0] if last_error else exc
+        reason = (refused or last_error or [exc])[0]
         raise BusUnavailableError(
             f"cannot reach NATS at {settings.nats_url}: {reason or type(reason).__name__}"
         ) from exc
     return nc
 
 
+#: The events stream settings `ensure_events_stream` owns (the rest keep the server's
+#: defaults): a stream whose stored values equal these needs no update.
+_EVENTS_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_bytes",
+    "duplicate_window",
+    "num_replicas",
+)
+
+
+def _differs(current: StreamConfig, wanted: StreamConfig) -> list[str]:
+    """The owned settings where `current` (as the server reports it) is not `wanted`."""
+
+    def norm(value: object) -> object:
+        # the server reports "no limit" as 0 where we ask with None
+        if value is None:
+            return 0
+        if isinstance(value, list):
+            return sorted(value)
+        return value
+
+    return [
+        name
+        for name in _EVENTS_STREAM_FIELDS
+        if norm(getattr(current, name)) != norm(getattr(wanted, name))
+    ]
+
+
 async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> None:
-    """Create or update the events stream (idempotent; safe for every role to call)."""
+    """Create the events stream, or update it where its settings differ from `settings`
+    (idempotent; safe for every role to call). An unchanged stream is only read: a role
+    whose NATS user may not administer streams (`intervue up`'s locked bus, where `up`
+    creates them) then never needs to."""
     config = StreamConfig(
         name=contract.EVENTS_STREAM,
         subjects=[contract.all_events_wildcard()],
@@ -152,12 +191,28 @@ async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> N
         num_replicas=settings.stream_replicas,
     )
     try:
-        await js.stream_info(contract.EVENTS_STREAM)
+        info = await js.stream_info(contract.EVENTS_STREAM)
     except NotFoundError:
         await js.add_stream(config=config)
         log.info("created JetStream stream %s", contract.EVENTS_STREAM)
         return
-    await js.update_stream(config=config)
+    changed = _differs(info.config, config)
+    if not changed:
+        return
+    try:
+        await js.update_stream(config=config)
+    except TimeoutError as exc:
+        # A request the server refuses for permissions goes unanswered: say why it may
+        # be, and serve with the stream as it is rather than not at all.
+        log.warning(
+            "could not update %s (%s differ from this role's settings): %s; is this NATS "
+            "user allowed to administer streams? Serving with the stream as it is",
+            contract.EVENTS_STREAM,
+            ", ".join(changed),
+            type(exc).__name__,
+        )
+        return
+    log.info("updated JetStream stream %s (%s)", contract.EVENTS_STREAM, ", ".join(changed))
 
 
 async def ensure_utterances_stream(

@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 from stream import bus, contract
 from stream.audio import AudioConverter
 from stream.capture_clock import SenderReportClock, watch_sender_reports
-from stream.sampler import FrameSampler, LatestFrameSlot
+from stream.sampler import FrameSampler, LatestFrameSlot, TokenBucket
 from stream.score import EmotionScore
 from stream.settings import GatewaySettings
 from stream.turns import AnswerTurn, TurnSettings
@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 #: distrust it (a browser on another machine with a badly set clock).
 MAX_CLOCK_SKEW_MS = 10_000.0
 PC_CLOSE_TIMEOUT_S = 5.0
+#: Pings a page may send: a burst, then this rate; the rest get no pong.
+PING_BURST = 10
+PINGS_PER_S = 5.0
 #: How often the answer turn's clock is checked, and how often the page hears it.
 TURN_TICK_S = 0.25
 TURN_STATUS_EVERY_S = 1.0
@@ -186,6 +189,10 @@ class SessionCounters:
     late_results: int = 0
     utterances: int = 0
     publish_errors: int = 0
+    #: Data-channel messages from the page that were not a room request (ignored).
+    refused_page_messages: int = 0
+    #: Pings past the per-session rate (answered with nothing).
+    pings_dropped: int = 0
     latency_ms: list[float] = field(default_factory=list)  # capture → result at gateway
 
     def as_dict(self, slot: LatestFrameSlot) -> dict[str, float]:
@@ -250,6 +257,8 @@ class RoomSession:
         self.capture_clock = SenderReportClock()
         self._pts_to_rtp: Callable[[int], int] | None = None
         self.counters = SessionCounters()
+        #: Pongs are cheap but not free (a page could ask thousands a second).
+        self._pings = TokenBucket(burst=PING_BURST, rate_per_s=PINGS_PER_S, max_keys=1)
         self._rates = _RateMeter()
         self._seq = 0
         self.vad_settings = vad_settings or VadSettings()
@@ -404,6 +413,7 @@ class RoomSession:
             try:
                 request = contract.decode_room_request(message)
             except contract.ContractError as exc:
+                self.counters.refused_page_messages += 1
                 log.debug("session %s: ignoring a page message: %s", self.id, exc)
                 return
             self._on_request(request)
@@ -429,6 +439,9 @@ class RoomSession:
 
     def _on_request(self, request: contract.RoomRequest) -> None:
         if isinstance(request, contract.Ping):
+            if self._pings.allow("ping", time.monotonic()) > 0:
+                self.counters.pings_dropped += 1
+                return
             self.send(contract.Pong(t0=request.t0, server_ms=contract.now_ms()))
         elif isinstance(request, contract.Bye):
             self.close_soon("ended by the candidate", "candidate")

@@ -28,6 +28,10 @@ class BusSettings(BaseSettings):
     nats_tls_ca_file: Path | None = None
     nats_tls_cert_file: Path | None = None
     nats_tls_key_file: Path | None = None
+    #: Prefix of this client's reply subjects (JetStream API answers, pull deliveries,
+    #: ordered-consumer pushes). A server that gives each user its own prefix (as `intervue
+    #: up` does) can then keep one role from subscribing to another role's replies.
+    nats_inbox_prefix: str = Field("_INBOX", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     #: How long session events stay in JetStream (seconds; 0 = forever).
     events_max_age_s: float = Field(7 * 24 * 3600.0, ge=0)
     #: Cap on the events stream's size in bytes (-1 = unlimited); oldest go first.

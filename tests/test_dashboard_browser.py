@@ -5,31 +5,18 @@ and find the timeline and the transcript on the page."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from deploy.nats_server import free_port
 from stream import bus, contract
 from tests._dashboard_events import ANSWERS, QUESTIONS, interview_session, publish
+from tests._dashboard_server import running_dashboard
 from tests.browser import launch_browser, logged_page
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
-
-
-def _get(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode()
-    except Exception as exc:
-        return f"error: {exc}"
 
 
 async def _full_screenshot(page, path: Path) -> None:
@@ -51,45 +38,8 @@ async def _full_screenshot(page, path: Path) -> None:
 def dashboard_server(bus_settings, tmp_path):
     from dashboard.auth import hash_password
 
-    port = free_port()
-    env = {
-        **os.environ,
-        "INTERVUE_DASHBOARD_PASSWORD_HASH": hash_password(PASSWORD),
-        "INTERVUE_DASHBOARD_DATA_DIR": str(tmp_path / "data"),
-        "INTERVUE_DASHBOARD_REFRESH_S": "2",
-        "PYTHONUNBUFFERED": "1",
-    }
-    code = (
-        "import json, sys\n"
-        "from dashboard.run import run_dashboard\n"
-        "from stream.settings import BusSettings\n"
-        "run_dashboard(BusSettings(nats_url=sys.argv[1]), '127.0.0.1', int(sys.argv[2]))\n"
-    )
-    log = tmp_path / "dashboard.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, bus_settings.nats_url, str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,  # no .streamlit/secrets.toml here: password login
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while _get(url + "_stcore/health") != "ok":
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"the dashboard did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
-    try:
-        yield url, log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with running_dashboard(bus_settings.nats_url, tmp_path, hash_password(PASSWORD)) as server:
+        yield server
 
 
 async def test_log_in_open_a_session_see_timeline_and_transcript(

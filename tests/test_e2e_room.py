@@ -266,3 +266,65 @@ async def test_media_is_recorded_only_when_recording_is_on(nc, bus_settings, med
         frames = sum(1 for _ in container.decode(video=0))
     assert kinds == {"video", "audio"}
     assert frames > 10
+
+
+#: Text a hostile bus client (or a candidate, through their own self-introduction) could
+#: get into what the page shows: each would run script if it were written as HTML.
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+async def test_bus_text_is_shown_as_text_and_never_runs(stack, media, nc):
+    """Interview steps whose every string (and number field) is markup reach the page:
+    the page shows the question as typed, no element or script from them exists and
+    nothing ran (the room page writes bus data with textContent only, under its CSP)."""
+    async with launch_browser(video=media["noface"]) as browser:
+        async with logged_page(browser, stack["url"] + "autostart") as lp:
+            session = await _wait(
+                # connected (results arrive): the gateway now forwards this session's events
+                lambda: lp.page.evaluate("window.intervue.results >= 3 && window.intervue.session"),
+                timeout=30,
+                what="a connected session",
+                describe=lp.describe,
+            )
+            js = nc.jetstream()
+            steps = [
+                ("questions", {"questions": [HOSTILE] * 3, "engine": HOSTILE}),
+                ("asked", {"index": 0, "attempt": 1, "question": HOSTILE, "total": 3}),
+                ("answered", {"index": 0, "attempt": 1, "answer": HOSTILE, "reason": HOSTILE}),
+                (
+                    "evaluated",
+                    {
+                        "index": 0,
+                        "attempt": 1,
+                        "evaluation": {"summary": HOSTILE},
+                        "rows": [[HOSTILE, HOSTILE, HOSTILE]] * 7,
+                        "engine": HOSTILE,
+                        "emotion": {"score": HOSTILE, "band": HOSTILE, "faces": HOSTILE},
+                    },
+                ),
+                ("report", {"items": [{"index": HOSTILE, "score": HOSTILE}], "engine": HOSTILE}),
+            ]
+            for step, data in steps:
+                event = contract.InterviewEvent(
+                    session=session, step=step, at_ms=contract.now_ms(), data=data
+                )
+                await bus.publish_event(js, event, "interview")
+            shown = await _wait(
+                lambda: lp.page.evaluate(
+                    """(h) => document.body.innerText.includes(h) ? {
+                        pwned: window.__pwned ?? null,
+                        images: document.querySelectorAll("img").length,
+                        scripts: [...document.scripts].map((s) => s.src),
+                        handlers: document.querySelectorAll("[onerror]").length,
+                    } : null""",
+                    HOSTILE,
+                ),
+                timeout=20,
+                what="the hostile question shown as text",
+                describe=lp.describe,
+            )
+            await asyncio.sleep(0.5)  # an image's onerror would fire by now
+            pwned = await lp.page.evaluate("window.__pwned ?? null")
+    assert shown["pwned"] is None and pwned is None, shown
+    assert shown["images"] == 0 and shown["handlers"] == 0, shown
+    assert all(src.endswith("/room.js") for src in shown["scripts"]), shown

@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import msgspec
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
@@ -343,3 +344,48 @@ async def test_a_close_past_its_bound_finishes_in_the_background(nc, executor, m
     finally:
         gate.release.set()
         await browser.close()
+
+
+# ---------------------------------------------------------------------------------------
+# what a page may send on the data channel
+
+
+async def test_junk_and_a_ping_flood_on_the_data_channel_leave_the_session_serving(nc, executor):
+    """A page (or someone holding its connection) sends messages that are not room
+    requests — JSON that is not an object, wrong fields, a 60 kB string, raw bytes — and
+    a flood of pings: each junk message is ignored and counted, at most a burst of pings
+    (then the rate) is answered, the session stays live and still answers a real one."""
+    room = Room(nc, executor)
+    browser, channel = await _browser()
+    received: list[str] = []
+    channel.on("message", received.append)
+    try:
+        answer = await room.session.answer(browser.localDescription.sdp, "offer")
+        await browser.setRemoteDescription(answer)
+        session = room.session
+        await _until(
+            lambda: channel.readyState == "open" and session.state == "live",
+            "the session to be live with its data channel open",
+        )
+        junk = ["[]", "null", "3", '"bye"', '{"type": "ping", "t0": "x"}', "x" * 60_000]
+        for text in junk:
+            channel.send(text)
+        channel.send(b"\xff\x00{}")
+        pings = 50
+        for i in range(pings):
+            channel.send(msgspec.json.encode(contract.Ping(t0=float(i))).decode())
+        await _until(
+            lambda: (
+                session.counters.refused_page_messages == len(junk) + 1
+                and session.counters.pings_dropped + sum('"type":"pong"' in m for m in received)
+                == pings
+            ),
+            "every message to be handled",
+        )
+        pongs = [m for m in received if '"type":"pong"' in m]
+        assert session_module.PING_BURST <= len(pongs) < pings
+        assert session.state == "live" and room.closed == []
+        assert all(isinstance(msgspec.json.decode(m)["t0"], float) for m in pongs)
+    finally:
+        await browser.close()
+        await room.session.close("test over")

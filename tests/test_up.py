@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from deploy.nats_server import free_port
+from tests._cli import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +108,16 @@ def _start_up(tmp_path: Path, ports: dict[str, int], models_dir: Path, **extra_e
 def _ctrl_c(up: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(up.pid, signal.SIGINT)
+
+
+def _stop(up: subprocess.Popen, timeout_s: float = 60) -> int:
+    """Ctrl-C `up` and wait for its exit code (killed, and the test fails, if it hangs)."""
+    _ctrl_c(up)
+    try:
+        return up.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(up.pid, signal.SIGKILL)
+        raise
 
 
 def test_up_runs_everything_restarts_a_crashed_child_and_stops_cleanly(tmp_path, models_dir):
@@ -231,10 +242,115 @@ def test_up_prints_the_links_anyway_after_the_ready_timeout(tmp_path, models_dir
             assert "waiting for " in text[: text.index("not ready after")]
             assert "Whisper" not in text  # no speech workers: no Whisper model prepared
         finally:
-            _ctrl_c(up)
-            try:
-                code = up.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(up.pid, signal.SIGKILL)
-                raise
+            code = _stop(up)
+    assert code == 0, log.read_text()[-3000:]
+
+
+def _nats_connect_error(url: str) -> str:
+    """How the server at `url` answers a client without credentials ("" if it lets it in)."""
+    import asyncio
+
+    from stream import bus
+    from stream.settings import BusSettings
+
+    async def attempt() -> str:
+        try:
+            nc = await bus.connect(
+                BusSettings(nats_url=url), "anonymous", first_connect_timeout_s=3
+            )
+        except bus.BusUnavailableError as exc:
+            return str(exc)
+        await nc.close()
+        return ""
+
+    return asyncio.run(attempt())
+
+
+def test_up_locks_its_bus_and_every_role_works_through_it(tmp_path, models_dir):
+    """The embedded NATS refuses anonymous clients; one synthetic candidate goes through
+    the gateway, vision, speech and the interviewer, each on its own user, without the
+    server refusing any of them anything; `intervue session` in another terminal reads
+    it back with no credentials configured; the credentials never show."""
+    import asyncio
+
+    import aioice.ice
+
+    from deploy import load
+
+    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
+    data = tmp_path / "data"
+    up, log = _start_up(tmp_path, ports, models_dir, INTERVUE_SPEECH_MODEL="tiny.en")
+    try:
+        _wait_until(lambda: "intervue is up" in log.read_text(), 120, "the banner", log)
+        nats_url = f"nats://127.0.0.1:{ports['nats']}"
+        creds_file = data / "nats-credentials.json"
+        config_file = data / "nats-server.conf"
+        for path in (creds_file, config_file):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+        text = log.read_text()
+        assert f"finds its own in {creds_file} (0600)" in text
+        assert "authorization" in _nats_connect_error(nats_url).lower()
+
+        [link] = [
+            w for w in text.split()
+            if w.startswith(f"http://127.0.0.1:{ports['gateway']}/?room=demo&token=")
+        ]  # fmt: skip
+        original = aioice.ice.get_host_addresses
+        try:
+            report = asyncio.run(
+                load.run_load_async(
+                    link, 1, 12.0, report_every_s=4.0, speech_every_s=5.0, drain_s=45.0,
+                    loopback_ice=True, progress=lambda line: None,
+                )
+            )  # fmt: skip
+        finally:
+            aioice.ice.get_host_addresses = original
+        assert report.connected == 1 and not report.errors, report.errors
+        [session] = [row["session"] for row in report.per_session]
+
+        env = {"INTERVUE_UP_DATA_DIR": str(data), "INTERVUE_NATS_URL": nats_url}
+        listed = run_cli(env, "session", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert session in [s["session"] for s in json.loads(listed.stdout)]
+        exported = run_cli(env, "session", "export", session)
+        assert exported.returncode == 0, exported.stderr
+        types = {e["type"] for e in json.loads(exported.stdout)["events"]}
+        # gateway, vision, speech and interviewer all published what they own
+        assert {"lifecycle", "profile", "emotion", "score", "transcript", "interview"} <= types
+
+        secrets = [u["password"] for u in json.loads(creds_file.read_text())["users"].values()]
+        outputs = log.read_text() + listed.stdout + listed.stderr + exported.stderr
+        assert not any(secret in outputs for secret in secrets)
+        violations = [
+            line for line in (data / "nats-server.log").read_text().splitlines()
+            if "permissions violation" in line.lower()
+        ]  # fmt: skip
+        assert not violations, violations
+        assert "permissions violation" not in log.read_text().lower()
+    finally:
+        code = _stop(up)
+    assert code == 0, log.read_text()[-3000:]
+    # the credentials lived as long as the server
+    assert not creds_file.exists() and not config_file.exists()
+
+
+def test_up_with_an_open_bus_says_so(tmp_path, models_dir):
+    """INTERVUE_UP_NATS_AUTH=false: anonymous clients are let in, loudly."""
+    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
+    up, log = _start_up(
+        tmp_path, ports, models_dir,
+        INTERVUE_UP_NATS_AUTH="false",
+        INTERVUE_UP_VISION_WORKERS="0",
+        INTERVUE_UP_SPEECH_WORKERS="0",
+    )  # fmt: skip
+    try:
+        _wait_until(lambda: "intervue is up" in log.read_text(), 120, "the banner", log)
+        text = log.read_text()
+        assert "THE EMBEDDED NATS TAKES ANONYMOUS CLIENTS" in text
+        assert "OPEN: anonymous clients allowed" in text
+        assert _nats_connect_error(f"nats://127.0.0.1:{ports['nats']}") == ""
+        assert not (tmp_path / "data" / "nats-credentials.json").exists()
+        assert "exited with code" not in text, text[-3000:]
+    finally:
+        code = _stop(up)
     assert code == 0, log.read_text()[-3000:]
