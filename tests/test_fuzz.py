@@ -1006,3 +1006,97 @@ def test_numpy_resampler_on_odd_arrays(rate, channels, n, dtype, seed):
         assert n % channels != 0
         return
     assert out.dtype == np.int16 and out.ndim == 1
+
+
+# ---------------------------------------------------------------------------------------
+# the shapes issue 12 added: page messages on the data channel, invitation records, the
+# dashboard's login limiter
+
+#: Room requests as the page writes them, to mutate.
+_PAGE_REQUESTS = [
+    {"type": "ping", "t0": 12.5},
+    {"type": "bye"},
+    {"type": "done", "question": 0, "attempt": 1},
+    {"type": "next", "question": 1, "attempt": 1},
+    {"type": "retry", "question": 2, "attempt": 3},
+]
+
+
+@FUZZ
+@given(
+    text=st.one_of(
+        json_values.map(json.dumps),
+        st.text(max_size=1200),
+        st.binary(max_size=1200),
+        st.builds(
+            lambda base, key, value: json.dumps({**base, key: value}),
+            st.sampled_from(_PAGE_REQUESTS),
+            st.sampled_from(["type", "t0", "question", "attempt", "extra"]),
+            field_values,
+        ),
+    )
+)
+def test_page_messages_decode_to_a_request_or_are_refused(text):
+    """Whatever a page sends on the data channel is one typed room request or a
+    ContractError (which the session counts and ignores): never another exception, never
+    an echoed field that is not a number."""
+    try:
+        request = contract.decode_room_request(text)
+    except contract.ContractError:
+        return
+    assert isinstance(request, contract.RoomRequest)
+    if isinstance(request, contract.Ping):
+        assert request.t0 is None or isinstance(request.t0, float)
+    assert len(text) <= contract.MAX_ROOM_REQUEST_BYTES
+
+
+@FUZZ
+@given(
+    payload=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()))
+)
+def test_invitation_records_decode_or_are_refused(payload):
+    """A record in the invitations bucket is read back or refused as a contract error
+    (the gateway then answers 503, it does not crash)."""
+    try:
+        record = contract.decode_invitation(payload)
+    except contract.ContractError:
+        return
+    assert isinstance(record, contract.InvitationRecord)
+
+
+@FUZZ
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["interviewer", "INTERVIEWER", "admin", "가" * 100]),
+            st.sampled_from(["10.0.0.1", "10.0.0.2", "::1"]),
+            st.booleans(),  # the right password?
+            st.floats(min_value=0, max_value=120),  # seconds before this attempt
+        ),
+        max_size=40,
+    )
+)
+def test_the_login_limiter_never_checks_a_password_while_a_limit_holds(steps):
+    """Any sequence of logins: a refused attempt never ran the password check, a checked
+    one reports whether it was right, and a wait is always finite and non-negative."""
+    from dashboard.login_limit import LoginLimiter, LoginPolicy
+
+    now = [1000.0]
+    limiter = LoginLimiter(
+        LoginPolicy(max_failures=3, lockout_s=10, max_lockout_s=60, global_max_failures=8),
+        clock=lambda: now[0],
+    )
+    for account, address, right, wait_s in steps:
+        now[0] += wait_s
+        checked = []
+
+        def verify(right: bool = right, checked: list = checked) -> bool:
+            checked.append(right)
+            return right
+
+        outcome = limiter.attempt(account, address, verify)
+        assert outcome.checked == bool(checked)
+        assert outcome.ok == (outcome.checked and right)
+        assert 0 <= outcome.retry_after_s < math.inf
+        if outcome.refused:
+            assert not checked and outcome.scope is not None
