@@ -30,6 +30,7 @@ from typing import Any
 from stream import contract
 from stream.bus import StoredEvent
 from stream.score import band_of, score_over
+from stream.stats import percentile
 
 EMOTIONS = contract.EMOTIONS
 POSITIVE = contract.POSITIVE_EMOTIONS
@@ -819,15 +820,6 @@ class Health:
     stats: dict[str, float]
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 def health(view: SessionView, now_ms: float, window_ms: float = HEALTH_WINDOW_MS) -> Health:
     """Pipeline figures: recent ones while live, whole-session ones once it ended."""
     live = view.ended_ms is None
@@ -855,8 +847,8 @@ def health(view: SessionView, now_ms: float, window_ms: float = HEALTH_WINDOW_MS
         no_face_share=(sum(1 for p in points if p.label is None) / len(points)) if points else None,
         frames_dropped=dropped,
         dropped_source=source,
-        latency_p50_ms=percentile(latencies, 0.5),
-        latency_p95_ms=percentile(latencies, 0.95),
+        latency_p50_ms=percentile(latencies, 50),
+        latency_p95_ms=percentile(latencies, 95),
         latency_samples=len(latencies),
         browser_clock_share=(sum(1 for p in recent if p.capture_source == "rtcp") / len(recent))
         if recent

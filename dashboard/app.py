@@ -964,10 +964,11 @@ def invite_form(settings: DashboardSettings) -> None:
                 st.info("The gateway runs in dev mode: rooms need no invitation.")
                 return
             token = tokens.issue(key, room, float(hours) * 3600, time.time())
+            link = tokens.invite_url(settings.gateway_url, room, token)
         except (ValueError, OSError) as exc:
             st.error(literal(exc))
             return
-        st.code(f"{settings.gateway_url.rstrip('/')}/?room={room}&token={token}", language=None)
+        st.code(link, language=None)
 
 
 def main() -> None:

@@ -117,10 +117,11 @@ def invite(
         if key is None:
             raise ValueError("dev mode is on: rooms need no invitation")
         token, nonce = tokens.issue_with_nonce(key, room, ttl_hours * 3600, time.time(), uses)
+        link = tokens.invite_url(base_url, room, token)
     except (ValueError, OSError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"{base_url.rstrip('/')}/?room={room}&token={token}")
+    typer.echo(link)
     times = "once" if uses == 1 else f"{uses} times"
     typer.echo(
         f"invitation {nonce}: opens {times}, for {ttl_hours:g} h; "

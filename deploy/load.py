@@ -65,7 +65,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import urllib.parse
 import wave
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -76,7 +75,8 @@ import msgspec
 import numpy as np
 import typer
 
-from stream import contract
+from stream import contract, tokens
+from stream.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -652,13 +652,6 @@ class ResourceWatcher:
 # the run
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100.0 * len(ordered)))]
-
-
 @dataclass
 class Window:
     start_s: float
@@ -746,14 +739,11 @@ async def _loop_lag(lags: list[tuple[float, float]], stop: asyncio.Event) -> Non
 
 
 def _parse_url(url: str, room: str, token: str) -> tuple[str, str, str]:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise LoadError(f"not a gateway URL: {url!r} (e.g. http://127.0.0.1:8080/)")
-    query = urllib.parse.parse_qs(parts.query)
-    room = room or query.get("room", [""])[0]
-    token = token or query.get("token", [""])[0]
-    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-    return base, room, token
+    try:
+        base, link_room, link_token = tokens.split_invite_url(url)
+    except ValueError as exc:
+        raise LoadError(str(exc)) from exc
+    return base, room or link_room, token or link_token
 
 
 async def run_load_async(
@@ -929,14 +919,14 @@ async def _measure(
             results=sum(counts),
             fps_per_session=sum(counts) / length / len(live),
             min_session_fps=min(counts) / length,
-            glass_p50=_pct(glass, 50),
-            glass_p95=_pct(glass, 95),
+            glass_p50=percentile(glass, 50),
+            glass_p95=percentile(glass, 95),
             glass_n=len(glass),
             dropped=dropped,
             timed_out=timed_out,
             sampled=sampled,
             camera_skipped=skipped,
-            loop_lag_p95_ms=_pct(window_lags, 95),
+            loop_lag_p95_ms=percentile(window_lags, 95),
             cpu=cpu,
             rss_mb={role: kb / 1024.0 for role, kb in sorted(sample.rss_kb.items())},
             machine_cpu=machine,
@@ -977,11 +967,11 @@ def _session_row(
         "results": len(results),
         "fps": len(results) / duration_s,
         "face_fraction": faces / len(results) if results else 0.0,
-        "glass_p50": _pct(glass, 50),
-        "glass_p95": _pct(glass, 95),
+        "glass_p50": percentile(glass, 50),
+        "glass_p95": percentile(glass, 95),
         "gateway_clock_results": sum(r.glass_ms is None for r in results),
-        "enc_p50": _pct(enc, 50),
-        "enc_p95": _pct(enc, 95),
+        "enc_p50": percentile(enc, 50),
+        "enc_p95": percentile(enc, 95),
         "frames_sampled": out.stats.get("frames_sampled", 0),
         "frames_dropped": out.stats.get("frames_dropped", 0),
         "frames_timed_out": out.stats.get("frames_timed_out", 0),
@@ -1021,16 +1011,16 @@ def _summary(
     return {
         "fps_per_session": statistics.mean(fps_values) if fps_values else 0.0,
         "min_window_session_fps": min_fps,
-        "glass_p50": _pct(glass, 50),
-        "glass_p95": _pct(glass, 95),
+        "glass_p50": percentile(glass, 50),
+        "glass_p95": percentile(glass, 95),
         "steady_glass_p95_first": first,
         "steady_glass_p95_last": last,
         "glass_p95_slope_ms_per_min": slope,
         "flat": verdict,
-        "enc_p50": _pct(enc, 50),
-        "enc_p95": _pct(enc, 95),
-        "back_p50": _pct(back, 50),
-        "back_p95": _pct(back, 95),
+        "enc_p50": percentile(enc, 50),
+        "enc_p95": percentile(enc, 95),
+        "back_p50": percentile(back, 50),
+        "back_p95": percentile(back, 95),
         "sampled": sampled,
         "dropped": dropped,
         "timed_out": timed_out,

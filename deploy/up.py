@@ -482,7 +482,7 @@ async def run_up(
     env["INTERVUE_MODELS_DIR"] = str(models_dir)
     env.setdefault("INTERVUE_DASHBOARD_DATA_DIR", str(settings.data_dir))
     username, new_password = ensure_credentials(Path(env["INTERVUE_DASHBOARD_DATA_DIR"]))
-    room_query = ""
+    token = ""
     if gateway_settings.dev_mode:
         log.warning(
             "DEV MODE: the room takes anyone without an invitation "
@@ -500,7 +500,6 @@ async def run_up(
             time.time(),
             uses=settings.invite_uses,
         )
-        room_query = f"?room={settings.room}&token={token}"
     env["PYTHONUNBUFFERED"] = "1"
     nats: EmbeddedBus | None = None
     nats_url = os.environ.get("INTERVUE_NATS_URL")
@@ -514,6 +513,7 @@ async def run_up(
 
     host = gateway_settings.host if gateway_settings.host != "0.0.0.0" else "127.0.0.1"
     room_url = f"http://{host}:{gateway_settings.port}/"
+    room_link = tokens.invite_url(room_url, settings.room, token) if token else room_url
     dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}/"
     supervisor = Supervisor(settings.max_backoff_s)
     checks = [ReadinessCheck("gateway", "answers /healthz", http_ready(room_url + "healthz"))]
@@ -551,11 +551,11 @@ async def run_up(
         where += "               OPEN: anonymous clients allowed (INTERVUE_UP_NATS_AUTH=false)\n"
     banner = (
         "\n  intervue is up\n"
-        f"    room       {room_url}{room_query}\n"
+        f"    room       {room_link}\n"
         + (
             f"               (invitation to room {settings.room!r}: {settings.invite_uses} "
             f"sessions within {settings.invite_ttl_h:g} h; more with `intervue invite ROOM`)\n"
-            if room_query
+            if token
             else "               (DEV MODE: no invitation needed)\n"
         )
         + f"    dashboard  {dashboard_url}\n"

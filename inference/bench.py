@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from stream.stats import percentile
+
 log = logging.getLogger(__name__)
 
 
@@ -59,11 +61,6 @@ def face_frames(count: int, size: tuple[int, int] = (640, 480), quality: int = 8
         assert ok
         frames.append(buf.tobytes())
     return frames
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def _measure(
@@ -132,7 +129,7 @@ def run_vision_bench(
     for name, stages in results.items():
         for stage, values in stages.items():
             lines.append(
-                f"| {name} | {stage} | {_pct(values, 50):.2f} | {_pct(values, 95):.2f} "
+                f"| {name} | {stage} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} "
                 f"| {statistics.fmean(values):.2f} |"
             )
         throughput[name] = 1000.0 / statistics.fmean(stages["total"])
@@ -165,8 +162,8 @@ def _backend_rows(pipeline, crops_input, batch_sizes: Sequence[int], calls: int)
         rows.append(
             {
                 "batch": size,
-                "p50": _pct(times, 50),
-                "p95": _pct(times, 95),
+                "p50": percentile(times, 50),
+                "p95": percentile(times, 95),
                 "crops_s": size * 1000.0 / statistics.fmean(times),
             }
         )
@@ -222,8 +219,8 @@ async def _closed_loop(
         "wall": wall,
         "latencies": latencies,
         "sizes": sizes,
-        "p50": _pct(latencies, 50),
-        "p95": _pct(latencies, 95),
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
         "mean_batch": statistics.fmean(sizes) if sizes else 1.0,
         "fill": stats.fill(analyzer.max_batch) if sizes else 1.0 / analyzer.max_batch,
         "solo": stats.solo,
@@ -350,8 +347,8 @@ def _pool(runs: list[dict]) -> dict:
     return {
         "frames_s": sum(r["frames"] for r in runs) / wall,
         "crops_s": sum(r["faces"] for r in runs) / wall,
-        "p50": _pct(latencies, 50),
-        "p95": _pct(latencies, 95),
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
         "mean_batch": statistics.fmean(sizes) if sizes else 1.0,
         "fill": statistics.fmean(r["fill"] for r in runs),
         "solo": sum(r["solo"] for r in runs) / max(1, sum(r["frames"] for r in runs)),

@@ -38,6 +38,7 @@ from stream.capture_clock import SenderReportClock, watch_sender_reports
 from stream.sampler import FrameSampler, LatestFrameSlot, TokenBucket
 from stream.score import EmotionScore
 from stream.settings import GatewaySettings
+from stream.stats import percentile
 from stream.turns import AnswerTurn, TurnSettings
 from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
 
@@ -196,8 +197,7 @@ class SessionCounters:
     latency_ms: list[float] = field(default_factory=list)  # capture → result at gateway
 
     def as_dict(self, slot: LatestFrameSlot) -> dict[str, float]:
-        lat = sorted(self.latency_ms)
-        p50 = lat[len(lat) // 2] if lat else 0.0
+        p50 = percentile(self.latency_ms, 50)
         return {
             "video_frames": self.video_frames,
             "audio_frames": self.audio_frames,
@@ -209,7 +209,7 @@ class SessionCounters:
             "no_face_results": self.no_face_results,
             "late_results": self.late_results,
             "utterances": self.utterances,
-            "result_latency_p50_ms": round(p50, 1),
+            "result_latency_p50_ms": 0.0 if p50 is None else round(p50, 1),
         }
 
 

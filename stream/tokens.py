@@ -18,6 +18,7 @@ import hmac
 import json
 import re
 import secrets
+import urllib.parse
 from dataclasses import dataclass
 
 TOKEN_VERSION = 1
@@ -137,3 +138,28 @@ def verify(secret: bytes, token: str | None, room: str, now: float) -> Invitatio
     if not valid_room(room) or not hmac.compare_digest(token_room.encode(), room.encode()):
         raise TokenError("this invitation is for another room", 403)
     return Invitation(room=token_room, expires_at=expires, issued_at=issued, nonce=nonce, uses=uses)
+
+
+def invite_url(base_url: str, room: str, token: str) -> str:
+    """The link a candidate opens: the gateway's public URL with ``?room=…&token=…``
+    (the only place it is built: `intervue up`, `intervue invite` and the dashboard)."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"the gateway's URL must start with http:// or https://: {base_url!r}")
+    if parts.query or parts.fragment:
+        # The room page reads its own query; anything already there would be lost.
+        raise ValueError(f"the gateway's URL must not carry a query or fragment: {base_url!r}")
+    query = urllib.parse.urlencode({"room": room, "token": token})
+    path = parts.path.rstrip("/") + "/"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def split_invite_url(url: str) -> tuple[str, str, str]:
+    """`invite_url`'s inverse: (the gateway's URL without a trailing slash, room, token);
+    room and token are "" when the link carries none."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not a gateway URL: {url!r} (e.g. http://127.0.0.1:8080/)")
+    query = urllib.parse.parse_qs(parts.query)
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    return base, query.get("room", [""])[0], query.get("token", [""])[0]

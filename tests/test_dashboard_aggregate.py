@@ -362,12 +362,6 @@ def test_health_of_an_ended_session_uses_the_gateways_counters(full):
     assert h.latency_p50_ms == pytest.approx(80.0, abs=10)
 
 
-def test_percentile():
-    assert agg.percentile([], 0.5) is None
-    assert agg.percentile([1, 2, 3, 4], 0.5) == 2.5
-    assert agg.percentile([5], 0.95) == 5
-
-
 # --------------------------------------------------------------------------- report
 
 

@@ -21,6 +21,28 @@ def test_round_trip():
     assert invitation.room == "room-1" and invitation.expires_at == 1060
 
 
+def test_invite_url_is_built_and_read_back_one_way():
+    token = tokens.issue(KEY, "room-1", ttl_s=60, now=1000)
+    link = tokens.invite_url("https://rooms.example/", "room-1", token)
+    assert link == f"https://rooms.example/?room=room-1&token={token}"
+    # with or without a trailing slash, under a path too
+    assert tokens.invite_url("http://127.0.0.1:8080", "r", "a.b") == (
+        "http://127.0.0.1:8080/?room=r&token=a.b"
+    )
+    assert tokens.invite_url("https://h.example/interview//", "r", "a.b") == (
+        "https://h.example/interview/?room=r&token=a.b"
+    )
+    assert tokens.split_invite_url(link) == ("https://rooms.example", "room-1", token)
+    assert tokens.verify(KEY, tokens.split_invite_url(link)[2], "room-1", now=1001).room == "room-1"
+    assert tokens.split_invite_url("http://h:1/") == ("http://h:1", "", "")
+
+
+@pytest.mark.parametrize("base", ["127.0.0.1:8080", "ftp://h/", "https://h/?x=1", "https://h/#a"])
+def test_invite_url_refuses_what_is_not_a_gateway_url(base):
+    with pytest.raises(ValueError, match="gateway's URL"):
+        tokens.invite_url(base, "r", "a.b")
+
+
 @pytest.mark.parametrize(
     ("token", "room", "now", "status", "message"),
     [

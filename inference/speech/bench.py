@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.audio import resample_to_16k_mono
+from stream.stats import percentile
 from stream.vad import SpeechEnded, VadSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,6 @@ def error_rate(reference: str, hypothesis: str, language: str) -> float:
         ref = re.findall(r"[a-z0-9']+", reference.lower())
         hyp = re.findall(r"[a-z0-9']+", hypothesis.lower())
     return _edit_distance(ref, hyp) / max(1, len(ref))
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 @dataclass
@@ -262,10 +258,10 @@ def run_speech_bench(
             f"| {model} | {lang} | {len(results)} | {min(secs):.1f}–{max(secs):.1f} "
             f"| {min(r.parts for r in results)}–{max(r.parts for r in results)} "
             f"| {statistics.fmean(r.vad_delay_s for r in results):.2f} "
-            f"| {_pct(whisper, 50):.2f} | {_pct(whisper, 95):.2f} "
-            f"| {_pct(after_cut, 50):.2f} | {_pct(after_cut, 95):.2f} "
-            f"| {_pct(latency, 50):.2f} | {_pct(latency, 95):.2f} "
-            f"| {_pct(rtf, 50):.2f} | {_pct(rtf, 95):.2f} "
+            f"| {percentile(whisper, 50):.2f} | {percentile(whisper, 95):.2f} "
+            f"| {percentile(after_cut, 50):.2f} | {percentile(after_cut, 95):.2f} "
+            f"| {percentile(latency, 50):.2f} | {percentile(latency, 95):.2f} "
+            f"| {percentile(rtf, 50):.2f} | {percentile(rtf, 95):.2f} "
             f"| {statistics.fmean(r.error for r in results):.1%} |"
         )
     lines += [
