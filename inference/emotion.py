@@ -21,6 +21,7 @@ import numpy as np
 
 from inference.backends import Backend, create_backend
 from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle
+from inference.crop import crop_region
 from inference.labels import mapping_matrix, to_product_probs_batch
 
 log = logging.getLogger(__name__)
@@ -54,31 +55,15 @@ class CropPreprocessor:
 
     def crop_face(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The model-sized uint8 crop (H, W) or (H, W, 3) of one face box, in the bundle's
-        colour. The box grows by ``crop_margin`` of its side on every side (and becomes a
-        square around its centre with ``square_crop``); parts outside the image are filled
-        by repeating the edge, so a face at the border is not squashed."""
+        colour: `face_pixels`, resized and converted."""
+        return self._convert_color(self._resize(self.face_pixels(image, box)))
+
+    def face_pixels(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+        """The pixels around one face box at the image's resolution, cut as training cut
+        its crops (`inference.crop.crop_region` with the bundle's ``crop_margin`` and
+        ``square_crop``)."""
         pre = self.meta.preprocess
-        x1, y1, x2, y2 = (float(v) for v in box[:4])
-        bw, bh = x2 - x1, y2 - y1
-        if bw <= 0 or bh <= 0:
-            raise ValueError(f"empty face box {tuple(box)}")
-        if pre.square_crop:
-            side = max(bw, bh)
-            bw = bh = side
-        cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
-        bw *= 1.0 + 2.0 * pre.crop_margin
-        bh *= 1.0 + 2.0 * pre.crop_margin
-        left, top = round(cx - bw / 2.0), round(cy - bh / 2.0)
-        right, bottom = left + max(1, round(bw)), top + max(1, round(bh))
-        h, w = image.shape[:2]
-        crop = image[max(top, 0) : min(bottom, h), max(left, 0) : min(right, w)]
-        if crop.size == 0:
-            raise ValueError(f"face box {tuple(box)} lies outside the {w}×{h} image")
-        pads = (max(0, -top), max(0, bottom - h), max(0, -left), max(0, right - w))
-        if any(pads):
-            crop = cv2.copyMakeBorder(crop, *pads, borderType=cv2.BORDER_REPLICATE)
-        crop = self._resize(crop)
-        return self._convert_color(crop)
+        return crop_region(image, box, pre.crop_margin, pre.square_crop)
 
     def _resize(self, crop: np.ndarray) -> np.ndarray:
         height, width = self.meta.input_size

@@ -360,3 +360,41 @@ def test_cli_preprocess(toy, tmp_path: Path) -> None:
     bad = runner.invoke(train_app, ["preprocess", str(tmp_path / "nope"), str(tmp_path / "o2")])
     assert bad.exit_code == 2
     assert "error:" in bad.output and "not a folder" in bad.output
+
+
+# ---------------------------------------------------------------------------- crop geometry
+
+
+@pytest.mark.parametrize("square", [False, True])
+@pytest.mark.parametrize("margin", [0.0, 0.15, 0.4])
+@pytest.mark.parametrize(
+    "box",
+    [
+        (120.0, 80.0, 260.0, 250.0),  # inside, taller than wide
+        (0.0, 0.0, 90.5, 60.25),  # at the corner, fractional edges
+        (-30.0, 300.0, 70.0, 520.0),  # partly outside (left and bottom)
+        (560.0, 10.0, 700.0, 100.0),  # partly outside (right), wider than tall
+    ],
+)
+def test_training_and_inference_cut_the_same_face_pixels(box, margin, square):
+    from inference.bundle import BundleMeta, Preprocess
+    from inference.emotion import CropPreprocessor
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    meta = BundleMeta(
+        name="crop-check",
+        task="classify",
+        format="onnx",
+        labels=tuple(EMOTIONS),
+        input_size=(64, 64),
+        channels=1,
+        color="gray",
+        preprocess=Preprocess(crop_margin=margin, square_crop=square),
+        license="test",
+    )
+    runtime = CropPreprocessor(meta)
+    trained_on = ds.crop_box(frame, ds.Box(*box), margin, square)
+    assert np.array_equal(trained_on, runtime.face_pixels(frame, box))
+    # and the model-sized input is exactly those pixels, resized and converted
+    assert np.array_equal(runtime.crop_face(frame, box), runtime.fit_image(trained_on))

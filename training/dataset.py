@@ -50,6 +50,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from inference.crop import crop_region
 from inference.labels import ALPHABETICAL_LABELS, KOREAN_CLASS_NAMES, ORIGINAL_DETECTION_LABELS
 from stream.contract import EMOTIONS
 
@@ -268,27 +269,9 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
 
 def crop_box(image: np.ndarray, box: Box, margin: float = 0.0, square: bool = False) -> np.ndarray:
     """The pixels of `box` in `image`, grown by `margin` of its side on every side and
-    made square around its centre with `square`; parts outside the image repeat the
-    edge. The same geometry as the vision worker's ``EmotionClassifier.crop_face``, so
-    training crops and run-time crops agree."""
-    bw, bh = box.width, box.height
-    if bw <= 0 or bh <= 0:
-        raise ValueError(f"empty box {box}")
-    if square:
-        bw = bh = max(bw, bh)
-    cx, cy = (box.x1 + box.x2) / 2.0, (box.y1 + box.y2) / 2.0
-    bw *= 1.0 + 2.0 * margin
-    bh *= 1.0 + 2.0 * margin
-    left, top = round(cx - bw / 2.0), round(cy - bh / 2.0)
-    right, bottom = left + max(1, round(bw)), top + max(1, round(bh))
-    h, w = image.shape[:2]
-    crop = image[max(top, 0) : min(bottom, h), max(left, 0) : min(right, w)]
-    if crop.size == 0:
-        raise ValueError(f"box {box} lies outside the {w}×{h} image")
-    pads = (max(0, -top), max(0, bottom - h), max(0, -left), max(0, right - w))
-    if any(pads):
-        crop = cv2.copyMakeBorder(crop, *pads, borderType=cv2.BORDER_REPLICATE)
-    return crop
+    made square around its centre with `square` (`inference.crop.crop_region`: the
+    vision worker cuts its faces by the same rule)."""
+    return crop_region(image, box.as_tuple(), margin, square)
 
 
 def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
