@@ -63,7 +63,7 @@ def metric_items(metrics: dict[str, Any]) -> list[tuple[str, str]]:
         value = metrics.get(key)
         if isinstance(value, int | float) and math.isfinite(value):
             out.append((label, fmt.format(value)))
-    fillers = metrics.get("fillers") or metrics.get("filler_words")
+    fillers = metrics.get("filler_words")
     if isinstance(fillers, list) and fillers:
         out.append(("fillers heard", ", ".join(str(f) for f in fillers[:12])))
     return out

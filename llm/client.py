@@ -147,7 +147,7 @@ class LlmClient:
             len(profile.self_intro),
             profile.language,
         )
-        messages = prompts.question_messages(profile, max_intro_chars=self.settings.max_intro_chars)
+        messages = prompts.question_messages(profile)
         result = await self._structured(messages, Questions, "questions", profile.language)
         return result.model_copy(update={"engine": "llm", "fallback_error": None})
 
@@ -171,7 +171,6 @@ class LlmClient:
             question,
             answer,
             measured,
-            max_intro_chars=self.settings.max_intro_chars,
             max_answer_chars=self.settings.max_answer_chars,
         )
         result = await self._structured(messages, Evaluation, "evaluation", profile.language)

@@ -37,7 +37,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from llm.interview import Action, InterviewState
-from llm.schemas import Profile, ProfileError
+from llm.schemas import Profile
 from stream import bus, contract
 from stream.settings import BusSettings
 
@@ -81,13 +81,16 @@ class Orchestrator:
         engine: Any,
         bus_settings: BusSettings,
         settings: InterviewerSettings,
-        max_intro_chars: int | None = None,
+        max_intro_chars: int = contract.MAX_INTRO_CHARS,
     ) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.engine = engine
         self.bus_settings = bus_settings
         self.settings = settings
+        # The gateway applied the configured limit (INTERVUE_GATEWAY_MAX_INTRO_CHARS) when
+        # it published the profile; re-checking with the most any configuration allows
+        # refuses junk on the bus without refusing what a gateway accepted.
         self.max_intro_chars = max_intro_chars
         self.states: dict[str, InterviewState] = {}
         #: per session: the stream sequence of the last step the cached state has seen,
@@ -238,7 +241,7 @@ class Orchestrator:
                 await msg.in_progress()
             try:
                 await self._do(state, action)
-            except ProfileError as exc:
+            except contract.ProfileError as exc:
                 await self._publish(
                     state,
                     "error",
@@ -413,7 +416,5 @@ async def run_interviewer(bus_settings: BusSettings, settings: InterviewerSettin
     await bus.serve(
         bus_settings,
         settings.name,
-        lambda nc: Orchestrator(
-            nc, engine, bus_settings, settings, max_intro_chars=llm_settings.max_intro_chars
-        ),
+        lambda nc: Orchestrator(nc, engine, bus_settings, settings),
     )

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from llm.schemas import Evaluation, Language, Profile, Questions, SpeakingMetrics, llm_json_schema
-from llm.settings import DEFAULT_MAX_INTRO_CHARS
+from stream import contract
 
 Message = dict[str, str]
 
@@ -139,16 +139,14 @@ _QUESTIONS_TASK = {
 }
 
 
-def question_messages(
-    profile: Profile, *, max_intro_chars: int = DEFAULT_MAX_INTRO_CHARS
-) -> list[Message]:
+def question_messages(profile: Profile) -> list[Message]:
     """Chat messages asking for three questions about `profile`."""
     language: Language = profile.language
     system = _QUESTIONS_SYSTEM[language].format(schema=_schema_text("questions"))
     user = "\n\n".join(
         [
             _profile_block(profile),
-            fence("self_introduction", profile.self_intro, max_intro_chars),
+            fence("self_introduction", profile.self_intro, contract.MAX_INTRO_CHARS),
             _QUESTIONS_TASK[language],
         ]
     )
@@ -261,7 +259,6 @@ def evaluation_messages(
     answer: str,
     metrics: SpeakingMetrics | None = None,
     *,
-    max_intro_chars: int = DEFAULT_MAX_INTRO_CHARS,
     max_answer_chars: int = 8000,
 ) -> list[Message]:
     """Chat messages asking for the seven-criterion evaluation of `answer` to `question`."""
@@ -273,7 +270,7 @@ def evaluation_messages(
     user = "\n\n".join(
         [
             _profile_block(profile),
-            fence("self_introduction", profile.self_intro, max_intro_chars),
+            fence("self_introduction", profile.self_intro, contract.MAX_INTRO_CHARS),
             fence("question", question.strip(), MAX_QUESTION_CHARS),
             fence("answer_transcript", answer.strip() or _NO_ANSWER[language], max_answer_chars),
             fence("speaking_metrics", json.dumps(metrics_data, ensure_ascii=False, indent=1), 2000),

@@ -21,7 +21,6 @@ from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from llm.settings import DEFAULT_MAX_INTRO_CHARS
+from stream import contract
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +40,6 @@ EngineName = Literal["llm", "offline"]
 #: Fields a result carries that are the engine's business, not the model's output: left
 #: out of the schema the model is shown, and overwritten by the engine after parsing.
 ENGINE_FIELDS = ("engine", "fallback_error")
-
-
-class ProfileError(ValueError):
-    """The candidate's profile cannot be used; the message says why in plain words.
-
-    Never retryable: the same input fails again."""
-
-    retryable = False
 
 
 # --------------------------------------------------------------------------- profile
@@ -62,58 +53,50 @@ class FieldRow(NamedTuple):
 
 
 class Profile(BaseModel):
-    """What the candidate filled in before the interview (DESIGN.md defaults).
+    """What the candidate filled in before the interview, as the engines read it.
 
-    Validate input from outside with `Profile.parse`, which applies the configured
-    self-introduction limit and raises `ProfileError` with a readable message."""
+    Checked by the bus contract's one rule (`stream.contract.profile_fields`, which the
+    gateway applies too); `Profile.parse` raises its `ProfileError` in plain words."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    #: The job applied for; blank means the default.
-    job_title: str = Field("AI 개발자", max_length=100)
+    #: The job applied for (blank in the form means the default).
+    job_title: str = contract.DEFAULT_JOB_TITLE
     #: Years of experience.
-    years: int = Field(2, ge=0, le=60)
-    #: The company applied to; blank means the default.
-    company: str = Field("EST Soft", max_length=100)
-    #: The self-introduction (자기소개서), stripped; non-empty and at most the configured
-    #: number of characters (`LlmSettings.max_intro_chars`, default 5,000).
+    years: int = contract.DEFAULT_YEARS
+    #: The company applied to (blank in the form means the default).
+    company: str = contract.DEFAULT_COMPANY
+    #: The self-introduction (자기소개서), stripped, non-empty, at most the gateway's
+    #: limit (``INTERVUE_GATEWAY_MAX_INTRO_CHARS``).
     self_intro: str
     #: Language of the questions, the evaluation and its display.
     language: Language = "ko"
 
-    @field_validator("job_title", "company", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _blank_is_default(cls, value: object, info: ValidationInfo) -> object:
-        # An empty form field means "use the default", not "an empty job title".
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return cls.model_fields[info.field_name].default
-        return value
-
-    @field_validator("self_intro")
-    @classmethod
-    def _intro_size(cls, value: str, info: ValidationInfo) -> str:
-        limit = (info.context or {}).get("max_intro_chars", DEFAULT_MAX_INTRO_CHARS)
-        if not value:
-            raise ValueError("the self-introduction is empty")
-        if len(value) > limit:
-            raise ValueError(
-                f"the self-introduction is {len(value):,} characters; the limit is {limit:,}"
-            )
-        return value
+    def _contract_rule(cls, data: object, info: ValidationInfo) -> object:
+        if not isinstance(data, Mapping):
+            return data  # pydantic says what is wrong with it
+        limit = (info.context or {}).get("max_intro_chars", contract.MAX_INTRO_CHARS)
+        unknown = {key: value for key, value in data.items() if key not in cls.model_fields}
+        return {**unknown, **contract.profile_fields(data, max_intro_chars=limit)}
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any] | Any, *, max_intro_chars: int | None = None) -> Profile:
+    def parse(
+        cls,
+        data: Mapping[str, Any] | Any,
+        *,
+        max_intro_chars: int = contract.DEFAULT_MAX_INTRO_CHARS,
+    ) -> Profile:
         """Validate a mapping (or any object with the same attributes, such as the bus's
         `stream.contract.Profile`) into a Profile; raise `ProfileError` in plain words."""
         if not isinstance(data, Mapping):
             data = {name: getattr(data, name) for name in cls.model_fields if hasattr(data, name)}
         else:
             data = {key: value for key, value in data.items() if key in cls.model_fields}
-        limit = DEFAULT_MAX_INTRO_CHARS if max_intro_chars is None else max_intro_chars
-        try:
-            return cls.model_validate(data, context={"max_intro_chars": limit})
-        except ValidationError as exc:
-            raise ProfileError(plain_errors(exc)) from None
+        # The rule raises ProfileError itself; pydantic would wrap it in a ValidationError.
+        fields = contract.profile_fields(data, max_intro_chars=max_intro_chars)
+        return cls.model_validate(fields, context={"max_intro_chars": max_intro_chars})
 
     def rows(self, language: Language | None = None) -> list[FieldRow]:
         """The profile as a table (the self-introduction by its length only)."""
@@ -179,9 +162,7 @@ class SpeakingMetrics(BaseModel):
     #: Words in the transcript (Korean: 어절).
     word_count: int | None = Field(None, ge=0)
     #: Speaking pace in words (the rate to read for English).
-    words_per_minute: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("words_per_minute", "wpm")
-    )
+    words_per_minute: float | None = Field(None, ge=0)
     #: Speaking pace in Hangul syllables (the rate to read for Korean).
     syllables_per_second: float | None = Field(None, ge=0)
     #: Which rate the worker says to read: "words" or "syllables".
@@ -189,22 +170,14 @@ class SpeakingMetrics(BaseModel):
     #: Filler words heard (음, 어, um, uh, …); None = not counted (the offline engine then
     #: counts them in the transcript itself).
     filler_count: int | None = Field(None, ge=0)
-    #: Which filler words, in order (the worker's ``fillers``).
-    filler_words: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("filler_words", "fillers")
-    )
+    #: Which filler words, in order.
+    filler_words: list[str] = Field(default_factory=list)
     #: Pauses (gaps between words over the worker's threshold).
-    pause_count: int | None = Field(
-        None, ge=0, validation_alias=AliasChoices("pause_count", "pauses")
-    )
+    pause_count: int | None = Field(None, ge=0)
     #: The longest gap between two words, seconds.
-    longest_pause_s: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("longest_pause_s", "max_pause_s")
-    )
+    longest_pause_s: float | None = Field(None, ge=0)
     #: All pauses together, seconds.
-    total_pause_s: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("total_pause_s", "pause_total_s")
-    )
+    total_pause_s: float | None = Field(None, ge=0)
 
     @field_validator(
         "duration_s",

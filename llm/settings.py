@@ -11,9 +11,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The longest self-introduction accepted unless configured otherwise (characters).
-DEFAULT_MAX_INTRO_CHARS = 5000
-
 
 class LlmSettings(BaseSettings):
     """How the interviewer reaches an OpenAI-compatible endpoint, and its input limits."""
@@ -38,8 +35,6 @@ class LlmSettings(BaseSettings):
     backoff_max_s: float = Field(8.0, ge=0, le=300)
     #: Sampling temperature; low, because the output is structured JSON.
     temperature: float = Field(0.3, ge=0, le=2)
-    #: A self-introduction longer than this is refused with a clear message (characters).
-    max_intro_chars: int = Field(DEFAULT_MAX_INTRO_CHARS, ge=100, le=100_000)
     #: An answer transcript longer than this is cut (with a marker) before it enters a
     #: prompt, so one rambling answer cannot blow the model's context window.
     max_answer_chars: int = Field(8000, ge=100, le=100_000)

@@ -37,7 +37,8 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import msgspec
 
@@ -212,17 +213,96 @@ class SessionEvent(msgspec.Struct, tag="lifecycle", kw_only=True):
     meta: dict[str, str] = {}
 
 
+#: The candidate's form: DESIGN.md's defaults and the limits `profile_fields` applies.
+DEFAULT_JOB_TITLE = "AI 개발자"
+DEFAULT_YEARS = 2
+DEFAULT_COMPANY = "EST Soft"
+MAX_YEARS = 60
+#: Longest job title or company name (characters).
+MAX_PROFILE_NAME_CHARS = 100
+#: Longest self-introduction unless the gateway is configured otherwise
+#: (``INTERVUE_GATEWAY_MAX_INTRO_CHARS``), and the most any configuration may allow.
+DEFAULT_MAX_INTRO_CHARS = 5000
+MAX_INTRO_CHARS = 100_000
+
+
 class Profile(msgspec.Struct, tag="profile", kw_only=True):
-    """What the candidate filled in before the interview (DESIGN.md defaults)."""
+    """What the candidate filled in before the interview (DESIGN.md defaults). Build one
+    from outside input with `parse_profile`: the struct itself checks nothing."""
 
     v: int = SCHEMA_VERSION
     session: str
-    job_title: str = "AI 개발자"
-    years: int = 2
-    company: str = "EST Soft"
+    job_title: str = DEFAULT_JOB_TITLE
+    years: int = DEFAULT_YEARS
+    company: str = DEFAULT_COMPANY
     self_intro: str
     language: Literal["ko", "en"] = "ko"
     at_ms: float = 0.0
+
+
+class ProfileError(ContractError):
+    """The candidate's form cannot be used; the message says why in plain words (the
+    gateway shows it on the form; the interviewer publishes it as an error step)."""
+
+
+def profile_fields(
+    data: Mapping[str, object], *, max_intro_chars: int = DEFAULT_MAX_INTRO_CHARS
+) -> dict[str, Any]:
+    """The one rule for the candidate's form: `data` (the page's JSON, or a `Profile`'s
+    fields) → the checked, normalised ``job_title``, ``years``, ``company``,
+    ``self_intro`` and ``language``; `ProfileError` says what to fix.
+
+    Text is stripped; a blank job title or company means the default; the
+    self-introduction must hold something and at most `max_intro_chars` characters."""
+    intro = data.get("self_intro")
+    if not isinstance(intro, str) or not intro.strip():
+        raise ProfileError("the self-introduction is empty")
+    intro = intro.strip()
+    if len(intro) > max_intro_chars:
+        raise ProfileError(
+            f"the self-introduction is {len(intro):,} characters; the limit is {max_intro_chars:,}"
+        )
+    language = data.get("language", "ko")
+    if language not in ("ko", "en"):
+        raise ProfileError("language must be 'ko' or 'en'")
+    years = data.get("years", DEFAULT_YEARS)
+    if years is None or isinstance(years, bool):
+        raise ProfileError("years of experience must be a whole number")
+    try:
+        # The page sends a number (a fraction of a year is dropped); other clients a string.
+        years = int(years)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), from 1e400
+        raise ProfileError("years of experience must be a whole number") from None
+    if not 0 <= years <= MAX_YEARS:
+        raise ProfileError(f"years of experience must be between 0 and {MAX_YEARS}")
+    fields: dict[str, Any] = {"self_intro": intro, "language": language, "years": years}
+    for name, default in (("job_title", DEFAULT_JOB_TITLE), ("company", DEFAULT_COMPANY)):
+        value = data.get(name)
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise ProfileError(
+                f"{name} must be text of at most {MAX_PROFILE_NAME_CHARS} characters"
+            )
+        value = value.strip()
+        if len(value) > MAX_PROFILE_NAME_CHARS:
+            raise ProfileError(
+                f"{name} must be text of at most {MAX_PROFILE_NAME_CHARS} characters"
+            )
+        fields[name] = value or default
+    return fields
+
+
+def parse_profile(
+    session: str,
+    data: Mapping[str, object],
+    *,
+    max_intro_chars: int = DEFAULT_MAX_INTRO_CHARS,
+    at_ms: float | None = None,
+) -> Profile:
+    """A `Profile` for `session` from the candidate's form (`profile_fields`' rule)."""
+    fields = profile_fields(data, max_intro_chars=max_intro_chars)
+    return Profile(session=session, at_ms=now_ms() if at_ms is None else at_ms, **fields)
 
 
 class SpeechActivity(msgspec.Struct, tag="speech", kw_only=True):

@@ -388,38 +388,12 @@ async def offer(request: web.Request, gateway: Gateway) -> web.Response:
 
 
 def parse_profile(session_id: str, data: dict, max_intro_chars: int) -> contract.Profile:
-    """The candidate's form → a Profile, or a SessionError that says what to fix."""
-    intro = data.get("self_intro")
-    if not isinstance(intro, str) or not intro.strip():
-        raise SessionError("the self-introduction is empty")
-    intro = intro.strip()
-    if len(intro) > max_intro_chars:
-        raise SessionError(
-            f"the self-introduction is {len(intro):,} characters; the limit is {max_intro_chars:,}"
-        )
-    language = data.get("language", "ko")
-    if language not in ("ko", "en"):
-        raise SessionError("language must be 'ko' or 'en'")
+    """The candidate's form → a Profile (the contract's rule), or a SessionError that says
+    what to fix."""
     try:
-        years = int(data.get("years", 2))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), from 1e400
-        raise SessionError("years of experience must be a whole number") from None
-    if not 0 <= years <= 60:
-        raise SessionError("years of experience must be between 0 and 60")
-    fields = {}
-    for name, default in (("job_title", "AI 개발자"), ("company", "EST Soft")):
-        value = data.get(name) or default
-        if not isinstance(value, str) or len(value) > 100:
-            raise SessionError(f"{name} must be text of at most 100 characters")
-        fields[name] = value.strip() or default
-    return contract.Profile(
-        session=session_id,
-        self_intro=intro,
-        language=language,
-        years=years,
-        at_ms=contract.now_ms(),
-        **fields,
-    )
+        return contract.parse_profile(session_id, data, max_intro_chars=max_intro_chars)
+    except contract.ProfileError as exc:
+        raise SessionError(str(exc)) from None
 
 
 @_handle_errors

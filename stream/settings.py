@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream import contract
 from stream.ice import IceServer, IceTransportPolicy
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -81,8 +82,11 @@ class GatewaySettings(BaseSettings):
     max_sessions_per_address: int = Field(16, ge=1)
     #: IPv6 clients are counted per network of this many bits (one host owns a /64).
     ipv6_prefix: int = Field(64, ge=32, le=128)
-    #: Longest self-introduction accepted (characters).
-    max_intro_chars: int = Field(5000, ge=100, le=100_000)
+    #: Longest self-introduction accepted (characters). The one limit: the interviewer
+    #: takes what the gateway accepted (`contract.profile_fields` is the rule).
+    max_intro_chars: int = Field(
+        contract.DEFAULT_MAX_INTRO_CHARS, ge=100, le=contract.MAX_INTRO_CHARS
+    )
     #: Session creation per client address: a burst, then this many per minute (429 past it).
     session_burst: int = Field(10, ge=1, le=10_000)
     sessions_per_minute: float = Field(30.0, gt=0)

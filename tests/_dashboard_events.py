@@ -132,7 +132,7 @@ def interview_session(
             "word_count": len(words),
             "words_per_minute": round(len(words) * 60 / (ANSWER_MS / 1000), 1),
             "filler_count": sum(1 for w in words if w in ("um", "uh")),
-            "fillers": [w for w in words if w in ("um", "uh")],
+            "filler_words": [w for w in words if w in ("um", "uh")],
             "pause_count": 1,
             "longest_pause_s": 0.9,
         }

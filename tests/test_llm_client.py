@@ -19,8 +19,9 @@ from llm.client import (
 from llm.engine import EngineFailure, FallbackEngine, InterviewEngine, build_engine
 from llm.offline import OfflineEngine
 from llm.prompts import neutralise
-from llm.schemas import Evaluation, Profile, ProfileError, Questions, Rating
+from llm.schemas import Evaluation, Profile, Questions, Rating
 from llm.settings import LlmSettings
+from stream.contract import ProfileError
 from tests.fake_openai import FakeOpenAI, Reply
 
 API_KEY = "sk-test-DO-NOT-LOG-0123456789"
@@ -434,7 +435,7 @@ def test_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERVUE_LLM_API_KEY", API_KEY)
     settings = LlmSettings()
     assert settings.offline and settings.timeout_s == 30 and settings.max_retries == 3
-    assert settings.max_intro_chars == 5000 and settings.language == "ko"
+    assert settings.language == "ko"
     assert API_KEY not in repr(settings) and API_KEY not in str(settings.model_dump())
     with pytest.raises(ValidationError):
         LlmSettings(max_retriez=3)  # type: ignore[call-arg]

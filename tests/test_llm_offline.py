@@ -241,10 +241,14 @@ def test_clarity_rule(engine: OfflineEngine, en: Profile) -> None:
 
 def test_communication_rule(engine: OfflineEngine, en: Profile) -> None:
     answer = " ".join(["word"] * 100)  # 70–450 words when no time was measured
-    assert engine.evaluation(en, "Q?", answer, {"wpm": 150}).communication.rating.score == 2
-    assert engine.evaluation(en, "Q?", answer, {"wpm": 250}).communication.rating.score == 1
-    short = "word " * 10
-    assert engine.evaluation(en, "Q?", short, {"wpm": 250}).communication.rating.score == 0
+
+    def score(text: str, wpm: float) -> int:
+        metrics = {"words_per_minute": wpm}
+        return engine.evaluation(en, "Q?", text, metrics).communication.rating.score
+
+    assert score(answer, 150) == 2
+    assert score(answer, 250) == 1
+    assert score("word " * 10, 250) == 0
 
 
 def test_similarity_is_keyword_overlap(engine: OfflineEngine, en: Profile) -> None:
@@ -286,7 +290,7 @@ def test_overall_is_the_lower_median(engine: OfflineEngine, en: Profile) -> None
 
 
 def test_tips_and_model_answer(engine: OfflineEngine, ko: Profile, en: Profile) -> None:
-    result = engine.evaluation(ko, QUESTION, GOOD_KO, {"filler_count": 0, "wpm": 110})
+    result = engine.evaluation(ko, QUESTION, GOOD_KO, {"filler_count": 0, "words_per_minute": 110})
     assert len(result.tips) == 3 and len(set(result.tips)) == 3
     assert "EmoVision" in result.model_answer and "PyTorch" in result.model_answer
     assert "40% 개선" in result.model_answer and "오프라인 템플릿" in result.model_answer
@@ -320,12 +324,12 @@ def test_speech_worker_metrics_are_read(engine: OfflineEngine, ko: Profile) -> N
         "hangul_syllables": 150,
         "syllables_per_second": 9.5,  # far too fast
         "rate_basis": "syllables",
-        "fillers": ["음", "어", "음"],
+        "filler_words": ["음", "어", "음"],
         "filler_count": 3,
         "filler_rate": 0.1,
         "pause_count": 1,
         "longest_pause_s": 2.0,
-        "pause_total_s": 2.0,
+        "total_pause_s": 2.0,
         "language": "ko",
     }
     answer = " ".join(["단어"] * 30)
