@@ -21,7 +21,6 @@ from enum import StrEnum
 from typing import Any, Literal, NamedTuple
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -154,99 +153,6 @@ def plain_errors(exc: ValidationError) -> str:
             message = f"{field}: {message}"
         parts.append(message)
     return "; ".join(parts) or "invalid input"
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def _finite_or_none(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-class SpeakingMetrics(BaseModel):
-    """How an answer was spoken, as the speech worker measured it (``Transcript.metrics``,
-    see inference/speech/metrics.py). All optional: what is missing is not judged.
-    Unknown keys are ignored so the worker may add more."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    #: Length of the spoken answer's audio, seconds.
-    duration_s: float | None = Field(None, ge=0)
-    #: First word start to last word end, seconds.
-    speech_s: float | None = Field(None, ge=0)
-    #: Words in the transcript (Korean: 어절).
-    word_count: int | None = Field(None, ge=0)
-    #: Speaking pace in words (the rate to read for English).
-    words_per_minute: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("words_per_minute", "wpm")
-    )
-    #: Speaking pace in Hangul syllables (the rate to read for Korean).
-    syllables_per_second: float | None = Field(None, ge=0)
-    #: Which rate the worker says to read: "words" or "syllables".
-    rate_basis: str | None = None
-    #: Filler words heard (음, 어, um, uh, …); None = not counted (the offline engine then
-    #: counts them in the transcript itself).
-    filler_count: int | None = Field(None, ge=0)
-    #: Which filler words, in order (the worker's ``fillers``).
-    filler_words: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("filler_words", "fillers")
-    )
-    #: Pauses (gaps between words over the worker's threshold).
-    pause_count: int | None = Field(
-        None, ge=0, validation_alias=AliasChoices("pause_count", "pauses")
-    )
-    #: The longest gap between two words, seconds.
-    longest_pause_s: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("longest_pause_s", "max_pause_s")
-    )
-    #: All pauses together, seconds.
-    total_pause_s: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("total_pause_s", "pause_total_s")
-    )
-
-    @field_validator(
-        "duration_s",
-        "speech_s",
-        "words_per_minute",
-        "syllables_per_second",
-        "longest_pause_s",
-        "total_pause_s",
-        mode="before",
-    )
-    @classmethod
-    def _no_nan(cls, value: object) -> object:
-        return _finite_or_none(value)
-
-    @field_validator("filler_words", mode="before")
-    @classmethod
-    def _words_list(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [word for word in re.split(r"[,\s]+", value) if word]
-        return value
-
-    @classmethod
-    def coerce(cls, value: SpeakingMetrics | Mapping[str, Any] | None) -> SpeakingMetrics:
-        """Accept the model itself, a plain dict (a transcript's ``metrics``) or None.
-
-        A value that does not fit is dropped, not fatal: metrics only support the
-        evaluation, and a worker's odd value must not cost the candidate theirs."""
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        data = dict(value)
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            bad = {str(error["loc"][0]) for error in exc.errors() if error.get("loc")}
-            log.warning("speaking metrics: ignoring unusable values for %s", sorted(bad))
-            return cls.model_validate({k: v for k, v in data.items() if k not in bad})
-
-    def for_prompt(self) -> dict[str, Any]:
-        """The measured values only (what is unknown is left out, not sent as null)."""
-        return self.model_dump(exclude_none=True, exclude_defaults=True)
 
 
 # --------------------------------------------------------------------------- questions
