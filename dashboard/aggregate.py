@@ -29,7 +29,7 @@ from typing import Any
 
 from stream import contract
 from stream.bus import StoredEvent
-from stream.score import band_of, score_over
+from stream.score import answer_emotion
 from stream.stats import percentile
 
 EMOTIONS = contract.EMOTIONS
@@ -96,7 +96,7 @@ class TranscriptView:
     start_ms: float
     end_ms: float
     words: list[contract.Word]
-    metrics: dict[str, Any]
+    metrics: contract.SpeakingMetrics | None
     language: str
     final: bool
     question: int = -1  # index of the question it answers (-1: before the first)
@@ -114,12 +114,17 @@ class QuestionView:
     answer_start_ms: float | None = None
     answer_end_ms: float | None = None
     answer: str = ""
-    metrics: dict[str, Any] = field(default_factory=dict)
+    #: How the answer was spoken: the interviewer's merged metrics once it took the answer,
+    #: the same merge over the transcripts so far before (None: nothing heard yet)
+    metrics: contract.SpeakingMetrics | None = None
     answered: bool = False  # the interviewer took the answer ("answered" step)
     evaluation: dict[str, Any] | None = None
     rows: list[list[str]] = field(default_factory=list)
     engine: str = ""
-    emotion: dict[str, Any] | None = None  # {"score", "band", "faces"} from the interviewer
+    emotion: contract.AnswerEmotion | None = None  # the interviewer's, with the evaluation
+    #: the answer turn as the gateway kept it (`AnswerEnded`): opened and ended (server clock)
+    turn_opened_ms: float | None = None
+    turn_ended_ms: float | None = None
     #: which attempt this is (a "Try again" asks the same question again) and how it ended
     attempt: int = 1
     end_reason: str = ""
@@ -218,6 +223,7 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
     evaluated: dict[tuple[int, int], dict[str, Any]] = {}
     seen_parts: set[tuple[str, int]] = set()
     speech: list[tuple[float, bool]] = []
+    turns: dict[tuple[int, int], contract.AnswerEnded] = {}
     for event in events:
         view.events += 1
         message = event.message
@@ -232,6 +238,8 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
             at = _apply(view, message, planned, asked, answered, evaluated, seen_parts)
             if isinstance(message, contract.SpeechActivity):
                 speech.append((message.at_ms, message.speaking))
+            elif isinstance(message, contract.AnswerEnded):
+                turns.setdefault((message.question, message.attempt), message)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             _bad(view, f"#{event.seq} {event.subject}: unusable {kind} ({exc})")
             continue
@@ -239,7 +247,7 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
             view.first_ms = at if view.first_ms is None else min(view.first_ms, at)
             view.last_ms = at if view.last_ms is None else max(view.last_ms, at)
     view.points.sort(key=lambda p: p.t_ms)
-    _build_questions(view, planned, asked, answered, evaluated, speech)
+    _build_questions(view, planned, asked, answered, evaluated, speech, turns)
     return view
 
 
@@ -300,7 +308,7 @@ def _apply(
                 start_ms=float(message.start_ms),
                 end_ms=float(message.end_ms),
                 words=list(message.words),
-                metrics=dict(message.metrics),
+                metrics=message.metrics,
                 language=message.language,
                 final=message.final,
                 turn=(message.question, message.attempt) if message.question >= 0 else None,
@@ -394,16 +402,22 @@ def _build_questions(
     answered: dict[tuple[int, int], dict[str, Any]],
     evaluated: dict[tuple[int, int], dict[str, Any]],
     speech: list[tuple[float, bool]],
+    turns: dict[tuple[int, int], contract.AnswerEnded],
 ) -> None:
     speech.sort()
     for q in asked:
         key = (q.index, q.attempt)
+        ended = turns.get(key)
+        if ended is not None:
+            q.turn_opened_ms, q.turn_ended_ms = ended.opened_ms, ended.at_ms
         data = answered.get(key)
         if data is not None:
             q.answered = True
             q.answer = str(data.get("answer", ""))
-            metrics = data.get("metrics")
-            q.metrics = dict(metrics) if isinstance(metrics, dict) else {}
+            try:
+                q.metrics = contract.decode_speaking_metrics(data.get("metrics"))
+            except contract.ContractError as exc:
+                _bad(view, f"answered {q.label}: {exc}")
             q.answer_start_ms = _num(data.get("start_ms"))
             q.answer_end_ms = _num(data.get("end_ms"))
             q.end_reason = str(data.get("reason") or "")
@@ -419,8 +433,10 @@ def _build_questions(
                 if isinstance(row, list | tuple) and len(row) == 3
             ]
             q.engine = str(ev.get("engine") or "")
-            emotion = ev.get("emotion")
-            q.emotion = emotion if isinstance(emotion, dict) else None
+            try:
+                q.emotion = contract.decode_answer_emotion(ev.get("emotion"))
+            except contract.ContractError as exc:
+                _bad(view, f"evaluated {q.label}: {exc}")
     # Transcripts go to the answer turn the gateway tagged them with; older events (no
     # tag) to the question asked last before the utterance ended, unless an "answered"
     # step says exactly which span an answer took.
@@ -456,7 +472,7 @@ def _build_questions(
             q.answer_end_ms = max(t.end_ms for t in parts)
             q.answer = " ".join(t.text for t in parts).strip()
             q.metrics = contract.merge_speaking_metrics(
-                [(t.start_ms, t.end_ms, t.metrics) for t in parts]
+                (t.start_ms, t.end_ms, t.metrics) for t in parts
             )
         if position == len(asked) - 1 and q.asked_ms is not None:
             talk = [a for a in speech if a[0] >= q.asked_ms]
@@ -691,13 +707,20 @@ class AnswerSummary:
     duration_s: float | None
 
 
-def answer_score(points: Sequence[EmotionPoint]) -> tuple[float | None, str | None, int]:
-    """The emotion score over these frames only, by the session score's rule (50 ± 0.1 per
-    face, one reading per second of video: `stream.score`), its band, and faces counted."""
-    counted = score_over((p.t_ms, p.labels) for p in sorted(points, key=lambda p: p.t_ms))
-    if not counted.faces_seen:
-        return None, None, 0
-    return counted.score, counted.band, counted.faces_seen
+def answer_score(view: SessionView, q: QuestionView) -> contract.AnswerEmotion | None:
+    """The emotion score over one answer turn: the interviewer's (it comes with the
+    evaluation), else the same rule on the same score updates (`stream.score.answer_emotion`)
+    over the turn — as the gateway kept it once it ended, from the question being asked to
+    the latest event while it is being answered."""
+    if q.emotion is not None:
+        return q.emotion
+    start = q.turn_opened_ms if q.turn_opened_ms is not None else q.asked_ms
+    end = q.turn_ended_ms
+    if end is None:  # events from before turns were kept: the answer's end, or now
+        end = q.answer_end_ms if q.answered else view.last_ms
+    if start is None or end is None:
+        return None
+    return answer_emotion(((s.at_ms, s.positive, s.negative) for s in view.scores), start, end)
 
 
 def _rises(segment: Mix, baseline: Mix) -> list[tuple[str, float]]:
@@ -718,11 +741,10 @@ def summarize_answer(view: SessionView, q: QuestionView) -> AnswerSummary | None
     start, end = q.answer_start_ms, max(q.answer_end_ms, q.answer_start_ms)
     inside = window(view.points, start, end + 1)
     mix = emotion_mix(inside)
-    score, band, faces = answer_score(inside)
-    if q.emotion and isinstance(q.emotion.get("score"), int | float):
-        score = float(q.emotion["score"])
-        band = str(q.emotion.get("band") or band_of(score))
-        faces = int(q.emotion.get("faces") or faces)
+    emotion = answer_score(view, q)
+    score, band, faces = (
+        (emotion.score, emotion.band, emotion.faces) if emotion else (None, None, 0)
+    )
     duration_ms = end - start
     notes: list[str] = []
     if not inside:

@@ -9,7 +9,6 @@ where the tests run; the dashboard offers PDF only when `pdf_available()` says s
 from __future__ import annotations
 
 import html
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dashboard import aggregate as agg
+from stream import contract
 
 EMOTION_COLORS: dict[str, str] = {
     "anger": "#d62728",
@@ -56,16 +56,14 @@ def mmss(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def metric_items(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """Speaking metrics as (label, formatted value), known keys only, in a fixed order."""
-    out = []
-    for key, label, fmt in METRIC_LABELS:
-        value = metrics.get(key)
-        if isinstance(value, int | float) and math.isfinite(value):
-            out.append((label, fmt.format(value)))
-    fillers = metrics.get("filler_words")
-    if isinstance(fillers, list) and fillers:
-        out.append(("fillers heard", ", ".join(str(f) for f in fillers[:12])))
+def metric_items(metrics: contract.SpeakingMetrics | None) -> list[tuple[str, str]]:
+    """An answer's speaking metrics as (label, formatted value), in a fixed order, as
+    measured (the rates are the merged answer's, never recomputed here)."""
+    if metrics is None:
+        return []
+    out = [(label, fmt.format(getattr(metrics, key))) for key, label, fmt in METRIC_LABELS]
+    if metrics.filler_words:
+        out.append(("fillers heard", ", ".join(metrics.filler_words[:12])))
     return out
 
 
@@ -274,11 +272,7 @@ def render_html(view: agg.SessionView, now_ms: float) -> str:
     t0, t1 = agg.session_span(view, now_ms)
     state = agg.status(view, now_ms)
     answered = [q for q in view.questions if q.answer_start_ms is not None]
-    paces = [
-        q.metrics.get("words_per_minute")
-        for q in answered
-        if isinstance(q.metrics.get("words_per_minute"), int | float)
-    ]
+    paces = [q.metrics.words_per_minute for q in answered if q.metrics and q.metrics.rate_s]
     tiles = [
         (band_badge(score.band, score.score) if score else "–", "emotion score (session)"),
         (f"{overall_mix.positive:.0%}" if overall_mix.faces else "–", "positive faces"),

@@ -31,8 +31,9 @@ import openai
 from pydantic import ValidationError
 
 from llm import prompts
-from llm.schemas import Evaluation, Language, Profile, Questions, SpeakingMetrics
+from llm.schemas import Evaluation, Language, Profile, Questions
 from llm.settings import LlmSettings
+from stream.contract import SpeakingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +157,10 @@ class LlmClient:
         profile: Profile,
         question: str,
         answer: str,
-        metrics: SpeakingMetrics | Mapping[str, Any] | None = None,
+        metrics: SpeakingMetrics | None = None,
     ) -> Evaluation:
-        """The seven-criterion evaluation of `answer` (a transcript) to `question`."""
-        measured = SpeakingMetrics.coerce(metrics)
+        """The seven-criterion evaluation of `answer` (a transcript) to `question`
+        (`metrics`: how it was spoken; None for an answer that was not)."""
         log.info(
             "evaluation: asking %s (question %d chars, answer %d chars)",
             self.settings.model,
@@ -170,7 +171,7 @@ class LlmClient:
             profile,
             question,
             answer,
-            measured,
+            metrics,
             max_answer_chars=self.settings.max_answer_chars,
         )
         result = await self._structured(messages, Evaluation, "evaluation", profile.language)

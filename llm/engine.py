@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from llm.client import LlmClient, LlmError, LlmOutputError, LlmUnavailableError
 from llm.offline import OfflineEngine
-from llm.schemas import Evaluation, Profile, Questions, SpeakingMetrics
+from llm.schemas import Evaluation, Profile, Questions
 from llm.settings import LlmSettings
+from stream.contract import SpeakingMetrics
 
 log = logging.getLogger(__name__)
 
-MetricsInput = SpeakingMetrics | Mapping[str, Any] | None
+MetricsInput = SpeakingMetrics | None
 
 
 @runtime_checkable

@@ -23,8 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from stream import contract
-from stream.score import START_SCORE, STEP, band_of
+from stream.score import answer_emotion
 
 QUESTION_COUNT = 3
 
@@ -82,9 +84,10 @@ class AnswerRecord:
         return spoken[-1].end_ms if spoken else None
 
     @property
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> contract.SpeakingMetrics | None:
+        """How the whole answer was spoken (None: nothing was heard)."""
         return contract.merge_speaking_metrics(
-            [(t.start_ms, t.end_ms, dict(t.metrics)) for t in self._spoken()]
+            (t.start_ms, t.end_ms, t.metrics) for t in self._spoken()
         )
 
 
@@ -255,23 +258,29 @@ class InterviewState:
                 return turn
         return None
 
-    def answer_score(self, key: TurnKey) -> dict[str, Any] | None:
-        """The emotion score over one answer turn only — from the question reaching the
-        candidate to the end of the answer, on the gateway's clock like the score updates —
-        by the session score's rule (50 ± 0.1 per face reading), from the cumulative counts
-        in the score updates."""
+    def answer_score(self, key: TurnKey) -> contract.AnswerEmotion | None:
+        """The emotion score over one answer turn (`stream.score.answer_emotion`), from the
+        score updates folded so far; None while the turn has not ended."""
         record = self.answers.get(key)
         if record is None or record.ended is None:
             return None
-        start_ms, end_ms = record.ended.opened_ms, record.ended.at_ms
-        before = [(p, n) for at, p, n in self.scores if at < start_ms]
-        within = [(p, n) for at, p, n in self.scores if start_ms <= at <= end_ms]
-        if not within:
-            return None
-        p0, n0 = before[-1] if before else (0, 0)
-        p1, n1 = within[-1]
-        score = round(START_SCORE + STEP * ((p1 - p0) - (n1 - n0)), 1)
-        return {"score": score, "band": band_of(score), "faces": (p1 - p0) + (n1 - n0)}
+        return answer_emotion(self.scores, record.ended.opened_ms, record.ended.at_ms)
+
+    def answered_data(self) -> dict[str, Any]:
+        """The ``answered`` step's data for the current turn (its answer is complete)."""
+        turn = self.current
+        record = self.answers[turn.key]
+        return {
+            "index": turn.index,
+            "attempt": turn.attempt,
+            "answer": record.text,
+            "metrics": msgspec.to_builtins(record.metrics),
+            "start_ms": record.start_ms,
+            "end_ms": record.end_ms,
+            "asked_ms": turn.asked_ms,
+            "ended_ms": record.ended.at_ms,
+            "reason": record.ended.reason,
+        }
 
     def attempt_summary(self, turn: Turn) -> dict[str, Any]:
         """One attempt as the report shows it."""
@@ -280,7 +289,7 @@ class InterviewState:
         return {
             "attempt": turn.attempt,
             "answer": record.text,
-            "metrics": record.metrics,
+            "metrics": msgspec.to_builtins(record.metrics),
             "evaluation": evaluation.get("evaluation"),
             "rows": evaluation.get("rows"),
             "engine": evaluation.get("engine"),

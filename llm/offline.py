@@ -51,7 +51,11 @@ Rating an answer (개선 필요함 = 0, 무난함 = 1, 매우 좋음 = 2)
 ----------------------------------------------------------
 An answer is a whole answer turn: every utterance from the question to "Done", joined,
 thinking pauses included. Words are the transcript's whitespace-separated tokens
-(Korean: 어절). Its time is the metrics' ``duration_s`` (else ``speech_s``). An empty
+(Korean: 어절). Its time, pace, fillers and pauses are the answer's measured speaking
+metrics (`stream.contract.SpeakingMetrics`, merged over its utterances; read as they are,
+never recomputed here): time is ``duration_s``, and a 0 there or in a rate means it was
+not measured. Without metrics (an answer that was not spoken) only the length in words or
+syllables and the fillers in the transcript are judged. An empty
 answer gets 개선 필요함 everywhere except similarity and examples (NA).
 
 - **communication (소통 방식)** — length and pace of a *spoken* answer:
@@ -66,16 +70,16 @@ answer gets 개선 필요함 everywhere except similarity and examples (NA).
     runs ~130–160; the lower bound leaves room for the thinking pauses a whole turn
     holds, the upper one is where listeners start to miss words) and **2.5–6.0
     syllables per second in Korean** (conversational Korean runs ~3.5–5.5, with the same
-    allowance for pauses). Korean pace is the worker's ``syllables_per_second``, else
-    the transcript's syllables (counted as above) over the answer time, else its
-    ``words_per_minute`` at **50–120 어절 per minute** (the syllable window over ~3
-    syllables per 어절). English pace is ``words_per_minute``, else words over the
-    answer time. Unknown pace counts as right (it is not judged).
+    allowance for pauses). Korean pace is the metrics' ``syllables_per_second``, else
+    (an answer without Hangul) their ``words_per_minute`` at **50–120 어절 per minute**
+    (the syllable window over ~3 syllables per 어절). English pace is
+    ``words_per_minute``. Unknown pace counts as right (it is not judged).
 
   매우 좋음: length and pace right; 무난함: one of them; 개선 필요함: neither.
 - **natural_delivery (자연스러운 답변)**: filler rate = filler words per 100 words (the
-  speech worker's ``filler_count`` if given, else fillers counted in the transcript:
-  음, 어, 아, 뭐, 막, 약간, 그러니까, um, uh, er, you know, i mean, basically, …) and
+  metrics' ``filler_count``; without metrics, the fillers `stream.fillers.find_fillers`
+  finds in the transcript, the same rule the speech worker counts them by: 음, 어, um,
+  uh, …, and 뭐, 그러니까, you know, basically, … when set off by commas) and
   the longest pause (``longest_pause_s``; unknown = not judged). A pause of a few
   seconds to think is normal in a spoken answer and costs nothing: only a pause **over
   5 s** counts against delivery, and one of **10 s or more** is a stall. 매우 좋음: rate
@@ -123,7 +127,6 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from llm.schemas import (
     Criterion,
@@ -134,10 +137,11 @@ from llm.schemas import (
     Questions,
     Rating,
     SimilarityCriterion,
-    SpeakingMetrics,
     similarity_rating,
 )
 from llm.settings import LlmSettings
+from stream.contract import SpeakingMetrics
+from stream.fillers import find_fillers
 
 # --------------------------------------------------------------------------- vocabulary
 
@@ -552,29 +556,6 @@ _STOP_EN = set(
     technical please tell give example name last job led built took wrote ran hello hi i'd i'll
     currently recently hit its it's itself""".split()
 )
-
-_FILLERS_KO = {
-    "음",
-    "음음",
-    "으음",
-    "음…",
-    "어",
-    "어어",
-    "아",
-    "에",
-    "엄",
-    "흠",
-    "뭐",
-    "막",
-    "약간",
-    "그니까",
-    "그러니까",
-    "뭐랄까",
-    "이제",
-    "그냥",
-}
-_FILLERS_EN = {"um", "umm", "uh", "uhh", "uhm", "er", "erm", "ah", "hmm", "mm", "basically"}
-_FILLER_BIGRAMS_EN = {("you", "know"), ("i", "mean")}
 
 _CAUSAL_RE = re.compile(
     r"때문|왜냐하면|그래서|따라서|그러므로|덕분에|위해|위하여|결과적으로|그\s?결과|이유는|므로"
@@ -1251,7 +1232,7 @@ class AnswerFacts:
     syllables: int
     #: Answer time, seconds (None = not measured).
     duration_s: float | None
-    #: Filler words (from the metrics when the speech worker counted them).
+    #: Filler words (the metrics' count; without metrics, found in the transcript).
     fillers: int
     #: Fillers per 100 words.
     filler_rate: float
@@ -1278,14 +1259,6 @@ class AnswerFacts:
     matched: list[str]
     #: How to show a matched keyword (a skill by its name, a word as it was written).
     shown: dict[str, str] = field(default_factory=dict)
-
-
-def _count_fillers(text: str) -> int:
-    tokens = [t.strip(_PUNCT).lower() for t in text.split()]
-    tokens = [t for t in tokens if t]
-    count = sum(1 for t in tokens if t in _FILLERS_KO or t in _FILLERS_EN)
-    count += sum(1 for pair in itertools.pairwise(tokens) if pair in _FILLER_BIGRAMS_EN)
-    return count
 
 
 def spoken_syllables(text: str) -> int:
@@ -1320,23 +1293,25 @@ def analyse_answer(
     facts: IntroFacts,
     question: str,
     answer: str,
-    metrics: SpeakingMetrics,
+    metrics: SpeakingMetrics | None,
 ) -> AnswerFacts:
-    """Measure `answer` for the rating rules."""
+    """Measure `answer` for the rating rules (time, pace, fillers and pauses are read from
+    `metrics` as measured, never recomputed)."""
     language = profile.language
     tokens = answer.split()
     words = len(tokens)
     syllables = spoken_syllables(answer)
-    fillers = metrics.filler_count if metrics.filler_count is not None else _count_fillers(answer)
+    if metrics is None:  # not spoken: no time, pace or pauses to judge
+        fillers = len(find_fillers(answer))
+        duration = wpm = sps = longest_pause = None
+    else:
+        fillers = metrics.filler_count
+        # A 0 means there was no time span to measure over: not measured.
+        duration = metrics.duration_s or None
+        wpm = metrics.words_per_minute or None
+        sps = metrics.syllables_per_second or None
+        longest_pause = metrics.longest_pause_s
     rate = 100.0 * fillers / words if words else 0.0
-    # A 0 from the worker means it had no time span to measure over: not measured.
-    duration = metrics.duration_s or metrics.speech_s or None
-    wpm = metrics.words_per_minute or None
-    if wpm is None and duration and words:
-        wpm = words / duration * 60.0
-    sps = metrics.syllables_per_second or None
-    if sps is None and duration and syllables and language == "ko":
-        sps = syllables / duration
 
     answer_words = content_words(answer)
     # The company and job title are in our own question templates; they are not content.
@@ -1368,7 +1343,7 @@ def analyse_answer(
         duration_s=duration,
         fillers=fillers,
         filler_rate=rate,
-        longest_pause_s=metrics.longest_pause_s,
+        longest_pause_s=longest_pause,
         words_per_minute=wpm,
         syllables_per_second=sps,
         skills=answer_skills,
@@ -1848,7 +1823,7 @@ class OfflineEngine:
         profile: Profile,
         question: str,
         answer: str,
-        metrics: SpeakingMetrics | Mapping[str, Any] | None = None,
+        metrics: SpeakingMetrics | None = None,
     ) -> Evaluation:
         return self.evaluation(profile, question, answer, metrics)
 
@@ -1863,14 +1838,14 @@ class OfflineEngine:
         profile: Profile,
         question: str,
         answer: str,
-        metrics: SpeakingMetrics | Mapping[str, Any] | None = None,
+        metrics: SpeakingMetrics | None = None,
     ) -> Evaluation:
-        """The seven-criterion evaluation, synchronously."""
+        """The seven-criterion evaluation, synchronously (`metrics`: how the answer was
+        spoken, None for an answer that was not)."""
         language = profile.language
-        measured = SpeakingMetrics.coerce(metrics)
         answer = answer[: self.settings.max_answer_chars]
         facts = read_intro(profile)
-        a = analyse_answer(profile, facts, question, answer, measured)
+        a = analyse_answer(profile, facts, question, answer, metrics)
         length, pace = length_verdict(a), pace_verdict(a)
         percent = _similarity_percent(a)
         reasons = _reasons(a, length, pace, percent)

@@ -28,6 +28,7 @@ import os
 import socket
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
@@ -328,23 +329,7 @@ class Orchestrator:
                 },
             )
         elif action.kind == "answered":
-            turn = state.current
-            record = state.answers[turn.key]
-            await self._publish(
-                state,
-                "answered",
-                {
-                    "index": turn.index,
-                    "attempt": turn.attempt,
-                    "answer": record.text,
-                    "metrics": record.metrics,
-                    "start_ms": record.start_ms,
-                    "end_ms": record.end_ms,
-                    "asked_ms": turn.asked_ms,
-                    "ended_ms": record.ended.at_ms,
-                    "reason": record.ended.reason,
-                },
-            )
+            await self._publish(state, "answered", state.answered_data())
         elif action.kind == "evaluate":
             await self._evaluate(state)
         elif action.kind == "report":
@@ -389,7 +374,7 @@ class Orchestrator:
             # nothing to judge, and the card says so instead of grading silence
             data |= {"evaluation": None, "rows": [], "engine": state.engine, "no_answer": True}
         state.scores = await self._scores_around(state.session, record.ended.opened_ms)
-        data["emotion"] = state.answer_score(turn.key)
+        data["emotion"] = msgspec.to_builtins(state.answer_score(turn.key))
         await self._publish(state, "evaluated", data)
 
 

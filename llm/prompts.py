@@ -19,8 +19,11 @@ import re
 from functools import cache
 from typing import Any
 
-from llm.schemas import Evaluation, Language, Profile, Questions, SpeakingMetrics, llm_json_schema
+import msgspec
+
+from llm.schemas import Evaluation, Language, Profile, Questions, llm_json_schema
 from stream import contract
+from stream.contract import SpeakingMetrics
 
 Message = dict[str, str]
 
@@ -265,7 +268,8 @@ def evaluation_messages(
     if not question or not question.strip():
         raise ValueError("the question to evaluate against is empty")
     language: Language = profile.language
-    metrics_data: dict[str, Any] = (metrics or SpeakingMetrics()).for_prompt()
+    # the answer's metrics as measured (nothing when it was not spoken)
+    metrics_data: dict[str, Any] = msgspec.to_builtins(metrics) if metrics is not None else {}
     system = _EVALUATION_SYSTEM[language].format(schema=_schema_text("evaluation"))
     user = "\n\n".join(
         [

@@ -37,8 +37,8 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -351,6 +351,206 @@ class Word(msgspec.Struct, array_like=True):
     probability: float = 1.0
 
 
+# --------------------------------------------------------------------------- speaking metrics
+#
+# How an utterance, or a whole answer, was spoken. The speech worker measures each
+# utterance part (inference/speech/metrics.py); `merge_speaking_metrics` is the only way
+# an answer's metrics are made from its parts; every reader (interviewer, engines,
+# dashboard, report, room page) reads these fields and recomputes nothing.
+
+#: A gap between two words, or between two utterances of one answer, at least this long
+#: is a pause (the speech worker's default threshold too).
+PAUSE_S = 0.5
+#: Upper bounds that only keep values finite (msgpack can carry inf/NaN): no utterance or
+#: answer lasts a day, and no rate reaches a million per second or minute.
+MAX_SPEAKING_S = 86_400.0
+MAX_RATE = 1e6
+
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_SPEAKING_S)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Rate = Annotated[float, msgspec.Meta(ge=0, le=MAX_RATE)]
+RateBasis = Literal["words", "syllables"]
+_T = TypeVar("_T")
+
+
+class SpeakingMetrics(msgspec.Struct, kw_only=True):
+    """How one utterance part, or one whole answer, was spoken.
+
+    Rates are always ``count / rate_s`` (rounded as below) and are made only by
+    `SpeakingMetrics.of`: the worker calls it on one utterance's counts, the merge on an
+    answer's summed counts. A rate is 0 when there was no time to measure over. Every field
+    has a default so that a stored dict from an older build (no ``rate_s``; a merge without
+    rates when nothing was timed) still decodes."""
+
+    #: Length of the audio, seconds (an answer: the sum over its utterances).
+    duration_s: Seconds = 0.0
+    #: First word start to last word end, seconds; 0 without word timings (an answer: the
+    #: sum over its utterances, so thinking pauses between utterances are not in it).
+    speech_s: Seconds = 0.0
+    #: The time the rates are over, seconds: `speech_s`, or `duration_s` for an utterance
+    #: without word timings (so the VAD's padding slows nobody down); an answer's is the sum
+    #: of its parts'. Filled from those two for a dict stored before this field existed.
+    rate_s: Seconds = 0.0
+    #: Space-separated words holding a letter or digit (Korean: 어절).
+    word_count: Count = 0
+    #: ``word_count`` per minute of `rate_s`, 1 decimal (the rate to read for English).
+    words_per_minute: Rate = 0.0
+    #: Precomposed Hangul syllable characters in the text (each is one spoken syllable).
+    hangul_syllables: Count = 0
+    #: ``hangul_syllables`` per second of `rate_s`, 2 decimals (the rate to read for Korean).
+    syllables_per_second: Rate = 0.0
+    #: Which rate to read: "words" (`words_per_minute`) or "syllables"
+    #: (`syllables_per_second`, for Korean: 어절 vary too much in length to pace by).
+    rate_basis: RateBasis = "words"
+    #: The filler words heard, in order, lower-cased ("um", "you know", "음"; the rule is
+    #: `stream.fillers.find_fillers`).
+    filler_words: list[str] = []
+    #: ``len(filler_words)``.
+    filler_count: Count = 0
+    #: Fillers per word (``filler_count / word_count``, 4 decimals; 0 without words).
+    filler_rate: Rate = 0.0
+    #: Fillers per minute of `rate_s`, 1 decimal.
+    fillers_per_minute: Rate = 0.0
+    #: Pauses: gaps of at least the pause threshold (`PAUSE_S` by default) between words,
+    #: and for an answer between its utterances too.
+    pause_count: Count = 0
+    #: The longest gap between two words (or utterances of an answer), any length, seconds.
+    longest_pause_s: Seconds = 0.0
+    #: All pauses together, seconds.
+    total_pause_s: Seconds = 0.0
+    #: The Whisper language code the text was transcribed in ("en", "ko"; "" unknown).
+    language: Annotated[str, msgspec.Meta(max_length=16)] = ""
+
+    def __post_init__(self) -> None:
+        # a dict stored before `rate_s` existed: the worker's rule gives it back
+        if not self.rate_s:
+            self.rate_s = self.speech_s or self.duration_s
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        duration_s: float,
+        speech_s: float,
+        rate_s: float,
+        word_count: int,
+        hangul_syllables: int,
+        rate_basis: RateBasis,
+        filler_words: list[str],
+        pause_count: int,
+        longest_pause_s: float,
+        total_pause_s: float,
+        language: str,
+    ) -> SpeakingMetrics:
+        """The metrics of these counts and times, with every rate derived from them: the
+        one place a rate is computed."""
+        per_minute = 60.0 / rate_s if rate_s > 0 else 0.0
+        fillers = len(filler_words)
+        return cls(
+            duration_s=round(float(duration_s), 3),
+            speech_s=round(float(speech_s), 3),
+            rate_s=round(float(rate_s), 3),
+            word_count=word_count,
+            words_per_minute=round(word_count * per_minute, 1),
+            hangul_syllables=hangul_syllables,
+            syllables_per_second=round(hangul_syllables / rate_s, 2) if rate_s > 0 else 0.0,
+            rate_basis=rate_basis,
+            filler_words=list(filler_words),
+            filler_count=fillers,
+            filler_rate=round(fillers / word_count, 4) if word_count else 0.0,
+            fillers_per_minute=round(fillers * per_minute, 1),
+            pause_count=pause_count,
+            longest_pause_s=round(float(longest_pause_s), 3),
+            total_pause_s=round(float(total_pause_s), 3),
+            language=language,
+        )
+
+
+def merge_speaking_metrics(
+    parts: Iterable[tuple[float, float, SpeakingMetrics | None]],
+) -> SpeakingMetrics | None:
+    """The speaking metrics of a whole answer from its utterance parts (the only merge).
+
+    `parts` are ``(start_ms, end_ms, metrics)`` in any order; a part without metrics (no
+    speech in it) is left out, and None comes back when no part has any. Counts and times
+    add up (Hangul syllables too); the rates are `SpeakingMetrics.of` the sums, i.e. over
+    the summed speaking time. A gap between utterances of at least `PAUSE_S` (a pause to
+    think) counts as a pause, and the longest pause is the longest of those gaps and of
+    the pauses inside the utterances. The answer's language and rate basis are those of
+    most of its speaking time (Whisper labels each utterance; a short English one inside
+    a Korean answer must not switch the whole answer to words per minute)."""
+    ordered = sorted(((s, e, m) for s, e, m in parts if m is not None), key=lambda p: p[0])
+    if not ordered:
+        return None
+    metrics = [m for _, _, m in ordered]
+    pause_count = sum(m.pause_count for m in metrics)
+    total_pause_s = sum(m.total_pause_s for m in metrics)
+    longest_pause_s = max(m.longest_pause_s for m in metrics)
+    for (_, end_a, _), (start_b, _, _) in itertools.pairwise(ordered):
+        gap_s = max(0.0, start_b - end_a) / 1000.0
+        if gap_s >= PAUSE_S:
+            pause_count += 1
+            total_pause_s += gap_s
+        longest_pause_s = max(longest_pause_s, gap_s)
+    return SpeakingMetrics.of(
+        duration_s=sum(m.duration_s for m in metrics),
+        speech_s=sum(m.speech_s for m in metrics),
+        rate_s=sum(m.rate_s for m in metrics),
+        word_count=sum(m.word_count for m in metrics),
+        hangul_syllables=sum(m.hangul_syllables for m in metrics),
+        rate_basis=_by_most_time(metrics, lambda m: m.rate_basis),
+        filler_words=[word for m in metrics for word in m.filler_words],
+        pause_count=pause_count,
+        longest_pause_s=longest_pause_s,
+        total_pause_s=total_pause_s,
+        language=_by_most_time(metrics, lambda m: m.language),
+    )
+
+
+def _by_most_time(metrics: list[SpeakingMetrics], key: Callable[[SpeakingMetrics], _T]) -> _T:
+    """The value of `key` that holds the most speaking time (the earliest on a tie)."""
+    time: dict[_T, float] = {}
+    for m in metrics:
+        time[key(m)] = time.get(key(m), 0.0) + m.rate_s
+    return max(time, key=lambda value: time[value])  # max keeps the first of equals
+
+
+def decode_speaking_metrics(value: object) -> SpeakingMetrics | None:
+    """Speaking metrics from an interview step's JSON data (``answered``'s ``metrics``, a
+    report item's): None for null or an empty object (an answer with no speech, as older
+    builds wrote it), else the struct; `ContractError` for anything that does not fit."""
+    if value is None or value == {}:
+        return None
+    if isinstance(value, SpeakingMetrics):
+        return value
+    try:
+        return msgspec.convert(value, SpeakingMetrics)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"unusable speaking metrics: {exc}") from exc
+
+
+class AnswerEmotion(msgspec.Struct, kw_only=True):
+    """The emotion score over one answer turn (``evaluated``'s ``emotion``), by the session
+    score's rule: `stream.score.answer_emotion` makes it."""
+
+    score: float
+    band: Literal["good", "normal", "bad"]
+    #: Face readings counted in the turn.
+    faces: Count
+
+
+def decode_answer_emotion(value: object) -> AnswerEmotion | None:
+    """An ``evaluated`` step's ``emotion`` (None: no face was seen, or not given)."""
+    if value is None:
+        return None
+    if isinstance(value, AnswerEmotion):
+        return value
+    try:
+        return msgspec.convert(value, AnswerEmotion)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"unusable answer emotion: {exc}") from exc
+
+
 class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
     """A speech worker's transcription of one utterance (or part of one)."""
 
@@ -366,8 +566,8 @@ class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
     end_ms: float
     cut_ms: float
     done_ms: float
-    #: Speaking metrics of this utterance (duration_s, words_per_minute, …).
-    metrics: dict[str, float | int | str | list[str]] = {}
+    #: How the utterance was spoken (None: no speech in it, `dropped_reason` says why).
+    metrics: SpeakingMetrics | None = None
     model: str = ""
     worker: str = ""
     #: The answer turn of the utterance (copied from `Utterance`).
@@ -389,11 +589,16 @@ class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
     ``questions``  data = {"questions": [str, str, str], "engine": "llm"|"offline"}
     ``asked``      data = {"index": i, "attempt": a, "question": str, "follow_up": bool,
                            "total": n}  (a "Try again" asks the same index, attempt + 1)
-    ``answered``   data = {"index": i, "attempt": a, "answer": str, "metrics": {...},
-                           "start_ms", "end_ms", "asked_ms", "reason": why the turn ended}
+    ``answered``   data = {"index": i, "attempt": a, "answer": str,
+                           "metrics": `SpeakingMetrics` (merged over the answer's parts)
+                           |null (nothing heard), "start_ms", "end_ms", "asked_ms",
+                           "reason": why the turn ended}
     ``evaluated``  data = {"index": i, "attempt": a, "evaluation": {...rubric...},
                            "rows": [[criterion, rating, reason] × 7], "engine": ...,
-                           "emotion": {"score", "band", "faces"}|null}
+                           "emotion": `AnswerEmotion`|null}
+
+    (`SpeakingMetrics` and `AnswerEmotion` travel as their JSON objects; read them back
+    with `decode_speaking_metrics` / `decode_answer_emotion`.)
     ``report``     data = {"items": [...], "engine": ...}
     ``error``      data = {"message": str, "stage": str, "retryable": bool}
     """
@@ -627,7 +832,7 @@ class TranscriptUpdate(msgspec.Struct, tag="transcript", tag_field="type", kw_on
     final: bool
     text: str
     language: str
-    metrics: dict[str, float | int | str | list[str]] = {}
+    metrics: SpeakingMetrics | None = None
     latency_ms: float
     question: int
     attempt: int
@@ -776,70 +981,3 @@ def page_message_schema() -> dict:
         [PageMessage | RoomRequest], ref_template="#/$defs/{name}"
     )
     return {"$defs": components, **schema}
-
-
-# --------------------------------------------------------------------------- speaking metrics
-
-#: Metrics that add up over the parts of an answer.
-_ADDITIVE_METRICS = (
-    "duration_s",
-    "speech_s",
-    "word_count",
-    "hangul_syllables",
-    "filler_count",
-    "pause_count",
-    "total_pause_s",
-)
-#: A gap between two utterances of an answer at least this long counts as a pause.
-ANSWER_PAUSE_S = 0.5
-
-
-def merge_speaking_metrics(
-    parts: list[tuple[float, float, dict]],
-) -> dict[str, float | int | str | list[str]]:
-    """The speaking metrics of a whole answer from its utterance parts' metrics.
-
-    `parts` are ``(start_ms, end_ms, metrics)`` in any order (`Transcript.metrics`, keys
-    of inference/speech/metrics.py). Counts add up; rates are recomputed over the summed
-    speaking time (as the speech worker computes them for one utterance); the gaps between
-    utterances (a pause to think) count as pauses, and the longest of them or of the pauses
-    inside an utterance is the longest pause."""
-    ordered = sorted((p for p in parts if p[2]), key=lambda p: p[0])
-    if not ordered:
-        return {}
-    merged: dict = {}
-    for _, _, metrics in ordered:
-        for key, value in metrics.items():
-            if key in _ADDITIVE_METRICS and isinstance(value, int | float):
-                merged[key] = merged.get(key, 0) + value
-            elif key == "longest_pause_s" and isinstance(value, int | float):
-                merged[key] = max(merged.get(key, 0.0), value)
-            elif key == "filler_words" and isinstance(value, list):
-                merged[key] = [*merged.get(key, []), *value]
-            elif key not in merged and key not in (
-                "words_per_minute",
-                "syllables_per_second",
-                "filler_rate",
-                "fillers_per_minute",
-            ):
-                merged[key] = value
-    for (_, end_a, _), (start_b, _, _) in itertools.pairwise(ordered):
-        gap_s = max(0.0, start_b - end_a) / 1000.0
-        if gap_s >= ANSWER_PAUSE_S:
-            merged["pause_count"] = merged.get("pause_count", 0) + 1
-            merged["total_pause_s"] = round(merged.get("total_pause_s", 0.0) + gap_s, 3)
-        merged["longest_pause_s"] = round(max(merged.get("longest_pause_s", 0.0), gap_s), 3)
-    span_s = merged.get("speech_s") or merged.get("duration_s") or 0.0
-    words = merged.get("word_count", 0)
-    if span_s > 0:
-        merged["words_per_minute"] = round(words * 60.0 / span_s, 1)
-        if "hangul_syllables" in merged:
-            merged["syllables_per_second"] = round(merged["hangul_syllables"] / span_s, 2)
-        if "filler_count" in merged:
-            merged["fillers_per_minute"] = round(merged["filler_count"] * 60.0 / span_s, 1)
-    if "filler_count" in merged:
-        merged["filler_rate"] = round(merged["filler_count"] / words, 4) if words else 0.0
-    for key in ("duration_s", "speech_s", "total_pause_s"):
-        if isinstance(merged.get(key), float):
-            merged[key] = round(merged[key], 3)
-    return merged

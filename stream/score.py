@@ -16,8 +16,11 @@ order from several vision workers). With one face on screen the score reads
 (as long as at least one frame a second is analysed).
 
 `EmotionScore.add_result` is the live counter (the gateway's); `score_over` applies the
-same rule to a list of results over a time span (per-answer scores), so a session's score
-and its answers' scores are one rule.
+same rule to a list of results over a time span. `answer_emotion` is the score over one
+answer turn, from the live counter's own cumulative counts (`ScoreUpdate`s), so a session's
+score and its answers' scores are one rule, and the interviewer (which publishes it with
+the evaluation) and the dashboard (while an answer is not evaluated yet) compute it from
+the same data the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from stream.contract import NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS
+from stream.contract import NEGATIVE_EMOTIONS, POSITIVE_EMOTIONS, AnswerEmotion
 
 Band = Literal["good", "normal", "bad"]
 
@@ -146,3 +149,26 @@ def score_over(
             continue
         score.add_result(capture_ms, labels)
     return score
+
+
+def answer_emotion(
+    updates: Iterable[tuple[float, int, int]], start_ms: float, end_ms: float
+) -> AnswerEmotion | None:
+    """The emotion score over one answer turn only (from the question reaching the
+    candidate to the end of the answer, on the gateway's clock like the score updates):
+    50 ± 0.1 per face reading counted in the turn. `updates` are the session's score
+    updates as ``(at_ms, positive, negative)`` with the live counter's cumulative counts,
+    in stream order; the last one before the turn is the baseline, the last one within it
+    the end. None when no update falls in the turn (no face was counted, or no result)."""
+    before: tuple[int, int] = (0, 0)
+    last: tuple[int, int] | None = None
+    for at_ms, positive, negative in updates:
+        if at_ms < start_ms:
+            before = (positive, negative)
+        elif at_ms <= end_ms:
+            last = (positive, negative)
+    if last is None:
+        return None
+    positive, negative = last[0] - before[0], last[1] - before[1]
+    score = round(START_SCORE + STEP * (positive - negative), 1)
+    return AnswerEmotion(score=score, band=band_of(score), faces=positive + negative)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import msgspec
+
+from inference.speech.metrics import speaking_metrics
 from stream import contract
 from stream.score import EmotionScore
 
@@ -127,15 +130,10 @@ def interview_session(
         text = ANSWERS[index]
         words = text.split()
         step_s = ANSWER_MS / 1000 / len(words)
-        metrics = {
-            "duration_s": ANSWER_MS / 1000,
-            "word_count": len(words),
-            "words_per_minute": round(len(words) * 60 / (ANSWER_MS / 1000), 1),
-            "filler_count": sum(1 for w in words if w in ("um", "uh")),
-            "filler_words": [w for w in words if w in ("um", "uh")],
-            "pause_count": 1,
-            "longest_pause_s": 0.9,
-        }
+        spoken = [
+            contract.Word(w, i * step_s, (i + 0.8) * step_s, 0.9) for i, w in enumerate(words)
+        ]
+        metrics = speaking_metrics(spoken, text, "en", ANSWER_MS / 1000)
         add(
             end + 1_500,
             contract.Transcript(
@@ -143,10 +141,7 @@ def interview_session(
                 utterance_id=f"{session}-u{index}",
                 text=text,
                 language="en",
-                words=[
-                    contract.Word(w, i * step_s, (i + 0.8) * step_s, 0.9)
-                    for i, w in enumerate(words)
-                ],
+                words=spoken,
                 start_ms=start,
                 end_ms=end,
                 cut_ms=end,
@@ -164,7 +159,9 @@ def interview_session(
                 data={
                     "index": index,
                     "answer": text,
-                    "metrics": metrics,
+                    "metrics": msgspec.to_builtins(
+                        contract.merge_speaking_metrics([(start, end, metrics)])
+                    ),
                     "start_ms": start,
                     "end_ms": end,
                 },

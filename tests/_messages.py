@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from stream import contract
 
 
@@ -19,3 +21,17 @@ def score_update(
         negative=negative,
         at_ms=at_ms,
     )
+
+
+def measured(
+    answer: str, values: dict | contract.SpeakingMetrics | None
+) -> contract.SpeakingMetrics | None:
+    """The speaking metrics the speech worker would send with `answer` (no word timings,
+    so its rates are over `duration_s`), with `values` set as a test needs them (they win
+    over the measured ones; a rate given without a time stands for a measured rate)."""
+    from inference.speech.metrics import speaking_metrics
+
+    if values is None or isinstance(values, contract.SpeakingMetrics):
+        return values
+    base = speaking_metrics([], answer, "", float(values.get("duration_s", 0.0)))
+    return msgspec.structs.replace(base, **values)

@@ -132,7 +132,7 @@ def test_questions_answers_evaluations_and_transcripts(full):
         assert q.answer == ANSWERS[index]
         assert q.rows[0] == ["Overall", "Fine", "A clear answer with a concrete project."]
         assert len(q.rows) == 7 and q.evaluation["tips"][0] == "Lead with the result."
-        assert q.metrics["word_count"] == len(ANSWERS[index].split())
+        assert q.metrics.word_count == len(ANSWERS[index].split())
     assert [t.question for t in full.transcripts] == [0, 1, 2]
     assert agg.status(full, full.ended_ms + 1) == "ended"
 
@@ -290,15 +290,14 @@ def test_per_answer_summaries_name_what_rose_and_when(full):
 
 
 def test_score_band_per_answer_is_the_score_over_its_span(full):
+    # The interviewer's rule (stream.score.answer_emotion) on the same score updates: the
+    # face readings the live counter counted within the turn (these events predate
+    # AnswerEnded, so the turn runs from the question to the answer's end).
     q1 = full.questions[0]
-    inside = [p for p in full.points if q1.answer_start_ms <= p.t_ms <= q1.answer_end_ms]
-    # one reading per second of video: the first frame with a face in each second counts
-    seconds: dict[int, str] = {}
-    for p in sorted(inside, key=lambda p: p.t_ms):
-        if p.label is not None:
-            seconds.setdefault(int(p.t_ms // 1000), p.label)
-    positive = sum(1 for label in seconds.values() if label in contract.POSITIVE_EMOTIONS)
-    negative = sum(1 for label in seconds.values() if label in contract.NEGATIVE_EMOTIONS)
+    before = [s for s in full.scores if s.at_ms < q1.asked_ms]
+    within = [s for s in full.scores if q1.asked_ms <= s.at_ms <= q1.answer_end_ms]
+    p0, n0 = (before[-1].positive, before[-1].negative) if before else (0, 0)
+    positive, negative = within[-1].positive - p0, within[-1].negative - n0
     expected = round(START_SCORE + STEP * (positive - negative), 1)
     summary = agg.summarize_answer(full, q1)
     assert (summary.score, summary.band, summary.faces) == (
@@ -306,8 +305,8 @@ def test_score_band_per_answer_is_the_score_over_its_span(full):
         band_of(expected),
         positive + negative,
     )
-    # The interviewer's own figure wins when the evaluation carries one.
-    q1.emotion = {"score": 38.5, "band": "bad", "faces": 12}
+    # The interviewer's own figure is the one shown when the evaluation carries it.
+    q1.emotion = contract.AnswerEmotion(score=38.5, band="bad", faces=12)
     try:
         summary = agg.summarize_answer(full, q1)
         assert (summary.score, summary.band, summary.faces) == (38.5, "bad", 12)

@@ -502,7 +502,7 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
                     end_ms=now,
                     cut_ms=now,
                     done_ms=now + 200,
-                    metrics={"duration_s": 4.0, "word_count": len(text.split())},
+                    metrics=contract.SpeakingMetrics(duration_s=4.0, word_count=len(text.split())),
                     question=question,
                     attempt=1,
                 ),

@@ -583,7 +583,7 @@ def _valid_messages() -> list[contract.BusMessage]:
             end_ms=1,
             cut_ms=1,
             done_ms=2,
-            metrics={"words_per_minute": 100.0, "filler_words": ["um"]},
+            metrics=contract.SpeakingMetrics(words_per_minute=100.0, filler_words=["um"]),
         ),
         contract.InterviewEvent(session="s", step="asked", at_ms=now, data={"index": 0}),
         contract.InterviewCommand(session="s", command="follow_up", text="why?", at_ms=now),

@@ -28,7 +28,7 @@ def _transcript(uid, text, start, end, part=0, final=True, metrics=None, questio
         end_ms=end,
         cut_ms=end,
         done_ms=end + 500,
-        metrics=metrics if metrics is not None else {"duration_s": (end - start) / 1000},
+        metrics=metrics or contract.SpeakingMetrics(duration_s=(end - start) / 1000),
         question=question,
         attempt=attempt,
         dropped_reason="" if text else "silence",
@@ -105,14 +105,20 @@ def test_pauses_between_utterances_do_not_end_an_answer():
               ("u3", "Latency fell by 30%.", 14_500, 17_000)]  # fmt: skip
     for uid, text, start, end in spoken:
         state.apply(
-            _transcript(uid, text, start, end, metrics={"duration_s": (end - start) / 1000})
+            _transcript(
+                uid,
+                text,
+                start,
+                end,
+                metrics=contract.SpeakingMetrics(duration_s=(end - start) / 1000),
+            )
         )
         assert state.next_action() is None  # still answering: no end of turn yet
     state.apply(_ended(0, 1, ["u1#0", "u2#0", "u3#0"], 22_000, "silence"))
     record = state.answers[(0, 1)]
     assert record.text == "First I built the index. Then I measured it. Latency fell by 30%."
     assert (record.start_ms, record.end_ms) == (1000, 17_000)
-    assert record.metrics["pause_count"] == 2 and record.metrics["longest_pause_s"] == 2.5
+    assert record.metrics.pause_count == 2 and record.metrics.longest_pause_s == 2.5
     assert state.next_action().kind == "answered"
 
 
@@ -240,7 +246,7 @@ def test_answer_score_covers_only_the_answer_turn():
         state.apply(score_update("s1", 1, at, pos, neg))
     figure = state.answer_score((0, 1))
     # Within the turn: +3 positive, +8 negative → 50 − 0.5
-    assert figure == {"score": 49.5, "band": "normal", "faces": 11}
+    assert figure == contract.AnswerEmotion(score=49.5, band="normal", faces=11)
     assert state.answer_score((1, 1)) is None
 
 

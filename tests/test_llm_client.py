@@ -21,7 +21,7 @@ from llm.offline import OfflineEngine
 from llm.prompts import neutralise
 from llm.schemas import Evaluation, Profile, Questions, Rating
 from llm.settings import LlmSettings
-from stream.contract import ProfileError
+from stream.contract import ProfileError, SpeakingMetrics
 from tests.fake_openai import FakeOpenAI, Reply
 
 API_KEY = "sk-test-DO-NOT-LOG-0123456789"
@@ -50,7 +50,7 @@ EVALUATION: dict[str, Any] = {
 }
 QUESTION = "EmoVision 프로젝트에서 추론 속도를 40% 개선한 방법을 설명해 주세요."
 ANSWER = "음 저는 TensorRT로 변환해서 어 속도를 높였습니다."
-METRICS = {"words_per_minute": 123.0, "filler_count": 2, "longest_pause_s": 1.5}
+METRICS = SpeakingMetrics(words_per_minute=123.0, filler_count=2, longest_pause_s=1.5)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from llm.offline import (
     skill_label,
 )
 from llm.schemas import Evaluation, Profile, Rating
+from tests._messages import measured
 
 # --------------------------------------------------------------------------- material
 
@@ -116,11 +117,17 @@ def _evaluations(engine: OfflineEngine, profile: Profile) -> list[Evaluation]:
     filler = ("음 어 그러니까 음 저는 어 그 프로젝트에서 음 모델을 어 만들었습니다" if ko else
               "um uh so um I uh built you know the um model basically uh yes")  # fmt: skip
     return [
-        engine.evaluation(profile, question, long, _turn_metrics(words, 75.0, longest_pause_s=3.4)),
+        engine.evaluation(
+            profile, question, long, measured(long, _turn_metrics(words, 75.0, longest_pause_s=3.4))
+        ),
         engine.evaluation(profile, question, long, None),
-        engine.evaluation(profile, question, long, {"words_per_minute": 300, "filler_count": 1}),
-        engine.evaluation(profile, question, short, {"duration_s": 4.0, "longest_pause_s": 12.0}),
-        engine.evaluation(profile, question, filler, {"longest_pause_s": 7.0}),
+        engine.evaluation(
+            profile, question, long, measured(long, {"words_per_minute": 300, "filler_count": 1})
+        ),
+        engine.evaluation(
+            profile, question, short, measured(short, {"duration_s": 4.0, "longest_pause_s": 12.0})
+        ),
+        engine.evaluation(profile, question, filler, measured(filler, {"longest_pause_s": 7.0})),
         engine.evaluation(profile, question, "   ", None),
         engine.evaluation(profile, "Why PyTorch?" if not ko else "PyTorch를 고른 이유는?", long),
     ]
@@ -152,11 +159,15 @@ def test_rating_labels_are_words() -> None:
 
 
 def test_rows_read_as_words_in_both_languages(engine: OfflineEngine, en, ko) -> None:
-    answer_en = engine.evaluation(en, "Why PyTorch?", EN_LONG, _turn_metrics(160, 70.0))
+    answer_en = engine.evaluation(
+        en, "Why PyTorch?", EN_LONG, measured(EN_LONG, _turn_metrics(160, 70.0))
+    )
     for row in answer_en.rows("en"):
         rating = re.sub(r" \(\d+%\)$", "", row.rating)
         assert rating in {"Needs improvement", "Fine", "Very good", "NA"}, row
-    answer_ko = engine.evaluation(ko, "PyTorch를 고른 이유는?", KO_LONG, _turn_metrics(90, 75.0))
+    answer_ko = engine.evaluation(
+        ko, "PyTorch를 고른 이유는?", KO_LONG, measured(KO_LONG, _turn_metrics(90, 75.0))
+    )
     labels = [row.criterion for row in answer_ko.rows("ko")]
     assert labels[1] == "참고 답안과의 유사도"  # not "reference와의 유사도"
     for row in answer_ko.rows("ko"):
@@ -168,7 +179,9 @@ def test_rows_read_as_words_in_both_languages(engine: OfflineEngine, en, ko) -> 
 
 def test_fields_are_named_in_korean_on_a_korean_page(engine: OfflineEngine, ko) -> None:
     texts = list(engine.questions(ko).questions)
-    evaluation = engine.evaluation(ko, texts[0], KO_LONG, _turn_metrics(90, 75.0))
+    evaluation = engine.evaluation(
+        ko, texts[0], KO_LONG, measured(KO_LONG, _turn_metrics(90, 75.0))
+    )
     texts += person_facing(evaluation, "ko")
     for english in ("emotion recognition", "recommender system", "deep learning"):
         assert not any(english in text for text in texts), english
@@ -223,7 +236,9 @@ def test_count_noun_and_durations() -> None:
 def test_english_counts_agree_with_their_number(
     engine: OfflineEngine, en: Profile, answer: str, count: int
 ) -> None:
-    result = engine.evaluation(en, "Why PyTorch?", answer, {"longest_pause_s": 1.0})
+    result = engine.evaluation(
+        en, "Why PyTorch?", answer, measured(answer, {"longest_pause_s": 1.0})
+    )
     technical = result.technical_explanation.reason
     examples = result.examples.reason
     delivery = result.natural_delivery.reason
@@ -436,7 +451,9 @@ def test_english_length_by_answer_time(
     engine: OfflineEngine, en: Profile, seconds: float, expected: str
 ) -> None:
     words = round(seconds * 140 / 60)  # a comfortable pace, so only the length varies
-    result = engine.evaluation(en, "Q?", _words(words), {"duration_s": seconds})
+    result = engine.evaluation(
+        en, "Q?", _words(words), measured(_words(words), {"duration_s": seconds})
+    )
     assert result.communication.rating is (Rating.VERY_GOOD if expected == "ok" else Rating.FINE)
     reason = result.communication.reason
     assert reason.startswith(f"Your answer ran {duration_en(seconds)} ({words} words) at ")
@@ -449,7 +466,9 @@ def test_english_length_by_answer_time(
 def test_english_length_in_words_when_not_timed(
     engine: OfflineEngine, en: Profile, words: int, expected: int
 ) -> None:
-    result = engine.evaluation(en, "Q?", _words(words), {"words_per_minute": 140})
+    result = engine.evaluation(
+        en, "Q?", _words(words), measured(_words(words), {"words_per_minute": 140})
+    )
     assert result.communication.rating.score == expected
     assert "70–450 words" in result.communication.reason
 
@@ -464,14 +483,16 @@ def test_english_length_in_words_when_not_timed(
     ],
 )
 def test_english_pace_window(engine: OfflineEngine, en: Profile, wpm: int, verdict: str) -> None:
-    result = engine.evaluation(en, "Q?", _words(150), {"words_per_minute": wpm})
+    result = engine.evaluation(
+        en, "Q?", _words(150), measured(_words(150), {"words_per_minute": wpm})
+    )
     assert verdict in result.communication.reason
     assert "90–180 words per minute" in result.communication.reason
     assert result.communication.rating.score == (2 if verdict.startswith("a ") else 1)
 
 
 def test_the_example_sentence(engine: OfflineEngine, en: Profile) -> None:
-    result = engine.evaluation(en, "Q?", _words(96), {"duration_s": 42.0})
+    result = engine.evaluation(en, "Q?", _words(96), measured(_words(96), {"duration_s": 42.0}))
     assert result.communication.reason == (
         "Your answer ran 42 seconds (96 words) at 137 words per minute: a good length "
         "(30 seconds to 3 minutes) and a comfortable pace (90–180 words per minute)."
@@ -491,7 +512,7 @@ def test_korean_pace_in_syllables(
     engine: OfflineEngine, ko: Profile, sps: float, expected: str
 ) -> None:
     result = engine.evaluation(
-        ko, "질문", KO_LONG, {"duration_s": 75.0, "syllables_per_second": sps}
+        ko, "질문", KO_LONG, measured(KO_LONG, {"duration_s": 75.0, "syllables_per_second": sps})
     )
     reason = result.communication.reason
     assert f"초당 {sps:.1f}음절" in reason and expected in reason
@@ -500,7 +521,7 @@ def test_korean_pace_in_syllables(
 
 def test_korean_pace_is_measured_from_the_transcript(engine: OfflineEngine, ko: Profile) -> None:
     # A whole turn's merged metrics carry the time but no syllable rate.
-    result = engine.evaluation(ko, "질문", KO_LONG, {"duration_s": 80.0})
+    result = engine.evaluation(ko, "질문", KO_LONG, measured(KO_LONG, {"duration_s": 80.0}))
     rate = float(re.search(r"초당 (\d+\.\d)음절", result.communication.reason).group(1))
     assert PACE_SPS_KO[0] <= rate <= PACE_SPS_KO[1]
     assert result.communication.rating is Rating.VERY_GOOD
@@ -511,7 +532,7 @@ def test_korean_length_in_syllables_when_not_timed(
     engine: OfflineEngine, ko: Profile, count: int, score: int
 ) -> None:
     answer = " ".join(["모델을"] * count)  # 3 syllables each: 117 and 120
-    result = engine.evaluation(ko, "질문", answer, {"words_per_minute": 80})
+    result = engine.evaluation(ko, "질문", answer, measured(answer, {"words_per_minute": 80}))
     assert result.communication.rating.score == score
     assert f"약 {3 * count}음절" in result.communication.reason
     assert "120~900음절" in result.communication.reason
@@ -525,7 +546,7 @@ def test_korean_length_in_syllables_when_not_timed(
 def test_korean_words_per_minute_fallback(
     engine: OfflineEngine, ko: Profile, wpm: int, score: int
 ) -> None:
-    result = engine.evaluation(ko, "질문", KO_LONG, {"words_per_minute": wpm})
+    result = engine.evaluation(ko, "질문", KO_LONG, measured(KO_LONG, {"words_per_minute": wpm}))
     assert result.communication.rating.score == score
     assert "분당 50~120단어" in result.communication.reason
 
@@ -544,7 +565,7 @@ def test_thinking_pauses_are_not_disfluencies(
     engine: OfflineEngine, en: Profile, pause: float, rating: Rating, note: str
 ) -> None:
     metrics = _turn_metrics(160, 70.0, longest_pause_s=pause, filler_count=0, pause_count=9)
-    result = engine.evaluation(en, "Q?", EN_LONG, metrics)
+    result = engine.evaluation(en, "Q?", EN_LONG, measured(EN_LONG, metrics))
     assert result.natural_delivery.rating is rating
     assert note in result.natural_delivery.reason
     if rating is not Rating.VERY_GOOD:  # marked down for the pause alone: a tip about pauses
@@ -552,7 +573,9 @@ def test_thinking_pauses_are_not_disfluencies(
 
 
 def test_korean_pause_reason(engine: OfflineEngine, ko: Profile) -> None:
-    result = engine.evaluation(ko, "질문", KO_LONG, {"longest_pause_s": 3.0, "filler_count": 0})
+    result = engine.evaluation(
+        ko, "질문", KO_LONG, measured(KO_LONG, {"longest_pause_s": 3.0, "filler_count": 0})
+    )
     assert result.natural_delivery.rating is Rating.VERY_GOOD
     assert "가장 긴 멈춤 3초(생각하며 5초 이내로 멈추는 것은 자연스럽습니다)" in (
         result.natural_delivery.reason
@@ -566,7 +589,7 @@ def test_a_long_english_answer_turn(engine: OfflineEngine, en: Profile) -> None:
     question = engine.questions(en).questions[0]
     words = len(EN_LONG.split())
     metrics = _turn_metrics(words, 70.0, longest_pause_s=3.4)  # fillers counted in the text
-    result = engine.evaluation(en, question, EN_LONG, metrics)
+    result = engine.evaluation(en, question, EN_LONG, measured(EN_LONG, metrics))
     assert result.natural_delivery.rating is Rating.VERY_GOOD  # 2 fillers in ~160 words
     assert result.communication.rating is Rating.VERY_GOOD
     assert result.clarity.rating is Rating.VERY_GOOD
@@ -583,7 +606,7 @@ def test_a_long_english_answer_turn(engine: OfflineEngine, en: Profile) -> None:
 def test_a_long_korean_answer_turn(engine: OfflineEngine, ko: Profile) -> None:
     question = engine.questions(ko).questions[0]
     metrics = _turn_metrics(len(KO_LONG.split()), 75.0, longest_pause_s=2.8)
-    result = engine.evaluation(ko, question, KO_LONG, metrics)
+    result = engine.evaluation(ko, question, KO_LONG, measured(KO_LONG, metrics))
     assert result.natural_delivery.rating is Rating.VERY_GOOD
     assert result.communication.rating is Rating.VERY_GOOD
     assert result.clarity.rating is Rating.VERY_GOOD

@@ -46,7 +46,7 @@ def _transcript(session, uid, text, start, end, question=0, attempt=1):
         end_ms=end,
         cut_ms=end,
         done_ms=end + 300,
-        metrics={"duration_s": (end - start) / 1000, "word_count": 12, "filler_count": 0},
+        metrics=contract.SpeakingMetrics(duration_s=(end - start) / 1000, word_count=12),
         question=question,
         attempt=attempt,
     )

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from inference.speech import hallucination as h
-from inference.speech.metrics import find_fillers, pauses, speaking_metrics
+from inference.speech.metrics import pauses, speaking_metrics
 from stream.contract import Word
+from stream.fillers import find_fillers
 
 
 def timed(*items: tuple[str, float, float]) -> list[Word]:
@@ -58,16 +59,16 @@ def test_english_rate_and_fillers() -> None:
     text = "Um, I built a search engine in Python, you know, for logs."
     words = timed(*[(w, i * 0.5, i * 0.5 + 0.4) for i, w in enumerate(text.split())])
     m = speaking_metrics(words, text, "en", duration_s=6.0)
-    assert m["word_count"] == 12
-    assert m["speech_s"] == pytest.approx(11 * 0.5 + 0.4)
-    assert m["words_per_minute"] == pytest.approx(12 / 5.9 * 60, abs=0.1)
-    assert m["rate_basis"] == "words"
-    assert m["filler_words"] == ["um", "you know"]
-    assert m["filler_count"] == 2
-    assert m["filler_rate"] == pytest.approx(2 / 12, abs=1e-4)
-    assert m["hangul_syllables"] == 0 and m["syllables_per_second"] == 0.0
-    assert m["pause_count"] == 0 and m["longest_pause_s"] == pytest.approx(0.1)
-    assert m["duration_s"] == 6.0 and m["language"] == "en"
+    assert m.word_count == 12
+    assert m.speech_s == pytest.approx(11 * 0.5 + 0.4)
+    assert m.words_per_minute == pytest.approx(12 / 5.9 * 60, abs=0.1)
+    assert m.rate_basis == "words"
+    assert m.filler_words == ["um", "you know"]
+    assert m.filler_count == 2
+    assert m.filler_rate == pytest.approx(2 / 12, abs=1e-4)
+    assert m.hangul_syllables == 0 and m.syllables_per_second == 0.0
+    assert m.pause_count == 0 and m.longest_pause_s == pytest.approx(0.1)
+    assert m.duration_s == 6.0 and m.language == "en"
 
 
 def test_korean_syllable_rate() -> None:
@@ -76,19 +77,19 @@ def test_korean_syllable_rate() -> None:
     words = timed(("안녕하세요,", 0.0, 0.9), ("저는", 1.0, 1.3), ("음", 1.9, 2.0),
                   ("개발자입니다.", 2.0, 2.6))  # fmt: skip
     m = speaking_metrics(words, text, "ko", duration_s=3.2)
-    assert m["hangul_syllables"] == 14
-    assert m["syllables_per_second"] == pytest.approx(14 / 2.6, abs=0.01)
-    assert m["rate_basis"] == "syllables"
-    assert m["word_count"] == 4
-    assert m["filler_words"] == ["음"]
-    assert m["pause_count"] == 1 and m["longest_pause_s"] == pytest.approx(0.6)
+    assert m.hangul_syllables == 14
+    assert m.syllables_per_second == pytest.approx(14 / 2.6, abs=0.01)
+    assert m.rate_basis == "syllables"
+    assert m.word_count == 4
+    assert m.filler_words == ["음"]
+    assert m.pause_count == 1 and m.longest_pause_s == pytest.approx(0.6)
 
 
 def test_without_word_timings_the_audio_length_is_used() -> None:
     m = speaking_metrics([], "three short words", "en", duration_s=2.0)
-    assert m["speech_s"] == 0.0
-    assert m["words_per_minute"] == pytest.approx(90.0)
-    assert m["pause_count"] == 0 and m["longest_pause_s"] == 0.0
+    assert m.speech_s == 0.0
+    assert m.words_per_minute == pytest.approx(90.0)
+    assert m.pause_count == 0 and m.longest_pause_s == 0.0
 
 
 def test_metrics_fit_the_contract() -> None:
@@ -100,8 +101,14 @@ def test_metrics_fit_the_contract() -> None:
     t = Transcript(session="s", utterance_id="u", text="Um, hello.", language="en",
                    start_ms=0, end_ms=1000, cut_ms=0, done_ms=1, metrics=m)  # fmt: skip
     back = decode(encode(t), Transcript)
-    assert back.metrics["filler_words"] == ["um"]
-    assert msgspec.to_builtins(back)["metrics"] == m
+    assert back.metrics == m and back.metrics.filler_words == ["um"]
+    # a transcript stored by an older build (metrics as a plain map, no rate_s) still decodes
+    old = msgspec.to_builtins(m)
+    del old["rate_s"]
+    stored = msgspec.msgpack.encode(
+        {**msgspec.to_builtins(t), "type": "transcript", "metrics": old}
+    )
+    assert decode(stored, Transcript).metrics == m
 
 
 # -- the hallucination guard -------------------------------------------------------------

@@ -69,9 +69,9 @@ def test_tiny_en_recovers_key_words(tiny: Transcriber, media: Path) -> None:
     assert tiny.transcribe(pcm.tobytes()).text == result.text
 
     m = speaking_metrics(result.words, result.text, result.language, result.duration_s)
-    assert m["word_count"] >= 10
-    assert 90 <= m["words_per_minute"] <= 260, m  # espeak-ng speaks at 150 wpm
-    assert m["rate_basis"] == "words"
+    assert m.word_count >= 10
+    assert 90 <= m.words_per_minute <= 260, m  # espeak-ng speaks at 150 wpm
+    assert m.rate_basis == "words"
 
 
 def test_silence_and_noise_give_no_transcript(tiny: Transcriber) -> None:
@@ -115,7 +115,7 @@ def test_korean_smoke_with_base(whisper_dir: Path, media: Path) -> None:
     assert result.language == "ko"
     assert len(HANGUL.findall(result.text)) >= 3, result.text
     m = speaking_metrics(result.words, result.text, "ko", result.duration_s)
-    assert m["rate_basis"] == "syllables" and m["syllables_per_second"] > 0
+    assert m.rate_basis == "syllables" and m.syllables_per_second > 0
 
     # hiss with the language left to detection: multilingual Whisper guesses a language
     # and writes something; the guard drops it

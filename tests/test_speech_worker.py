@@ -98,15 +98,15 @@ async def test_utterance_becomes_a_transcript_event(nc, bus_settings, tiny, answ
     # the silence: an empty transcript that only says the part is done, and why
     silence = found[0]
     assert silence.utterance_id == "silence" and silence.text == "" and silence.final
-    assert silence.dropped_reason == "silence" and silence.metrics == {} and not silence.words
+    assert silence.dropped_reason == "silence" and silence.metrics is None and not silence.words
     t = found[1]
     assert t.utterance_id == "answer" and t.part == 0 and t.final
     assert "python" in t.text.lower() and "database" in t.text.lower(), t.text
     assert t.language == "en" and t.model == "tiny.en" and t.worker == "w-basic"
     assert t.words and t.words[0].start < t.words[-1].end
-    assert t.metrics["word_count"] >= 8
-    assert t.metrics["words_per_minute"] > 0
-    assert isinstance(t.metrics["filler_words"], list)  # Whisper tends to leave out "um"
+    assert t.metrics.word_count >= 8
+    assert t.metrics.words_per_minute > 0
+    assert isinstance(t.metrics.filler_words, list)  # Whisper tends to leave out "um"
     assert t.done_ms >= t.cut_ms
     # (the counts are the worker's: utterances other tests left on the shared work queue
     # count too, so only at least what this test sent is certain)

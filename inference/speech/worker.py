@@ -90,8 +90,9 @@ class SpeechSettings(BaseSettings):
     max_utterance_bytes: int = Field(DEFAULT_MAX_UTTERANCE_BYTES, ge=1024)
     #: Pull request timeout (how long one fetch waits for work).
     fetch_timeout_s: float = Field(5.0, gt=0.0)
-    #: Pause between speaking-metric words considered a pause (seconds).
-    pause_threshold_s: float = Field(0.5, gt=0.0)
+    #: A gap between words at least this long is a pause (seconds; the gaps between an
+    #: answer's utterances are judged by `contract.PAUSE_S`).
+    pause_threshold_s: float = Field(contract.PAUSE_S, gt=0.0)
     #: Serve Prometheus metrics on this port (0 = off).
     metrics_port: int = Field(0, ge=0, le=65535)
     name: str = Field(default_factory=lambda: f"speech-{socket.gethostname()}-{os.getpid()}")
@@ -398,7 +399,7 @@ class SpeechWorker:
         if result.dropped_reason is not None:
             # no speech: an empty transcript that only says this part is done (and why);
             # no metrics, so its silence does not count as speaking time
-            words, metrics, text = [], {}, ""
+            words, metrics, text = [], None, ""
         else:
             words = [contract.Word(w.text, w.start, w.end, w.probability) for w in result.words]
             text = result.text
