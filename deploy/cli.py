@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
+
+from deploy.log_setup import setup_logging
 
 app = typer.Typer(
     help="intervue: a self-hostable real-time AI mock-interview room.", no_args_is_help=True
@@ -32,18 +33,6 @@ except ImportError:  # pragma: no cover - a slim install without torch
 log = logging.getLogger("intervue")
 
 
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    # aiortc/aioice are chatty at INFO about every ICE check.
-    for name in ("aioice", "aiortc", "aiohttp.access"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _settings_or_exit(factory):  # type: ignore[no-untyped-def]
     from pydantic import ValidationError
 
@@ -59,16 +48,18 @@ def _bus_settings(role: str):  # type: ignore[no-untyped-def]
     user from the credentials file of an `intervue up` serving that URL on this machine
     (deploy/nats_auth.py), so the command line reaches up's locked bus as it is."""
     from deploy.nats_auth import local_bus_settings
+    from deploy.up import up_data_dir
     from stream.settings import BusSettings
 
-    return local_bus_settings(_settings_or_exit(BusSettings), role)
+    return local_bus_settings(_settings_or_exit(BusSettings), role, up_data_dir())
 
 
 def _bus_error(exc: Exception) -> str:
     """`exc`'s message, with a hint when the server refused the login."""
     message = str(exc)
     if "authorization" in message.lower():
-        from deploy.nats_auth import CREDENTIALS_FILE, up_data_dir
+        from deploy.nats_auth import CREDENTIALS_FILE
+        from deploy.up import up_data_dir
 
         message += (
             "\n(a locked server: set INTERVUE_NATS_USER/_PASSWORD, or for `intervue up` on "

@@ -1188,7 +1188,7 @@ def bench_load(
     """N synthetic candidates (aiortc: face video + espeak-ng speech) against a running
     stack: analysed fps, glass-to-result over time, drops, CPU/memory per role,
     transcripts."""
-    from deploy.cli import setup_logging
+    from deploy.log_setup import setup_logging
 
     setup_logging()
     try:

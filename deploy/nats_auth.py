@@ -255,18 +255,6 @@ def role_env(creds: RoleCredentials) -> dict[str, str]:
 FOREIGN_AUTH_ENV = ("INTERVUE_NATS_CREDS_FILE", "INTERVUE_NATS_NKEY_SEED_FILE")
 
 
-def up_data_dir() -> Path:
-    """The data directory `intervue up` uses with the current environment."""
-    from pydantic import ValidationError
-
-    from deploy.up import UpSettings, default_data_dir
-
-    try:
-        return UpSettings().data_dir
-    except ValidationError:  # another INTERVUE_UP_ setting is invalid: up would not run
-        return Path(os.environ.get("INTERVUE_UP_DATA_DIR") or default_data_dir())
-
-
 def _same_url(a: str, b: str) -> bool:
     def norm(url: str) -> list[str]:
         return [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
@@ -274,18 +262,17 @@ def _same_url(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def local_bus_settings(
-    settings: BusSettings, role: str, data_dir: Path | None = None
-) -> BusSettings:
+def local_bus_settings(settings: BusSettings, role: str, data_dir: Path) -> BusSettings:
     """`settings`, with `role`'s user from the credentials file of an `intervue up` on
-    this machine when no credentials are configured and `settings` dials the URL that
+    this machine (`data_dir`: `deploy.up.up_data_dir()`, passed in because `up` sits above
+    this module) when no credentials are configured and `settings` dials the URL that
     `up` serves on; `settings` unchanged otherwise.
 
     The file is used only if it belongs to this user and nobody else may read or write
     it (as `up` writes it), so another local account cannot plant one."""
     if settings.nats_user or settings.nats_creds_file or settings.nats_nkey_seed_file:
         return settings
-    path = (data_dir or up_data_dir()) / CREDENTIALS_FILE
+    path = data_dir / CREDENTIALS_FILE
     try:
         info = path.stat()
     except OSError:

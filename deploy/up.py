@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiohttp
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from deploy import nats_auth
@@ -89,6 +89,14 @@ class UpSettings(BaseSettings):
                 "an anonymous bus must listen on loopback only"
             )
         return self
+
+
+def up_data_dir() -> Path:
+    """The data directory `intervue up` uses with the current environment."""
+    try:
+        return UpSettings().data_dir
+    except ValidationError:  # another INTERVUE_UP_ setting is invalid: up would not run
+        return Path(os.environ.get("INTERVUE_UP_DATA_DIR") or default_data_dir())
 
 
 def is_loopback(host: str) -> bool:

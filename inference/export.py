@@ -40,7 +40,6 @@ import dataclasses
 import logging
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,10 +51,20 @@ from inference.backends import BackendUnavailable, load_torch_module
 from inference.backends.base import export_info, torch_cuda_reason
 from inference.backends.tensorrt_backend import gpu_facts, tensorrt_reason
 from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle, save_bundle
+from inference.onnx_io import (
+    ONNX_OPSET,
+    TOLERANCES,
+    Agreement,
+    ExportError,
+    compare_outputs,
+    make_batch_dynamic,
+    simplify_onnx,
+    torch_to_onnx,
+    within_tolerance,
+)
 
 log = logging.getLogger(__name__)
 
-ONNX_OPSET = 17
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -90,17 +99,6 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = (
     ),
 )
 
-#: precision → (min top-1 agreement, max abs error or None): beyond these an export fails.
-TOLERANCES: dict[str, tuple[float, float | None]] = {
-    "fp32": (0.99, 1e-3),
-    "fp16": (0.97, 5e-2),
-    "int8": (0.80, None),
-}
-
-
-class ExportError(RuntimeError):
-    """The export cannot be done here, or its output disagrees with the reference."""
-
 
 def export_table() -> str:
     """The format table as Markdown (``intervue export --help`` shows it)."""
@@ -126,26 +124,6 @@ def _format(name: str) -> ExportFormat:
 
 
 # ------------------------------------------------------------------------------ results
-
-
-@dataclass
-class Agreement:
-    """How an exported model agrees with its reference on the same inputs."""
-
-    n: int
-    top1: float  # fraction of inputs with the same top class
-    max_abs_error: float
-    reference: str  # what the reference was ("torch fer_port rebuild …", "onnxruntime …")
-    candidate: str  # what ran the export ("onnxruntime-cpu", "tensorrt")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def line(self) -> str:
-        return (
-            f"agreement with {self.reference}: top-1 {self.top1 * 100:.2f}% over {self.n} "
-            f"inputs, max abs error {self.max_abs_error:.3g} ({self.candidate})"
-        )
 
 
 @dataclass
@@ -273,31 +251,9 @@ def calibration_images(calib_dir: Path | str, meta: BundleMeta, limit: int = 512
 def agreement(
     meta: BundleMeta, reference: np.ndarray, candidate: np.ndarray, ref_name: str, cand_name: str
 ) -> Agreement:
-    """Top-1 agreement and max abs error of two outputs of the same inputs. Classifiers:
-    argmax per row. Detectors ((N, 4 + classes, anchors)): the class of the reference's
-    best-scoring anchor, read in both outputs."""
-    reference = np.asarray(reference, np.float64)
-    candidate = np.asarray(candidate, np.float64)
-    if reference.shape != candidate.shape:
-        raise ExportError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
-    err = float(np.max(np.abs(reference - candidate)))
-    if meta.task == "detect":
-        scores_r, scores_c = reference[:, 4:, :], candidate[:, 4:, :]
-        anchor = scores_r.max(axis=1).argmax(axis=1)
-        rows = np.arange(reference.shape[0])
-        top_r = scores_r[rows, :, anchor].argmax(axis=1)
-        top_c = scores_c[rows, :, anchor].argmax(axis=1)
-    else:
-        flat_r = reference.reshape(reference.shape[0], -1)
-        flat_c = candidate.reshape(candidate.shape[0], -1)
-        top_r, top_c = flat_r.argmax(axis=1), flat_c.argmax(axis=1)
-    return Agreement(
-        n=int(reference.shape[0]),
-        top1=float(np.mean(top_r == top_c)),
-        max_abs_error=err,
-        reference=ref_name,
-        candidate=cand_name,
-    )
+    """`onnx_io.agreement` with the bundle's task (a detector is compared by the class of
+    the reference's best anchor)."""
+    return compare_outputs(reference, candidate, ref_name, cand_name, task=meta.task)
 
 
 def _torch_run(module: Any, x: np.ndarray, batch: int) -> np.ndarray:
@@ -323,103 +279,6 @@ def _ort_run(path: Path, x: np.ndarray, batch: int) -> np.ndarray:
         for i in range(0, len(x), batch)
     ]
     return np.concatenate(outs).astype(np.float32)
-
-
-# ------------------------------------------------------------------------------ ONNX
-
-
-def torch_to_onnx(
-    module: Any,
-    path: Path | str,
-    channels: int,
-    input_size: tuple[int, int],
-    opset: int = ONNX_OPSET,
-    half: bool = False,
-    device: str = "cpu",
-    output_name: str = "output",
-) -> Path:
-    """Export `module` to ONNX with a dynamic batch axis (input ``input``, output
-    `output_name`), with the TorchScript exporter (no onnxscript needed)."""
-    import onnx
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    module = module.to(device).eval()
-    dtype = torch.float16 if half else torch.float32
-    if half:
-        module = module.half()
-    dummy = torch.zeros(1, channels, *input_size, dtype=dtype, device=device)
-    # Not under no_grad: there nn.MultiheadAttention (ViT) takes its fused fast path,
-    # which has no ONNX export.
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated in favour of the dynamo one, which would
-        # pull in onnxscript; these graphs export fine with it.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module,
-            (dummy,),
-            str(path),
-            dynamo=False,
-            opset_version=opset,
-            input_names=["input"],
-            output_names=[output_name],
-            dynamic_axes={"input": {0: "batch"}, output_name: {0: "batch"}},
-            do_constant_folding=True,
-        )
-    onnx.checker.check_model(str(path))
-    return path
-
-
-def make_batch_dynamic(src: Path, dst: Path) -> Path:
-    """Copy an ONNX model with the first axis of every graph input and output renamed to
-    the symbolic ``batch`` (for bundles without PyTorch weights)."""
-    import onnx
-
-    model = onnx.load(str(src))
-    for value in [*model.graph.input, *model.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].ClearField("dim_value")
-            dims[0].dim_param = "batch"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
-    return dst
-
-
-def simplify_onnx(path: Path) -> str:
-    """Simplify in place with onnxslim or onnxsim when installed; otherwise run onnx's
-    shape inference and checker only. Returns what was done (goes in the metadata)."""
-    import onnx
-
-    try:
-        import onnxslim
-
-        onnx.save(onnxslim.slim(str(path)), str(path))
-        return f"onnxslim {getattr(onnxslim, '__version__', '')}".strip()
-    except ImportError:
-        pass
-    except Exception as exc:  # a simplifier bug must not lose the export
-        log.warning("onnxslim failed (%s); keeping the unsimplified model", exc)
-    try:
-        import onnxsim
-
-        model, ok = onnxsim.simplify(onnx.load(str(path)))
-        if ok:
-            onnx.save(model, str(path))
-            return f"onnxsim {getattr(onnxsim, '__version__', '')}".strip()
-        log.warning("onnxsim could not validate its simplification; keeping the original")
-    except ImportError:
-        pass
-    except Exception as exc:
-        log.warning("onnxsim failed (%s); keeping the unsimplified model", exc)
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return (
-        f"onnx {onnx.__version__} shape inference + checker only (onnxslim/onnxsim not "
-        "installed; torch's constant folding ran at export)"
-    )
 
 
 # ------------------------------------------------------------------------------ INT8 Q/DQ
@@ -821,7 +680,7 @@ def export(
         result = agreement(verify_meta, ref_out, cand_out, reference, candidate)
         print(result.line(), flush=True)
         min_top1, max_err = TOLERANCES[precision]
-        if result.top1 < min_top1 or (max_err is not None and result.max_abs_error > max_err):
+        if not within_tolerance(precision, result.top1, result.max_abs_error):
             raise ExportError(
                 f"the {fmt.name} export disagrees with {reference}: top-1 "
                 f"{result.top1 * 100:.2f}% (needs ≥ {min_top1 * 100:.0f}%), max abs error "

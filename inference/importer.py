@@ -35,13 +35,14 @@ from typing import Any
 from inference.backends.torch_backend import load_ultralytics_checkpoint, prepare_ultralytics
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, save_bundle, sha256_file
 from inference.labels import FER_TO_PRODUCT, KOREAN_CLASS_NAMES, LabelMapError, resolve_label_map
+from inference.onnx_io import TOLERANCES, torch_to_onnx
 from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT
 from stream.contract import EMOTIONS
 
 log = logging.getLogger(__name__)
 
 #: ONNX Runtime may differ from PyTorch by this much before the import fails.
-MAX_IMPORT_ERROR = 1e-3
+MAX_IMPORT_ERROR = TOLERANCES["fp32"][1]  # the one fp32 tolerance of every export path
 
 #: Other names of the product's classes (lower-case) seen in emotion datasets.
 LABEL_SYNONYMS: dict[str, str] = {
@@ -154,7 +155,7 @@ def import_ultralytics(
     labels, `FileExistsError` when a bundle of that name exists (unless `force`)."""
     import numpy as np
 
-    from inference.export import _ort_run, _torch_run, agreement, sample_inputs, torch_to_onnx
+    from inference.export import _ort_run, _torch_run, agreement, sample_inputs
     from inference.prepare import default_models_dir
 
     weights = Path(weights).expanduser()

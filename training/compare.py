@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from training.evaluate import _fmt, _pyplot, evaluate
-from training.fit import read_run
+from training.runs import read_run
 
 log = logging.getLogger(__name__)
 

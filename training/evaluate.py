@@ -37,7 +37,7 @@ import numpy as np
 
 from inference.bundle import load_bundle
 from training.dataset import PreparedDataset, load_image, load_prepared
-from training.fit import read_history, read_run
+from training.runs import read_history, read_run
 
 log = logging.getLogger(__name__)
 

@@ -48,14 +48,16 @@ from training.bundles import (
     write_bundle,
 )
 from training.dataset import PreparedDataset, load_prepared
+from training.runs import (
+    FitError,
+    read_history,
+    read_run,
+    write_history,
+)
 
 log = logging.getLogger(__name__)
 
 RUN_FORMAT_VERSION = 1
-
-
-class FitError(ValueError):
-    """A fit that cannot start: unknown model, bad size, run folder in the way, …"""
 
 
 @dataclass(frozen=True)
@@ -197,42 +199,6 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), "utf-8")
     tmp.replace(path)
-
-
-def read_run(run_dir: Path | str) -> dict[str, Any]:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise FitError(f"{run_dir} is not a training run (no run.json)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "val_loss",
-    "train_acc",
-    "val_acc",
-    "map50",
-    "map50_95",
-    "lr",
-    "seconds",
-)
-
-
-def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row.get(k, "") for k in HISTORY_COLUMNS})
-
-
-def read_history(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
 
 
 def _check_imgsz(spec: ModelSpec, imgsz: int) -> None:
