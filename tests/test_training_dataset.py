@@ -29,6 +29,7 @@ from training.dataset import (
     select,
     yolo_label_line,
 )
+from training.dataset import scan as writer  # the module whose write_prepared writes images
 from training.preprocess import preprocess
 
 TRAIN, VAL = 24, 8
@@ -271,7 +272,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(
             raise OSError("disk full")
         real(path, image, quality)
 
-    monkeypatch.setattr(ds, "write_image", flaky)
+    monkeypatch.setattr(writer, "write_image", flaky)
     out = tmp_path / "out"
     with pytest.raises(OSError, match="disk full"):
         preprocess(toy.root, out)
@@ -279,7 +280,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(
     assert list(tmp_path.iterdir()) == []  # the temporary folder is gone too
     with pytest.raises(DatasetError, match=r"no dataset\.json"):
         load_prepared(out)
-    monkeypatch.setattr(ds, "write_image", real)
+    monkeypatch.setattr(writer, "write_image", real)
     # an existing output is kept unless asked to overwrite
     preprocess(toy.root, out, train_per_class=2, val_per_class=1, crop_size=32)
     with pytest.raises(DatasetError, match="exists"):
