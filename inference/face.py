@@ -26,15 +26,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import math
 import sys
 import threading
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import cv2
 import numpy as np
@@ -47,15 +48,15 @@ class DetectorUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class FaceBox:
-    """One face: corners in pixels of the image given to `detect`, and a score in [0, 1]
-    (the backend's own confidence; see each backend for what it means)."""
+class Box:
+    """An axis-aligned box in pixels: (x1, y1) top-left, (x2, y2) bottom-right. The one
+    box type: training's labelled faces (`training.dataset`) are these, and a detector's
+    faces are `FaceBox` es (a box with a score)."""
 
     x1: float
     y1: float
     x2: float
     y2: float
-    score: float
 
     @property
     def width(self) -> float:
@@ -65,22 +66,62 @@ class FaceBox:
     def height(self) -> float:
         return self.y2 - self.y1
 
-    def scaled(self, factor: float) -> FaceBox:
-        return FaceBox(
-            self.x1 * factor, self.y1 * factor, self.x2 * factor, self.y2 * factor, self.score
-        )
+    @property
+    def area(self) -> float:
+        return max(0.0, self.width) * max(0.0, self.height)
 
-    def clipped(self, width: int, height: int) -> FaceBox:
-        return FaceBox(
-            min(max(self.x1, 0.0), float(width)),
-            min(max(self.y1, 0.0), float(height)),
-            min(max(self.x2, 0.0), float(width)),
-            min(max(self.y2, 0.0), float(height)),
-            self.score,
+    def valid(self) -> bool:
+        return (
+            all(math.isfinite(v) for v in self.as_tuple())
+            and self.x2 > self.x1
+            and (self.y2 > self.y1)
         )
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.x1, self.y1, self.x2, self.y2)
+
+    def scaled(self, factor: float) -> Self:
+        """The box with every corner multiplied by `factor` (other fields kept)."""
+        return replace(
+            self, x1=self.x1 * factor, y1=self.y1 * factor, x2=self.x2 * factor, y2=self.y2 * factor
+        )
+
+    def clipped(self, width: int, height: int) -> Self:
+        """The box clipped to a `width` × `height` image (other fields kept)."""
+        return replace(
+            self,
+            x1=min(max(self.x1, 0.0), float(width)),
+            y1=min(max(self.y1, 0.0), float(height)),
+            x2=min(max(self.x2, 0.0), float(width)),
+            y2=min(max(self.y2, 0.0), float(height)),
+        )
+
+    def iou(self, other: Box) -> float:
+        inter = Box(
+            max(self.x1, other.x1),
+            max(self.y1, other.y1),
+            min(self.x2, other.x2),
+            min(self.y2, other.y2),
+        ).area
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def to_yolo(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """(cx, cy, w, h) normalised by the image's real width and height."""
+        return (
+            (self.x1 + self.x2) / 2.0 / width,
+            (self.y1 + self.y2) / 2.0 / height,
+            self.width / width,
+            self.height / height,
+        )
+
+
+@dataclass(frozen=True)
+class FaceBox(Box):
+    """One face: corners in pixels of the image given to `detect`, and a score in [0, 1]
+    (the backend's own confidence; see each backend for what it means)."""
+
+    score: float
 
 
 def iou(a: tuple[float, ...] | FaceBox, b: tuple[float, ...] | FaceBox) -> float:

@@ -29,7 +29,7 @@ from training.dataset import (
     select,
     yolo_label_line,
 )
-from training.dataset import scan as writer  # the module whose write_prepared writes images
+from training.dataset import writing as writer  # the module whose write_prepared writes images
 from training.preprocess import preprocess
 
 TRAIN, VAL = 24, 8
@@ -143,7 +143,7 @@ def test_yolo_labels_from_averaged_box_in_real_size(toy, prepared) -> None:
         w, h = int(row["width"]), int(row["height"])
         src = cv2.imdecode(np.fromfile(toy.root / row["source"], np.uint8), cv2.IMREAD_COLOR)
         assert (w, h) == (src.shape[1], src.shape[0])
-        mean = average_boxes(boxes).clip(w, h)
+        mean = average_boxes(boxes).clipped(w, h)
         parts = (prepared.root / row["label"]).read_text(encoding="utf-8").split()
         assert detect_classes[int(parts[0])] == row["class"]
         expected = (
