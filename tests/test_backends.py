@@ -30,11 +30,7 @@ from inference.bundle import load_bundle
 from inference.emotion import EmotionClassifier
 from inference.export import sample_inputs
 from inference.prepare import FER_BUNDLE_NAME
-
-try:
-    from tests._models import astronaut_frame
-except ImportError:
-    from _models import astronaut_frame
+from tests._models import astronaut_frame
 
 
 @pytest.fixture(scope="module")

@@ -27,11 +27,7 @@ from inference.labels import ALPHABETICAL_LABELS, ORIGINAL_DETECTION_LABELS
 from inference.pipeline import VisionPipeline
 from inference.prepare import FER_BUNDLE_NAME
 from stream.contract import EMOTIONS
-
-try:
-    from tests._models import astronaut_frame, jpeg
-except ImportError:
-    from _models import astronaut_frame, jpeg
+from tests._models import astronaut_frame, jpeg
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,7 @@ import pytest
 from inference import fer_port
 from inference.labels import FER_LABELS
 from inference.onnx_io import compare_outputs
-
-try:
-    from tests._models import ASTRONAUT_FACE, astronaut_bgr, lfw_subset
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from _models import ASTRONAUT_FACE, astronaut_bgr, lfw_subset
+from tests._models import ASTRONAUT_FACE, astronaut_bgr, lfw_subset
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,7 @@ from inference.pipeline import (
 )
 from inference.prepare import FER_BUNDLE_NAME, default_models_dir, prepare_models
 from stream.contract import EMOTIONS
-
-try:
-    from tests._models import astronaut_frame, faceless_frames, jpeg
-except ImportError:  # tests/ is not a package: pytest put it on sys.path
-    from _models import astronaut_frame, faceless_frames, jpeg
+from tests._models import astronaut_frame, faceless_frames, jpeg
 
 
 @pytest.fixture(scope="module")
