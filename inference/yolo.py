@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -28,18 +27,9 @@ import numpy as np
 from inference.backends import Backend, create_backend
 from inference.bundle import Bundle, BundleError
 from inference.labels import mapping_matrix, to_product_probs_batch
+from inference.preprocess import Normalizer, letterbox, letterbox_pad
 
 log = logging.getLogger(__name__)
-
-YOLO_LETTERBOX_PAD = 114
-#: How a YOLOv8 detect bundle's raw output is laid out (its sidecar's extra.detect_output).
-YOLOV8_DETECT_OUTPUT: dict[str, Any] = {
-    "layout": "yolov8",
-    "shape": "batch, 4 + classes, anchors",
-    "boxes": "cx, cy, w, h in input pixels",
-    "scores": "per-class sigmoid",
-    "nms": False,
-}
 
 
 @dataclass(frozen=True)
@@ -50,26 +40,6 @@ class Detection:
     box: tuple[float, float, float, float]
     score: float
     class_scores: np.ndarray
-
-
-def letterbox(
-    image: np.ndarray, size: tuple[int, int], pad: int = YOLO_LETTERBOX_PAD
-) -> tuple[np.ndarray, float, tuple[int, int]]:
-    """Resize keeping aspect into (height, width), centred, padded with `pad`; returns the
-    image, the scale and the (left, top) offset (as ultralytics' LetterBox(center=True))."""
-    height, width = size
-    h, w = image.shape[:2]
-    s = min(height / h, width / w)
-    rw, rh = max(1, round(w * s)), max(1, round(h * s))
-    resized = (
-        image if (rw, rh) == (w, h) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    )
-    left, top = (width - rw) // 2, (height - rh) // 2
-    value = (pad,) * 3 if image.ndim == 3 else pad
-    out = cv2.copyMakeBorder(
-        resized, top, height - rh - top, left, width - rw - left, cv2.BORDER_CONSTANT, value=value
-    )
-    return out, s, (left, top)
 
 
 class YoloEmotionDetector:
@@ -100,16 +70,14 @@ class YoloEmotionDetector:
         self.conf = conf
         self.iou = iou
         self.max_faces = max_faces
-        self.pad = int(meta.extra.get("letterbox_pad", YOLO_LETTERBOX_PAD))
+        self.pad = letterbox_pad(meta.extra)
         self._matrix = mapping_matrix(meta.labels, meta.label_map)
         if not isinstance(backend, Backend):
             backend = create_backend(
                 backend or "onnxruntime", bundle, threads=threads, max_batch=max_batch
             )
         self.backend = backend
-        self._scale = np.float32(meta.preprocess.scale)
-        self._mean = np.asarray(meta.preprocess.mean, np.float32).reshape(1, -1, 1, 1)
-        self._std = np.asarray(meta.preprocess.std, np.float32).reshape(1, -1, 1, 1)
+        self._normalize = Normalizer(meta.preprocess, meta.channels, meta.layout)
 
     @property
     def name(self) -> str:
@@ -123,11 +91,7 @@ class YoloEmotionDetector:
         boxed, s, (left, top) = letterbox(image, self.meta.input_size, self.pad)
         if self.meta.color == "rgb":
             boxed = cv2.cvtColor(boxed, cv2.COLOR_BGR2RGB)
-        x = boxed.transpose(2, 0, 1)[None].astype(np.float32)
-        x *= self._scale
-        if self._mean.any() or (self._std != 1).any():
-            x = (x - self._mean) / self._std
-        return np.ascontiguousarray(x), (s, left, top)
+        return self._normalize([boxed]), (s, left, top)
 
     def decode(
         self,

@@ -22,8 +22,11 @@ Every model `training.fit` trains ends as an ONNX bundle (``<name>.onnx`` + ``<n
   `DetectRunner` runs such a bundle with ONNX Runtime (top-scoring box, no NMS needed for
   one face per image; `detections` applies NMS for several).
 
-Export uses the TorchScript ONNX exporter (no onnxscript), opset 17, a dynamic batch axis,
-and is checked against the PyTorch model with ONNX Runtime before the bundle is written.
+Export is the exporter's PyTorch → verified ONNX step (`inference.onnx_io.export_torch`:
+TorchScript exporter, opset 17, a dynamic batch axis, checked against the PyTorch model
+with ONNX Runtime within the one fp32 tolerance, ``TOLERANCES["fp32"]``) before the bundle
+is written. The preprocessing each kind of model is written with comes from
+`inference.preprocess` (the definitions the runtime reads it back with).
 """
 
 from __future__ import annotations
@@ -37,16 +40,11 @@ import cv2
 import numpy as np
 
 from inference.bundle import Bundle, BundleError, BundleMeta, Preprocess, load_bundle, save_bundle
-from inference.onnx_io import ONNX_OPSET, TOLERANCES, ExportError, torch_to_onnx
-from inference.yolo import YOLO_LETTERBOX_PAD, YOLOV8_DETECT_OUTPUT, YoloEmotionDetector
+from inference.onnx_io import export_torch
+from inference.preprocess import detect_extra, ultralytics_detect_preprocess
+from inference.yolo import YoloEmotionDetector
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: ONNX Runtime output may differ from PyTorch by this much before export fails: the one
-#: fp32 tolerance of every export path (`inference.onnx_io.TOLERANCES`).
-MAX_EXPORT_ERROR = TOLERANCES["fp32"][1]
 
 
 def export_onnx(
@@ -57,38 +55,28 @@ def export_onnx(
     output_name: str = "output",
     check_batch: int = 2,
     seed: int = 0,
+    task: str = "classify",
 ) -> float:
-    """Export `module` (eval mode, CPU) to ONNX at `path` with a dynamic batch axis, then
-    run both on the same random batch; returns the max abs difference (raises
-    `ExportError` beyond `MAX_EXPORT_ERROR`)."""
+    """Export `module` (eval mode, CPU) to ONNX at `path` with a dynamic batch axis and
+    check it on one seeded random batch (`inference.onnx_io.export_torch`); returns the
+    max abs difference (raises `inference.onnx_io.VerificationError`, an `ExportError`,
+    beyond the fp32 tolerance)."""
     import torch
 
-    path = Path(path)
     module = module.eval().cpu()
-    torch_to_onnx(module, path, channels, input_size, opset=ONNX_OPSET, output_name=output_name)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(check_batch, channels, *input_size, generator=gen)
-    with torch.no_grad():
-        expected = module(x)
-    if isinstance(expected, (tuple, list)):
-        expected = expected[0]
-    got = onnx_run(path, x.numpy())
-    err = float(np.max(np.abs(got - expected.numpy())))
-    if not np.isfinite(err) or err > MAX_EXPORT_ERROR:
-        raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {err:.2e}")
-    return err
-
-
-def onnx_run(path: Path | str, x: np.ndarray, threads: int = 0) -> np.ndarray:
-    """One ONNX Runtime (CPU) forward pass; returns the first output."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]
+    x = torch.rand(check_batch, channels, *input_size, generator=gen).numpy()
+    _, result = export_torch(
+        module,
+        path,
+        channels,
+        input_size,
+        x,
+        output_name=output_name,
+        reference=f"PyTorch ({Path(path).name})",
+        task=task,
+    )
+    return result.max_abs_error
 
 
 def classify_meta(
@@ -96,17 +84,14 @@ def classify_meta(
     labels: Sequence[str],
     input_size: tuple[int, int],
     *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    resize: str,
+    preprocess: Preprocess,
     output: str,
-    crop_margin: float = 0.0,
-    square_crop: bool = False,
     source: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     license: str = "see the training data's terms",
 ) -> BundleMeta:
-    """Metadata of an RGB NCHW classifier bundle (weights/sha256 filled when saved)."""
+    """Metadata of an RGB NCHW classifier bundle (weights/sha256 filled when saved);
+    `preprocess` from `inference.preprocess` (ultralytics' or torchvision's)."""
     return BundleMeta(
         name=name,
         task="classify",
@@ -117,14 +102,7 @@ def classify_meta(
         color="rgb",
         layout="nchw",
         output=output,
-        preprocess=Preprocess(
-            scale=1.0 / 255.0,
-            mean=tuple(float(v) for v in mean),
-            std=tuple(float(v) for v in std),
-            resize=resize,
-            crop_margin=crop_margin,
-            square_crop=square_crop,
-        ),
+        preprocess=preprocess,
         source=dict(source or {}),
         extra=dict(extra or {}),
         license=license,
@@ -151,13 +129,9 @@ def detect_meta(
         color="rgb",
         layout="nchw",
         output="probabilities",
-        preprocess=Preprocess(scale=1.0 / 255.0, mean=(0.0,), std=(1.0,), resize="letterbox"),
+        preprocess=ultralytics_detect_preprocess(),
         source=dict(source or {}),
-        extra={
-            "detect_output": dict(YOLOV8_DETECT_OUTPUT),
-            "letterbox_pad": YOLO_LETTERBOX_PAD,
-            **(extra or {}),
-        },
+        extra={**detect_extra(), **(extra or {})},
         license=license,
     )
 

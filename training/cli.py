@@ -24,7 +24,7 @@ def _fail(exc: Exception) -> None:
 
 def _errors() -> tuple[type[BaseException], ...]:
     from inference.bundle import BundleError
-    from training.bundles import ExportError
+    from inference.onnx_io import ExportError
     from training.dataset import DatasetError
     from training.fit import FitError
 

@@ -39,14 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from training.bundles import (
+from inference.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    classify_meta,
-    detect_meta,
-    export_onnx,
-    write_bundle,
+    torchvision_classify_preprocess,
+    ultralytics_classify_preprocess,
 )
+from training.bundles import classify_meta, detect_meta, export_onnx, write_bundle
 from training.dataset import PreparedDataset, load_prepared
 from training.runs import (
     FitError,
@@ -468,6 +467,7 @@ def _train_ultralytics(
         onnx_path,
         (config.imgsz, config.imgsz),
         output_name="probs" if spec.task == "classify" else "output0",
+        task=spec.task,
     )
     source = _source(config, spec, prepared)
     extra = {"onnx_max_abs_error": err, "parameters": n_params, "run": str(run_dir.resolve())}
@@ -478,12 +478,12 @@ def _train_ultralytics(
             config.name,
             labels,
             (config.imgsz, config.imgsz),
-            mean=(0.0,),
-            std=(1.0,),
-            resize="center_crop",  # ultralytics' val transform: short side, centre crop
+            # ultralytics' val transform: short side, centre crop
+            preprocess=ultralytics_classify_preprocess(
+                cls_meta["crop_margin"] if crop else 0.0,
+                bool(cls_meta["square_crop"]) if crop else False,
+            ),
             output="probabilities",
-            crop_margin=cls_meta["crop_margin"] if crop else 0.0,
-            square_crop=bool(cls_meta["square_crop"]) if crop else False,
             source=source,
             extra=extra,
             license=config.license,
@@ -903,12 +903,11 @@ def _train_torchvision(
         config.name,
         labels,
         (config.imgsz, config.imgsz),
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        resize="stretch",
+        preprocess=torchvision_classify_preprocess(
+            cls_meta["crop_margin"] if crop else 0.0,
+            bool(cls_meta["square_crop"]) if crop else False,
+        ),
         output="logits",
-        crop_margin=cls_meta["crop_margin"] if crop else 0.0,
-        square_crop=bool(cls_meta["square_crop"]) if crop else False,
         source=_source(config, spec, prepared),
         extra={
             "onnx_max_abs_error": err,
