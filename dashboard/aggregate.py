@@ -25,8 +25,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from llm.steps import StepFold
 from stream import contract
 from stream.bus import StoredEvent
 from stream.score import answer_emotion
@@ -118,7 +118,8 @@ class QuestionView:
     #: the same merge over the transcripts so far before (None: nothing heard yet)
     metrics: contract.SpeakingMetrics | None = None
     answered: bool = False  # the interviewer took the answer ("answered" step)
-    evaluation: dict[str, Any] | None = None
+    #: The rubric (an empty one for an attempt evaluated as `no_answer`).
+    evaluation: contract.Evaluation | None = None
     rows: list[list[str]] = field(default_factory=list)
     engine: str = ""
     emotion: contract.AnswerEmotion | None = None  # the interviewer's, with the evaluation
@@ -170,8 +171,8 @@ class SessionView:
     scores: list[contract.ScoreUpdate] = field(default_factory=list)
     speaking: bool | None = None
     speaking_since_ms: float | None = None
-    report: dict[str, Any] | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)
+    report: contract.ReportStep | None = None
+    errors: list[contract.ErrorStep] = field(default_factory=list)
     commands: list[contract.InterviewCommand] = field(default_factory=list)
     first_ms: float | None = None
     last_ms: float | None = None
@@ -217,10 +218,7 @@ class SessionView:
 def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
     """A session's events (stream order) as a view; bad events are skipped and counted."""
     view = SessionView(session=session)
-    planned: list[str] = []
-    asked: list[QuestionView] = []
-    answered: dict[tuple[int, int], dict[str, Any]] = {}
-    evaluated: dict[tuple[int, int], dict[str, Any]] = {}
+    steps = StepFold()  # the interviewer's steps, as the orchestrator folds them
     seen_parts: set[tuple[str, int]] = set()
     speech: list[tuple[float, bool]] = []
     turns: dict[tuple[int, int], contract.AnswerEnded] = {}
@@ -235,7 +233,7 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
         kind = type(message).__struct_config__.tag
         view.counts[kind] = view.counts.get(kind, 0) + 1
         try:
-            at = _apply(view, message, planned, asked, answered, evaluated, seen_parts)
+            at = _apply(view, message, steps, seen_parts)
             if isinstance(message, contract.SpeechActivity):
                 speech.append((message.at_ms, message.speaking))
             elif isinstance(message, contract.AnswerEnded):
@@ -247,7 +245,9 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
             view.first_ms = at if view.first_ms is None else min(view.first_ms, at)
             view.last_ms = at if view.last_ms is None else max(view.last_ms, at)
     view.points.sort(key=lambda p: p.t_ms)
-    _build_questions(view, planned, asked, answered, evaluated, speech, turns)
+    view.engine, view.report = steps.engine, steps.report
+    view.errors = [error for _, error in steps.errors]
+    _build_questions(view, steps, speech, turns)
     return view
 
 
@@ -260,10 +260,7 @@ def _bad(view: SessionView, text: str) -> None:
 def _apply(
     view: SessionView,
     message: contract.BusMessage,
-    planned: list[str],
-    asked: list[QuestionView],
-    answered: dict[tuple[int, int], dict[str, Any]],
-    evaluated: dict[tuple[int, int], dict[str, Any]],
+    steps: StepFold,
     seen_parts: set[tuple[str, int]],
 ) -> float | None:
     """Apply one message; return its timestamp (ms) or None."""
@@ -319,47 +316,9 @@ def _apply(
         view.commands.append(message)
         return message.at_ms
     if isinstance(message, contract.InterviewEvent):
-        _apply_step(view, message, planned, asked, answered, evaluated)
+        steps.apply_step(message)
         return message.at_ms
     return None
-
-
-def _apply_step(
-    view: SessionView,
-    event: contract.InterviewEvent,
-    planned: list[str],
-    asked: list[QuestionView],
-    answered: dict[tuple[int, int], dict[str, Any]],
-    evaluated: dict[tuple[int, int], dict[str, Any]],
-) -> None:
-    data = event.data
-    if not isinstance(data, dict):
-        raise TypeError("data is not an object")
-    if event.step == "questions":
-        planned[:] = [str(q) for q in data.get("questions", [])]
-        view.engine = str(data.get("engine", ""))
-    elif event.step == "asked":
-        asked_questions = asked[-1].index + 1 if asked else 0
-        index = int(data.get("index", asked_questions))
-        attempt = int(data.get("attempt", 1))
-        retry = bool(asked) and index == asked[-1].index and attempt == asked[-1].attempt + 1
-        if not retry and not (index == asked_questions and attempt == 1):
-            return  # a repeated or out-of-order step (as the orchestrator folds it)
-        follow_up = bool(data.get("follow_up"))
-        text = str(data.get("question") or (planned[index] if index < len(planned) else ""))
-        if follow_up and not retry:
-            planned.insert(index, text)
-        asked.append(
-            QuestionView(index, text, follow_up=follow_up, asked_ms=event.at_ms, attempt=attempt)
-        )
-    elif event.step == "answered":
-        answered[(int(data["index"]), int(data.get("attempt", 1)))] = data
-    elif event.step == "evaluated":
-        evaluated[(int(data["index"]), int(data.get("attempt", 1)))] = data
-    elif event.step == "report":
-        view.report = data
-    elif event.step == "error":
-        view.errors.append({"at_ms": event.at_ms, **data})
 
 
 def _point(result: contract.EmotionResult) -> EmotionPoint:
@@ -397,46 +356,37 @@ def _area(face: contract.Face) -> float:
 
 def _build_questions(
     view: SessionView,
-    planned: list[str],
-    asked: list[QuestionView],
-    answered: dict[tuple[int, int], dict[str, Any]],
-    evaluated: dict[tuple[int, int], dict[str, Any]],
+    steps: StepFold,
     speech: list[tuple[float, bool]],
     turns: dict[tuple[int, int], contract.AnswerEnded],
 ) -> None:
     speech.sort()
+    planned = steps.questions
+    asked = [
+        QuestionView(
+            t.index, t.question, follow_up=t.follow_up, asked_ms=t.asked_ms, attempt=t.attempt
+        )
+        for t in steps.turns
+    ]
     for q in asked:
         key = (q.index, q.attempt)
         ended = turns.get(key)
         if ended is not None:
             q.turn_opened_ms, q.turn_ended_ms = ended.opened_ms, ended.at_ms
-        data = answered.get(key)
-        if data is not None:
+        answered = steps.answered.get(key)
+        if answered is not None:
             q.answered = True
-            q.answer = str(data.get("answer", ""))
-            try:
-                q.metrics = contract.decode_speaking_metrics(data.get("metrics"))
-            except contract.ContractError as exc:
-                _bad(view, f"answered {q.label}: {exc}")
-            q.answer_start_ms = _num(data.get("start_ms"))
-            q.answer_end_ms = _num(data.get("end_ms"))
-            q.end_reason = str(data.get("reason") or "")
-        ev = evaluated.get(key)
-        if ev is not None:
-            evaluation = ev.get("evaluation")
-            q.evaluation = evaluation if isinstance(evaluation, dict) else {}
-            q.no_answer = bool(ev.get("no_answer"))
-            rows = ev.get("rows")
-            q.rows = [
-                [str(c) for c in row]
-                for row in (rows if isinstance(rows, list) else [])
-                if isinstance(row, list | tuple) and len(row) == 3
-            ]
-            q.engine = str(ev.get("engine") or "")
-            try:
-                q.emotion = contract.decode_answer_emotion(ev.get("emotion"))
-            except contract.ContractError as exc:
-                _bad(view, f"evaluated {q.label}: {exc}")
+            q.answer = answered.answer
+            q.metrics = answered.metrics
+            q.answer_start_ms, q.answer_end_ms = answered.start_ms, answered.end_ms
+            q.end_reason = answered.reason
+        evaluated = steps.evaluations.get(key)
+        if evaluated is not None:
+            q.evaluation = evaluated.evaluation or contract.Evaluation()
+            q.no_answer = evaluated.no_answer
+            q.rows = [list(row) for row in evaluated.rows]
+            q.engine = evaluated.engine
+            q.emotion = evaluated.emotion
     # Transcripts go to the answer turn the gateway tagged them with; older events (no
     # tag) to the question asked last before the utterance ended, unless an "answered"
     # step says exactly which span an answer took.
@@ -503,12 +453,6 @@ def answer_transcripts(view: SessionView, q: QuestionView) -> list[TranscriptVie
         (t for t in view.transcripts if t.question == q.index and t.attempt == q.attempt),
         key=lambda t: (t.start_ms, t.part),
     )
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 # --------------------------------------------------------------------------- status

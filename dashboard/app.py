@@ -782,7 +782,7 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
     if view.errors:
         with st.expander(f"Interviewer errors ({len(view.errors)})"):
             for e in view.errors:
-                st.markdown(f"- **{literal(e.get('stage', ''))}**: {literal(e.get('message', ''))}")
+                st.markdown(f"- **{literal(e.stage)}**: {literal(e.message)}")
     with st.expander("Pipeline health", expanded=False):
         st.markdown(health_line(h) or "no emotion results")
         table = {
@@ -872,16 +872,15 @@ def render_question(
                 # st.table renders its cells as Markdown
                 rows = [[literal(cell) for cell in row] for row in q.rows]
                 st.table(pd.DataFrame(rows, columns=["Criterion", "Rating", "Reason"]))
-                evaluation = q.evaluation or {}
-                tips = evaluation.get("tips")
-                if isinstance(tips, list) and tips:
+                evaluation = q.evaluation or contract.Evaluation()
+                if evaluation.tips:
                     st.markdown(
                         "**Tips**\n"
-                        + "\n".join(f"{i}. {literal(t)}" for i, t in enumerate(tips, 1))
+                        + "\n".join(f"{i}. {literal(t)}" for i, t in enumerate(evaluation.tips, 1))
                     )
-                if evaluation.get("model_answer"):
+                if evaluation.model_answer:
                     st.markdown("**Model answer**")
-                    for paragraph in literal_paragraphs(evaluation["model_answer"]):
+                    for paragraph in literal_paragraphs(evaluation.model_answer):
                         st.markdown(paragraph)
 
 

@@ -334,10 +334,7 @@ def render_html(view: agg.SessionView, now_ms: float) -> str:
         out += [f"<p>{words_html(view, t)}</p>" for t in pre]
     if view.errors:
         out.append("<h2>Interviewer notes</h2><ul>")
-        out += [
-            f"<li class='err'>{esc(e.get('stage', ''))}: {esc(e.get('message', ''))}</li>"
-            for e in view.errors
-        ]
+        out += [f"<li class='err'>{esc(e.stage)}: {esc(e.message)}</li>" for e in view.errors]
         out.append("</ul>")
     out.append(_health_html(health))
     out.append(
@@ -386,14 +383,14 @@ def _question_html(
             for c, r, why in q.rows
         ]
         out.append("</table>")
-    evaluation = q.evaluation or {}
-    tips = evaluation.get("tips")
-    if isinstance(tips, list) and tips:
-        out.append("<b>Tips</b><ol>" + "".join(f"<li>{esc(t)}</li>" for t in tips) + "</ol>")
-    if evaluation.get("model_answer"):
+    evaluation = q.evaluation or contract.Evaluation()
+    if evaluation.tips:
+        tips = "".join(f"<li>{esc(t)}</li>" for t in evaluation.tips)
+        out.append(f"<b>Tips</b><ol>{tips}</ol>")
+    if evaluation.model_answer:
         out.append(
             "<details><summary>Model answer</summary>"
-            f"<p>{esc(evaluation['model_answer'])}</p></details>"
+            f"<p>{esc(evaluation.model_answer)}</p></details>"
         )
     if q.engine:
         out.append(f"<div class='note'>evaluated by the {esc(q.engine)} engine</div>")

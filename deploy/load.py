@@ -481,11 +481,9 @@ class Candidate:
                 self._send(contract.DoneAnswering(question=turn.question, attempt=turn.attempt))
         elif isinstance(msg, contract.InterviewUpdate):
             self.out.steps[msg.step] = self.out.steps.get(msg.step, 0) + 1
-            if msg.step == "evaluated":  # read the feedback, then on to the next question
-                data = msg.data
-                self._send(
-                    contract.NextQuestion(question=data["index"], attempt=data.get("attempt", 1))
-                )
+            data = msg.data
+            if isinstance(data, contract.EvaluatedStep):  # read the feedback, then go on
+                self._send(contract.NextQuestion(question=data.index, attempt=data.attempt))
         elif isinstance(msg, contract.SessionEnded):
             self.out.ended = msg.reason
 

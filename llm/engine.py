@@ -14,13 +14,13 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from llm.client import LlmClient, LlmError, LlmOutputError, LlmUnavailableError
 from llm.offline import OfflineEngine
 from llm.schemas import Evaluation, Profile, Questions
 from llm.settings import LlmSettings
-from stream.contract import SpeakingMetrics
+from stream.contract import ErrorStep, SpeakingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class EngineFailure:
     #: The error itself.
     error: LlmError
 
-    def event_data(self) -> dict[str, Any]:
+    def event_data(self) -> ErrorStep:
         """The ``data`` of an ``error`` InterviewEvent (stream.contract)."""
-        return {"message": self.message, "stage": self.stage, "retryable": self.retryable}
+        return ErrorStep(message=self.message, stage=self.stage, retryable=self.retryable)
 
 
 ErrorCallback = Callable[[EngineFailure], Awaitable[None] | None]

@@ -21,32 +21,10 @@ counts. `next_action()` says what the orchestrator should do now (or None: wait)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import msgspec
-
+from llm.steps import StepFold, Turn, TurnKey
 from stream import contract
 from stream.score import answer_emotion
-
-QUESTION_COUNT = 3
-
-#: (question index, attempt): one answer turn.
-TurnKey = tuple[int, int]
-
-
-@dataclass
-class Turn:
-    """One "asked" step: a question put to the candidate (again, for a retry)."""
-
-    index: int
-    attempt: int
-    question: str
-    follow_up: bool
-    asked_ms: float
-
-    @property
-    def key(self) -> TurnKey:
-        return (self.index, self.attempt)
 
 
 @dataclass
@@ -100,27 +78,18 @@ class Action:
 
 
 @dataclass
-class InterviewState:
+class InterviewState(StepFold):
+    """The interviewer's own steps (`StepFold`: questions, turns asked, answers taken,
+    evaluations, reports, errors) and everything else a session's interview is folded
+    from."""
+
     session: str
     profile: contract.Profile | None = None
-    #: The questions by index: the planned ones, with follow-ups inserted where asked.
-    questions: list[str] = field(default_factory=list)
-    engine: str = ""
-    #: Every "asked" step, in order (a retry is a turn of the same index).
-    turns: list[Turn] = field(default_factory=list)
     answers: dict[TurnKey, AnswerRecord] = field(default_factory=dict)
-    answered: set[TurnKey] = field(default_factory=set)  # "answered" steps published
-    evaluations: dict[TurnKey, dict[str, Any]] = field(default_factory=dict)
     #: The candidate's choice after reading an attempt's feedback (the first one counts).
     requests: dict[TurnKey, str] = field(default_factory=dict)
-    #: How many turns had been asked when the last report was published (a follow-up
-    #: after a report reopens the interview: it is asked, evaluated, and a new report
-    #: follows).
-    reported_turns: int = 0
-    reports: int = 0
     #: Interviewers' follow-up questions not yet asked.
     follow_ups: list[str] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
     #: (at_ms, positive, negative) of score updates, for per-answer score bands.
     scores: list[tuple[float, int, int]] = field(default_factory=list)
     ended: bool = False
@@ -132,16 +101,6 @@ class InterviewState:
     seen_commands: set[tuple[float, str, str]] = field(default_factory=set)
 
     # ---- folding events --------------------------------------------------------------
-
-    @property
-    def current(self) -> Turn | None:
-        """The turn being answered or last answered (None before the first question)."""
-        return self.turns[-1] if self.turns else None
-
-    @property
-    def asked_questions(self) -> int:
-        """How many distinct questions have been asked."""
-        return self.turns[-1].index + 1 if self.turns else 0
 
     def apply(self, message: contract.BusMessage) -> None:
         if isinstance(message, contract.Profile):
@@ -169,34 +128,9 @@ class InterviewState:
                 self.follow_ups.append(text)
 
     def _apply_step(self, event: contract.InterviewEvent) -> None:
-        data = event.data
-        if event.step == "questions":
-            self.questions = [str(q) for q in data.get("questions", [])]
-            self.engine = str(data.get("engine", ""))
-        elif event.step == "asked":
-            index = int(data.get("index", self.asked_questions))
-            attempt = int(data.get("attempt", 1))
-            current = self.current
-            retry = current is not None and index == current.index and attempt > 1
-            new = index == self.asked_questions and attempt == 1
-            if not (retry and attempt == current.attempt + 1) and not new:
-                return  # a repeated or out-of-order step
-            follow_up = bool(data.get("follow_up"))
-            if new and follow_up:  # an interviewer's question, asked next
-                self.questions.insert(index, str(data.get("question", "")))
-                if self.follow_ups:
-                    self.follow_ups.pop(0)
-            question = str(data.get("question") or self.questions[index])
-            self.turns.append(Turn(index, attempt, question, follow_up, event.at_ms))
-        elif event.step == "answered":
-            self.answered.add((int(data["index"]), int(data.get("attempt", 1))))
-        elif event.step == "evaluated":
-            self.evaluations[(int(data["index"]), int(data.get("attempt", 1)))] = dict(data)
-        elif event.step == "report":
-            self.reported_turns = len(self.turns)
-            self.reports += 1
-        elif event.step == "error":
-            self.errors.append(dict(data))
+        turn = self.apply_step(event)
+        if turn is not None and turn.follow_up and turn.attempt == 1 and self.follow_ups:
+            self.follow_ups.pop(0)  # the interviewer's question was asked
 
     def _apply_transcript(self, transcript: contract.Transcript) -> None:
         key = (transcript.utterance_id, transcript.part)
@@ -266,50 +200,53 @@ class InterviewState:
             return None
         return answer_emotion(self.scores, record.ended.opened_ms, record.ended.at_ms)
 
-    def answered_data(self) -> dict[str, Any]:
+    def answered_data(self) -> contract.AnsweredStep:
         """The ``answered`` step's data for the current turn (its answer is complete)."""
         turn = self.current
         record = self.answers[turn.key]
-        return {
-            "index": turn.index,
-            "attempt": turn.attempt,
-            "answer": record.text,
-            "metrics": msgspec.to_builtins(record.metrics),
-            "start_ms": record.start_ms,
-            "end_ms": record.end_ms,
-            "asked_ms": turn.asked_ms,
-            "ended_ms": record.ended.at_ms,
-            "reason": record.ended.reason,
-        }
+        return contract.AnsweredStep(
+            index=turn.index,
+            attempt=turn.attempt,
+            answer=record.text,
+            metrics=record.metrics,
+            start_ms=record.start_ms,
+            end_ms=record.end_ms,
+            asked_ms=turn.asked_ms,
+            ended_ms=record.ended.at_ms,
+            reason=record.ended.reason,
+        )
 
-    def attempt_summary(self, turn: Turn) -> dict[str, Any]:
+    def attempt_summary(self, turn: Turn) -> contract.AttemptSummary:
         """One attempt as the report shows it."""
+        return contract.AttemptSummary(attempt=turn.attempt, **self._attempt_fields(turn))
+
+    def _attempt_fields(self, turn: Turn) -> dict[str, object]:
         record = self.answers.get(turn.key, AnswerRecord())
-        evaluation = self.evaluations.get(turn.key, {})
+        evaluation = self.evaluations.get(turn.key)
         return {
-            "attempt": turn.attempt,
             "answer": record.text,
-            "metrics": msgspec.to_builtins(record.metrics),
-            "evaluation": evaluation.get("evaluation"),
-            "rows": evaluation.get("rows"),
-            "engine": evaluation.get("engine"),
-            "emotion": evaluation.get("emotion"),
+            "metrics": record.metrics,
+            "evaluation": evaluation.evaluation if evaluation else None,
+            "rows": evaluation.rows if evaluation else None,
+            "engine": evaluation.engine if evaluation else None,
+            "emotion": evaluation.emotion if evaluation else None,
             "reason": record.ended.reason if record.ended else None,
         }
 
-    def report_items(self) -> list[dict[str, Any]]:
+    def report_items(self) -> list[contract.ReportItem]:
         """One item per question asked: its latest attempt counted, earlier ones kept."""
         items = []
         for index in range(self.asked_questions):
             attempts = [t for t in self.turns if t.index == index]
             latest = attempts[-1]
             items.append(
-                {
-                    "index": index,
-                    "question": latest.question,
-                    "follow_up": latest.follow_up,
-                    **self.attempt_summary(latest),
-                    "earlier_attempts": [self.attempt_summary(t) for t in attempts[:-1]],
-                }
+                contract.ReportItem(
+                    index=index,
+                    question=latest.question,
+                    follow_up=latest.follow_up,
+                    attempt=latest.attempt,
+                    **self._attempt_fields(latest),
+                    earlier_attempts=[self.attempt_summary(t) for t in attempts[:-1]],
+                )
             )
         return items

@@ -244,19 +244,16 @@ class Orchestrator:
                 await self._do(state, action)
             except contract.ProfileError as exc:
                 await self._publish(
-                    state,
-                    "error",
-                    {"message": str(exc), "stage": "profile", "retryable": False},
+                    state, contract.ErrorStep(message=str(exc), stage="profile", retryable=False)
                 )
                 state.failed = True  # nothing can happen without a valid profile
                 return
 
-    async def _publish(self, state: InterviewState, step: str, data: dict) -> None:
+    async def _publish(self, state: InterviewState, data: contract.StepData) -> None:
         """Publish one step, only if no other step of the session was stored since this
         state's last one (`StaleSessionError` otherwise)."""
-        event = contract.InterviewEvent(
-            session=state.session, step=step, at_ms=contract.now_ms(), data=data
-        )
+        event = contract.InterviewEvent.of(state.session, data)
+        step = event.step
         expected = self._step_seq.get(state.session, 0)
         try:
             ack = await self.js.publish(
@@ -284,13 +281,12 @@ class Orchestrator:
         if error:
             await self._publish(
                 state,
-                "error",
-                {
-                    "message": f"the language model failed ({error}); "
+                contract.ErrorStep(
+                    message=f"the language model failed ({error}); "
                     "this step used the offline engine",
-                    "stage": stage,
-                    "retryable": True,
-                },
+                    stage=stage,
+                    retryable=True,
+                ),
             )
 
     async def _do(self, state: InterviewState, action: Action) -> None:
@@ -300,12 +296,11 @@ class Orchestrator:
             await self._report_fallback(state, result, "questions")
             await self._publish(
                 state,
-                "questions",
-                {
-                    "questions": list(result.questions),
-                    "engine": result.engine,
-                    "language": profile.language,
-                },
+                contract.QuestionsStep(
+                    questions=list(result.questions),
+                    engine=result.engine,
+                    language=profile.language,
+                ),
             )
         elif action.kind in ("ask", "retry", "follow_up"):
             follow_up = action.kind == "follow_up"
@@ -319,24 +314,21 @@ class Orchestrator:
             total = len(state.questions) + (len(state.follow_ups) if follow_up else 0)
             await self._publish(
                 state,
-                "asked",
-                {
-                    "index": action.index,
-                    "attempt": attempt,
-                    "question": question,
-                    "total": max(total, action.index + 1),
-                    "follow_up": follow_up,
-                },
+                contract.AskedStep(
+                    index=action.index,
+                    attempt=attempt,
+                    question=question,
+                    total=max(total, action.index + 1),
+                    follow_up=follow_up,
+                ),
             )
         elif action.kind == "answered":
-            await self._publish(state, "answered", state.answered_data())
+            await self._publish(state, state.answered_data())
         elif action.kind == "evaluate":
             await self._evaluate(state)
         elif action.kind == "report":
             await self._publish(
-                state,
-                "report",
-                {"items": state.report_items(), "engine": state.engine},
+                state, contract.ReportStep(items=state.report_items(), engine=state.engine)
             )
 
     async def _scores_around(
@@ -355,27 +347,23 @@ class Orchestrator:
     async def _evaluate(self, state: InterviewState) -> None:
         turn = state.current
         record = state.answers[turn.key]
-        data: dict[str, Any] = {
-            "index": turn.index,
-            "attempt": turn.attempt,
-            "question": turn.question,
-        }
+        data = contract.EvaluatedStep(
+            index=turn.index, attempt=turn.attempt, question=turn.question
+        )
         if record.text:
             profile = self._profile(state)
             result = await self.engine.evaluate(profile, turn.question, record.text, record.metrics)
             await self._report_fallback(state, result, "evaluation")
-            data |= {
-                "evaluation": result.model_dump(mode="json"),
-                "rows": [list(row) for row in result.rows(profile.language)],
-                "engine": result.engine,
-            }
+            data.evaluation = msgspec.convert(result.model_dump(mode="json"), contract.Evaluation)
+            data.rows = [tuple(row) for row in result.rows(profile.language)]
+            data.engine = result.engine
         else:
             # nothing was heard (Done pressed before speaking, or the time cap): there is
             # nothing to judge, and the card says so instead of grading silence
-            data |= {"evaluation": None, "rows": [], "engine": state.engine, "no_answer": True}
+            data.engine, data.no_answer = state.engine, True
         state.scores = await self._scores_around(state.session, record.ended.opened_ms)
-        data["emotion"] = msgspec.to_builtins(state.answer_score(turn.key))
-        await self._publish(state, "evaluated", data)
+        data.emotion = state.answer_score(turn.key)
+        await self._publish(state, data)
 
 
 async def _read_scores(

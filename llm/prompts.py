@@ -43,9 +43,6 @@ _TAG_RE = re.compile(
     re.IGNORECASE,
 )
 
-#: Longest question text put into a prompt (ours are one or two sentences).
-MAX_QUESTION_CHARS = 1000
-
 
 def neutralise(text: str) -> str:
     """Break every occurrence of one of our delimiter tags inside candidate text."""
@@ -275,7 +272,7 @@ def evaluation_messages(
         [
             _profile_block(profile),
             fence("self_introduction", profile.self_intro, contract.MAX_INTRO_CHARS),
-            fence("question", question.strip(), MAX_QUESTION_CHARS),
+            fence("question", question.strip(), contract.MAX_QUESTION_CHARS),
             fence("answer_transcript", answer.strip() or _NO_ANSWER[language], max_answer_chars),
             fence("speaking_metrics", json.dumps(metrics_data, ensure_ascii=False, indent=1), 2000),
             _EVALUATION_TASK[language],

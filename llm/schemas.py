@@ -13,12 +13,11 @@ then three tips and one model answer.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -31,8 +30,6 @@ from pydantic import (
 )
 
 from stream import contract
-
-log = logging.getLogger(__name__)
 
 Language = Literal["ko", "en"]
 EngineName = Literal["llm", "offline"]
@@ -154,8 +151,11 @@ class Questions(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    #: Exactly three non-empty questions, in the order they are asked.
-    questions: list[str] = Field(min_length=3, max_length=3)
+    #: Exactly three (`QUESTION_COUNT`) non-empty questions of at most
+    #: `MAX_QUESTION_CHARS` characters, in the order they are asked.
+    questions: list[Annotated[str, Field(max_length=contract.MAX_QUESTION_CHARS)]] = Field(
+        min_length=contract.QUESTION_COUNT, max_length=contract.QUESTION_COUNT
+    )
     #: Which engine wrote them ("llm" or "offline").
     engine: EngineName = "llm"
     #: Set when the offline engine stood in because the LLM failed: what went wrong.

@@ -16,7 +16,8 @@ Subjects
     ``speech``    `SpeechActivity`, the candidate started / stopped speaking (VAD)
     ``transcript`` `Transcript`, one utterance transcribed, with its speaking metrics
     ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
-                  answer evaluated, report, errors (payload is JSON-ready data)
+                  answer evaluated, report, errors (`data`: one struct a step,
+                  `STEP_TYPES`)
     ``command``   `InterviewCommand`, an interviewer's follow-up question for the session
     ``turn``      `AnswerEnded`, the candidate's answer turn ended (Done, a long silence,
                   the time cap, or the session's end), naming the utterance parts it holds
@@ -515,20 +516,6 @@ def _by_most_time(metrics: list[SpeakingMetrics], key: Callable[[SpeakingMetrics
     return max(time, key=lambda value: time[value])  # max keeps the first of equals
 
 
-def decode_speaking_metrics(value: object) -> SpeakingMetrics | None:
-    """Speaking metrics from an interview step's JSON data (``answered``'s ``metrics``, a
-    report item's): None for null or an empty object (an answer with no speech, as older
-    builds wrote it), else the struct; `ContractError` for anything that does not fit."""
-    if value is None or value == {}:
-        return None
-    if isinstance(value, SpeakingMetrics):
-        return value
-    try:
-        return msgspec.convert(value, SpeakingMetrics)
-    except msgspec.ValidationError as exc:
-        raise ContractError(f"unusable speaking metrics: {exc}") from exc
-
-
 class AnswerEmotion(msgspec.Struct, kw_only=True):
     """The emotion score over one answer turn (``evaluated``'s ``emotion``), by the session
     score's rule: `stream.score.answer_emotion` makes it."""
@@ -537,18 +524,6 @@ class AnswerEmotion(msgspec.Struct, kw_only=True):
     band: Literal["good", "normal", "bad"]
     #: Face readings counted in the turn.
     faces: Count
-
-
-def decode_answer_emotion(value: object) -> AnswerEmotion | None:
-    """An ``evaluated`` step's ``emotion`` (None: no face was seen, or not given)."""
-    if value is None:
-        return None
-    if isinstance(value, AnswerEmotion):
-        return value
-    try:
-        return msgspec.convert(value, AnswerEmotion)
-    except msgspec.ValidationError as exc:
-        raise ContractError(f"unusable answer emotion: {exc}") from exc
 
 
 class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
@@ -583,31 +558,222 @@ class Transcript(msgspec.Struct, tag="transcript", kw_only=True):
         return part_key(self.utterance_id, self.part)
 
 
+# --------------------------------------------------------------------------- interview steps
+#
+# What each step of the interviewer (`InterviewEvent.step`) carries as its `data`: one
+# struct a step, made by the orchestrator (llm/) and read by everyone else (the fold in
+# `llm.steps`, the gateway, the dashboard, the room page) without guessing at keys. Every
+# field that a step stored by an older build may lack has a default, so those still decode.
+
+#: How many questions are generated from the candidate's profile.
+QUESTION_COUNT = 3
+#: The longest question (generated or an interviewer's follow-up), in characters.
+MAX_QUESTION_CHARS = 1000
+
+Index = Annotated[int, msgspec.Meta(ge=0)]
+Attempt = Annotated[int, msgspec.Meta(ge=1)]
+QuestionText = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_CHARS)]
+#: One row of an evaluation table as shown: criterion, rating, reason (in the interview's
+#: language).
+EvaluationRow = tuple[str, str, str]
+StepName = Literal["questions", "asked", "answered", "evaluated", "report", "error"]
+
+
+class QuestionsStep(msgspec.Struct, kw_only=True):
+    """``questions``: the questions generated from the profile, in the order asked."""
+
+    questions: Annotated[list[QuestionText], msgspec.Meta(max_length=QUESTION_COUNT)] = []
+    #: Which engine wrote them: "llm" or "offline".
+    engine: str = ""
+    #: The interview's language ("ko", "en"; "" from a build that did not say).
+    language: str = ""
+
+
+class AskedStep(msgspec.Struct, kw_only=True):
+    """``asked``: a question put to the candidate. A "Try again" asks the same index
+    again with the next attempt; an interviewer's follow-up is a new index."""
+
+    index: Index
+    attempt: Attempt = 1
+    #: The question's text ("" in an older step: the planned question of that index).
+    question: QuestionText = ""
+    #: How many questions the interview holds now (follow-ups waiting included).
+    total: Count = 0
+    follow_up: bool = False
+
+
+class AnsweredStep(msgspec.Struct, kw_only=True):
+    """``answered``: the interviewer took the candidate's answer to one attempt."""
+
+    index: Index
+    attempt: Attempt = 1
+    #: Everything said in the turn, in order ("" when nothing was heard).
+    answer: str = ""
+    #: How the answer was spoken, merged over its parts (`merge_speaking_metrics`); None
+    #: when nothing was heard.
+    metrics: SpeakingMetrics | None = None
+    #: The first word's start and the last word's end (None: nothing was heard).
+    start_ms: float | None = None
+    end_ms: float | None = None
+    #: When the question was asked and the turn ended (server clock).
+    asked_ms: float | None = None
+    ended_ms: float | None = None
+    #: Why the turn ended (a `TurnEndReason`; "" from a build that did not say).
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        self.metrics = _heard(self.metrics)
+
+
+class Criterion(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One rubric criterion as stored: its rating (None: NA), why, and for the similarity
+    criterion the percent match (None: NA)."""
+
+    rating: str | None = None
+    reason: str = ""
+    match_percent: int | None = None
+
+
+class Evaluation(msgspec.Struct, kw_only=True):
+    """The seven-criterion rubric of one answer as the engines write it (the JSON of
+    `llm.schemas.Evaluation`, which validates the model's reply), with three tips and a
+    model answer."""
+
+    overall: Criterion = msgspec.field(default_factory=Criterion)
+    similarity: Criterion = msgspec.field(default_factory=Criterion)
+    clarity: Criterion = msgspec.field(default_factory=Criterion)
+    technical_explanation: Criterion = msgspec.field(default_factory=Criterion)
+    examples: Criterion = msgspec.field(default_factory=Criterion)
+    communication: Criterion = msgspec.field(default_factory=Criterion)
+    natural_delivery: Criterion = msgspec.field(default_factory=Criterion)
+    tips: list[str] = []
+    model_answer: str = ""
+    engine: str = ""
+    fallback_error: str | None = None
+
+
+class EvaluatedStep(msgspec.Struct, kw_only=True):
+    """``evaluated``: one attempt's answer judged, or marked `no_answer` (nothing was
+    heard: there is nothing to judge, `evaluation` is None and `rows` empty)."""
+
+    index: Index
+    attempt: Attempt = 1
+    question: str = ""
+    evaluation: Evaluation | None = None
+    #: The seven criteria as table rows in the interview's language.
+    rows: list[EvaluationRow] = []
+    engine: str = ""
+    no_answer: bool = False
+    #: The emotion score over the answer turn (None: no face was counted).
+    emotion: AnswerEmotion | None = None
+
+
+class AttemptSummary(msgspec.Struct, kw_only=True):
+    """One attempt at a question as the report keeps it (None: not evaluated, or the
+    turn had not ended)."""
+
+    attempt: Attempt = 1
+    answer: str = ""
+    metrics: SpeakingMetrics | None = None
+    evaluation: Evaluation | None = None
+    rows: list[EvaluationRow] | None = None
+    engine: str | None = None
+    emotion: AnswerEmotion | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics = _heard(self.metrics)
+
+
+class ReportItem(AttemptSummary, kw_only=True):
+    """One question of the report: its latest attempt (the one that counts) and the
+    earlier ones."""
+
+    index: Index = 0
+    question: str = ""
+    follow_up: bool = False
+    earlier_attempts: list[AttemptSummary] = []
+
+
+class ReportStep(msgspec.Struct, kw_only=True):
+    """``report``: one item per question asked."""
+
+    items: list[ReportItem] = []
+    engine: str = ""
+
+
+class ErrorStep(msgspec.Struct, kw_only=True):
+    """``error``: a step failed (or the offline engine stood in for the language model)."""
+
+    message: str = ""
+    #: Where: "profile", "questions", "evaluation", …
+    stage: str = ""
+    retryable: bool = False
+
+
+StepData = QuestionsStep | AskedStep | AnsweredStep | EvaluatedStep | ReportStep | ErrorStep
+
+#: The payload type of each step.
+STEP_TYPES: dict[str, type[StepData]] = {
+    "questions": QuestionsStep,
+    "asked": AskedStep,
+    "answered": AnsweredStep,
+    "evaluated": EvaluatedStep,
+    "report": ReportStep,
+    "error": ErrorStep,
+}
+_STEP_NAMES = {kind: step for step, kind in STEP_TYPES.items()}
+
+
+def _heard(metrics: SpeakingMetrics | None) -> SpeakingMetrics | None:
+    # older builds stored an answer with no speech as an empty object, not null
+    return None if metrics == SpeakingMetrics() else metrics
+
+
+def step_data(step: str, value: object) -> StepData:
+    """The typed payload of a `step` from its struct or its stored JSON-ready object (the
+    one place a step's data is decoded); `ContractError` for anything that does not fit."""
+    kind = STEP_TYPES.get(step)
+    if kind is None:
+        raise ContractError(f"unknown interview step {step!r}")
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, msgspec.Struct):
+        raise ContractError(f"a {step!r} step cannot carry {type(value).__name__}")
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        raise ContractError(f"unusable {step!r} step: {exc}") from exc
+
+
 class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
-    """One step of the interviewer's state machine. `step` names it:
-
-    ``questions``  data = {"questions": [str, str, str], "engine": "llm"|"offline"}
-    ``asked``      data = {"index": i, "attempt": a, "question": str, "follow_up": bool,
-                           "total": n}  (a "Try again" asks the same index, attempt + 1)
-    ``answered``   data = {"index": i, "attempt": a, "answer": str,
-                           "metrics": `SpeakingMetrics` (merged over the answer's parts)
-                           |null (nothing heard), "start_ms", "end_ms", "asked_ms",
-                           "reason": why the turn ended}
-    ``evaluated``  data = {"index": i, "attempt": a, "evaluation": {...rubric...},
-                           "rows": [[criterion, rating, reason] × 7], "engine": ...,
-                           "emotion": `AnswerEmotion`|null}
-
-    (`SpeakingMetrics` and `AnswerEmotion` travel as their JSON objects; read them back
-    with `decode_speaking_metrics` / `decode_answer_emotion`.)
-    ``report``     data = {"items": [...], "engine": ...}
-    ``error``      data = {"message": str, "stage": str, "retryable": bool}
-    """
+    """One step of the interviewer's state machine. `step` names it and `data` is that
+    step's struct (`STEP_TYPES`): ``questions`` `QuestionsStep`, ``asked`` `AskedStep`,
+    ``answered`` `AnsweredStep`, ``evaluated`` `EvaluatedStep`, ``report`` `ReportStep`,
+    ``error`` `ErrorStep`. On the wire `data` is that struct's object, as older builds
+    wrote it; a dict given (or decoded) here becomes the struct (`step_data`), and one that
+    does not fit makes the whole event undecodable. Make one with `InterviewEvent.of`."""
 
     v: int = SCHEMA_VERSION
     session: str
-    step: Literal["questions", "asked", "answered", "evaluated", "report", "error"]
+    step: StepName
     at_ms: float
-    data: dict = {}
+    #: The step's struct (typed `Any` only because msgspec cannot tell untagged structs
+    #: apart: `__post_init__` makes it the step's type).
+    data: Any = {}
+
+    def __post_init__(self) -> None:
+        self.data = step_data(self.step, self.data)
+
+    @classmethod
+    def of(cls, session: str, data: StepData, at_ms: float | None = None) -> InterviewEvent:
+        """The event of one step's data (its step name comes from the data's type)."""
+        return cls(
+            session=session,
+            step=_STEP_NAMES[type(data)],  # type: ignore[arg-type]
+            at_ms=now_ms() if at_ms is None else at_ms,
+            data=data,
+        )
 
 
 class InterviewCommand(msgspec.Struct, tag="command", kw_only=True):
@@ -619,7 +785,7 @@ class InterviewCommand(msgspec.Struct, tag="command", kw_only=True):
     v: int = SCHEMA_VERSION
     session: str
     command: Literal["follow_up"]
-    text: str
+    text: QuestionText
     by: str = ""
     at_ms: float
 
@@ -840,12 +1006,16 @@ class TranscriptUpdate(msgspec.Struct, tag="transcript", tag_field="type", kw_on
 
 
 class InterviewUpdate(msgspec.Struct, tag="interview", tag_field="type", kw_only=True):
-    """One interviewer step (`InterviewEvent`), as stored."""
+    """One interviewer step (`InterviewEvent`), as stored: `data` is the step's struct
+    (`STEP_TYPES`), its JSON object on the wire."""
 
-    step: str
-    data: dict
+    step: StepName
+    data: Any
     at_ms: float
     replay: bool = False
+
+    def __post_init__(self) -> None:
+        self.data = step_data(self.step, self.data)
 
 
 TurnState = Literal["answering", "ended"]

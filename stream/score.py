@@ -15,12 +15,11 @@ order from several vision workers). With one face on screen the score reads
 ``50 + (positive seconds − negative seconds) / 10``, whatever the camera or analysis fps
 (as long as at least one frame a second is analysed).
 
-`EmotionScore.add_result` is the live counter (the gateway's); `score_over` applies the
-same rule to a list of results over a time span. `answer_emotion` is the score over one
-answer turn, from the live counter's own cumulative counts (`ScoreUpdate`s), so a session's
-score and its answers' scores are one rule, and the interviewer (which publishes it with
-the evaluation) and the dashboard (while an answer is not evaluated yet) compute it from
-the same data the same way.
+`EmotionScore.add_result` is the live counter (the gateway's). `answer_emotion` is the
+score over one answer turn, from the live counter's own cumulative counts (`ScoreUpdate`s),
+so a session's score and its answers' scores are one rule, and the interviewer (which
+publishes it with the evaluation) and the dashboard (while an answer is not evaluated yet)
+compute it from the same data the same way.
 """
 
 from __future__ import annotations
@@ -127,28 +126,6 @@ class EmotionScore:
         positive, negative = _split_labels(labels)
         self.positive += positive
         self.negative += negative
-
-
-def score_over(
-    results: Iterable[tuple[float, Iterable[str]]],
-    start_ms: float | None = None,
-    end_ms: float | None = None,
-    *,
-    interval_ms: int = COUNT_INTERVAL_MS,
-) -> EmotionScore:
-    """The score of the results whose capture time lies in ``[start_ms, end_ms]`` (either
-    bound may be None), counted by the live rule (`EmotionScore.add_result`) in the order
-    given: pass them in arrival order to reproduce a live figure exactly (sorted by
-    capture time, every bucket with a face counts). `results` are ``(capture_ms, labels)``
-    pairs, ``labels`` each face's top emotion label (empty for a frame without a face)."""
-    score = EmotionScore(interval_ms=interval_ms)
-    for capture_ms, labels in results:
-        if start_ms is not None and capture_ms < start_ms:
-            continue
-        if end_ms is not None and capture_ms > end_ms:
-            continue
-        score.add_result(capture_ms, labels)
-    return score
 
 
 def answer_emotion(

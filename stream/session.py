@@ -884,13 +884,10 @@ class RoomSession:
 
     def _on_step(self, event: contract.InterviewEvent) -> None:
         data = event.data
-        try:
-            key = (int(data.get("index", -1)), int(data.get("attempt", 1)))
-        except (TypeError, ValueError):
-            return
-        if event.step == "asked":
-            self._open_turn(*key)
-        elif event.step == "evaluated":
+        if isinstance(data, contract.AskedStep):
+            self._open_turn(data.index, data.attempt)
+        elif isinstance(data, contract.EvaluatedStep):
+            key = (data.index, data.attempt)
             self.evaluated = key
             if self.turn_settings.auto_advance_s > 0 and self.state != "ended":
                 self.send(
@@ -901,7 +898,7 @@ class RoomSession:
                     )
                 )
                 self._spawn(self._auto_advance(key), "auto-advance")
-        elif event.step == "report":
+        elif isinstance(data, contract.ReportStep):
             self.evaluated = None
 
     async def _on_result(self, result: contract.EmotionResult) -> None:

@@ -123,6 +123,231 @@ BUS_EXAMPLES = [
 ]
 
 
+_METRICS = contract.SpeakingMetrics.of(
+    duration_s=4.0,
+    speech_s=3.5,
+    rate_s=3.5,
+    word_count=9,
+    hangul_syllables=0,
+    rate_basis="words",
+    filler_words=["um"],
+    pause_count=1,
+    longest_pause_s=0.6,
+    total_pause_s=0.6,
+    language="en",
+)
+_EVALUATION = contract.Evaluation(
+    overall=contract.Criterion(rating="무난함", reason="clear"),
+    similarity=contract.Criterion(rating="매우 좋음", reason="close", match_percent=70),
+    examples=contract.Criterion(rating=None, reason="none needed"),
+    tips=["a", "b", "c"],
+    model_answer="A model answer.",
+    engine="offline",
+)
+_ROWS = [("Overall", "Fine", "clear")] * 7
+_EMOTION = contract.AnswerEmotion(score=50.3, band="normal", faces=5)
+_ATTEMPT = contract.AttemptSummary(
+    attempt=1,
+    answer="a first try",
+    metrics=_METRICS,
+    evaluation=_EVALUATION,
+    rows=_ROWS,
+    engine="offline",
+    emotion=_EMOTION,
+    reason="done",
+)
+#: One example of every interview step's data (test_every_step_has_an_example keeps this
+#: list complete), with every optional part filled in.
+STEP_EXAMPLES = [
+    contract.QuestionsStep(questions=["q1", "q2", "q3"], engine="llm", language="ko"),
+    contract.AskedStep(index=1, attempt=2, question="q2", total=3, follow_up=True),
+    contract.AnsweredStep(
+        index=1,
+        attempt=2,
+        answer="an answer",
+        metrics=_METRICS,
+        start_ms=10.0,
+        end_ms=20.0,
+        asked_ms=5.0,
+        ended_ms=22.0,
+        reason="silence",
+    ),
+    contract.EvaluatedStep(
+        index=1,
+        attempt=2,
+        question="q2",
+        evaluation=_EVALUATION,
+        rows=_ROWS,
+        engine="offline",
+        emotion=_EMOTION,
+    ),
+    contract.ReportStep(
+        items=[
+            contract.ReportItem(
+                **{**msgspec.structs.asdict(_ATTEMPT), "attempt": 2, "answer": "a second try"},
+                index=0,
+                question="q1",
+                follow_up=False,
+                earlier_attempts=[_ATTEMPT],
+            )
+        ],
+        engine="offline",
+    ),
+    contract.ErrorStep(message="the model failed", stage="evaluation", retryable=True),
+]
+
+
+def test_every_step_has_an_example():
+    assert {type(d) for d in STEP_EXAMPLES} == set(typing.get_args(contract.StepData))
+    assert set(contract.STEP_TYPES.values()) == set(typing.get_args(contract.StepData))
+
+
+@pytest.mark.parametrize("data", STEP_EXAMPLES, ids=lambda d: type(d).__name__)
+def test_step_round_trip_on_the_bus_and_the_page(data):
+    event = contract.InterviewEvent.of("s1", data, at_ms=7.0)
+    assert contract.STEP_TYPES[event.step] is type(data)
+    decoded = contract.decode(contract.encode(event), contract.InterviewEvent)
+    assert decoded == event and type(decoded.data) is type(data)
+    update = contract.InterviewUpdate(step=event.step, data=event.data, at_ms=event.at_ms)
+    page = contract.decode_page(contract.encode_page(update))
+    assert page == update and type(page.data) is type(data)
+    # a step given as its plain object (as stored) becomes the same struct
+    assert contract.step_data(event.step, msgspec.to_builtins(data)) == data
+
+
+#: Steps as older builds stored them: plain objects, some keys missing, an answer with no
+#: speech stored as an empty object, no ``no_answer`` on an evaluated answer.
+LEGACY_STEPS = [
+    ("questions", {"questions": ["q1", "q2", "q3"], "engine": "offline"}),
+    ("asked", {"index": 0, "attempt": 1, "question": "q1", "follow_up": False, "total": 3}),
+    ("asked", {"index": 1, "question": "q2"}),
+    (
+        "answered",
+        {"index": 0, "attempt": 1, "answer": "", "metrics": {}, "start_ms": None, "end_ms": None},
+    ),
+    (
+        "evaluated",
+        {
+            "index": 0,
+            "attempt": 1,
+            "evaluation": {
+                "overall": {"rating": "무난함", "reason": "ok"},
+                "similarity": {"rating": None, "reason": "n/a", "match_percent": None},
+                "tips": ["a", "b", "c"],
+                "model_answer": "m",
+                "engine": "offline",
+                "fallback_error": None,
+            },
+            "rows": [["전반적인 점수", "무난함", "ok"]],
+            "engine": "offline",
+            "emotion": None,
+        },
+    ),
+    (
+        "report",
+        {
+            "items": [
+                {
+                    "index": 0,
+                    "question": "q1",
+                    "attempt": 1,
+                    "answer": "",
+                    "metrics": {},
+                    "evaluation": None,
+                    "rows": None,
+                    "engine": None,
+                }
+            ],
+            "engine": "offline",
+        },
+    ),
+    ("error", {"message": "boom", "stage": "questions", "retryable": True}),
+]
+
+
+@pytest.mark.parametrize("step, data", LEGACY_STEPS, ids=[s for s, _ in LEGACY_STEPS])
+def test_steps_stored_by_older_builds_still_decode(step, data):
+    payload = msgspec.msgpack.encode(
+        {"type": "interview", "v": 1, "session": "s1", "step": step, "at_ms": 1.0, "data": data}
+    )
+    event = contract.decode(payload, contract.InterviewEvent)
+    assert type(event.data) is contract.STEP_TYPES[step]
+    if step == "answered":
+        assert event.data.metrics is None and event.data.attempt == 1
+    if step == "asked":
+        assert event.data.attempt == 1
+    if step == "evaluated":
+        assert event.data.evaluation.tips == ["a", "b", "c"] and not event.data.no_answer
+        assert event.data.evaluation.similarity.rating is None
+        assert event.data.rows == [("전반적인 점수", "무난함", "ok")]
+    if step == "report":
+        assert event.data.items[0].metrics is None and event.data.items[0].earlier_attempts == []
+
+
+def test_the_page_reads_the_same_keys_as_before():
+    """room.js reads each step's data by these keys (the JSON of the step structs)."""
+    evaluated, report = STEP_EXAMPLES[3], STEP_EXAMPLES[4]
+    page = msgspec.json.decode(
+        contract.encode_page(contract.InterviewUpdate(step="evaluated", data=evaluated, at_ms=1.0))
+    )
+    data = page["data"]
+    assert data["index"] == 1 and data["attempt"] == 2 and data["engine"] == "offline"
+    assert data["rows"][0] == ["Overall", "Fine", "clear"] and data["no_answer"] is False
+    assert data["evaluation"]["tips"] == ["a", "b", "c"]
+    assert data["evaluation"]["model_answer"] == "A model answer."
+    assert data["emotion"] == {"score": 50.3, "band": "normal", "faces": 5}
+    # a criterion keeps the keys the engines write (no null percent where none applies)
+    assert data["evaluation"]["overall"] == {"rating": "무난함", "reason": "clear"}
+    item = msgspec.to_builtins(report)["items"][0]
+    assert {"index", "question", "rows", "answer", "emotion", "earlier_attempts"} <= set(item)
+    asked = msgspec.to_builtins(STEP_EXAMPLES[1])
+    assert asked == {"index": 1, "attempt": 2, "question": "q2", "total": 3, "follow_up": True}
+
+
+@pytest.mark.parametrize(
+    "step, data",
+    [
+        ("questions", {"questions": ["q"] * (contract.QUESTION_COUNT + 1)}),
+        ("questions", {"questions": ["x" * (contract.MAX_QUESTION_CHARS + 1)]}),
+        ("asked", {"index": 0, "question": "x" * (contract.MAX_QUESTION_CHARS + 1)}),
+        ("asked", {"question": "no index"}),
+        ("asked", {"index": -1}),
+        ("answered", {"index": 0, "attempt": 0}),
+        ("evaluated", {"index": 0, "rows": [["only", "two"]]}),
+        ("error", [1, 2]),
+        ("thanks", {}),
+    ],
+)
+def test_a_step_that_does_not_fit_is_refused(step, data):
+    with pytest.raises(contract.ContractError):
+        contract.step_data(step, data)
+    if step in contract.STEP_TYPES:
+        payload = msgspec.msgpack.encode(
+            {"type": "interview", "v": 1, "session": "s", "step": step, "at_ms": 1.0, "data": data}
+        )
+        with pytest.raises(contract.ContractError):
+            contract.decode(payload)
+
+
+def test_a_step_carries_its_own_struct():
+    with pytest.raises(contract.ContractError, match="cannot carry"):
+        contract.InterviewEvent(session="s", step="asked", at_ms=1.0, data=STEP_EXAMPLES[0])
+    # an interviewer's follow-up is a question too: one longer than a question may be is
+    # refused where it is decoded, before it could be asked
+    too_long = msgspec.msgpack.encode(
+        {
+            "type": "command",
+            "v": 1,
+            "session": "s",
+            "command": "follow_up",
+            "text": "x" * (contract.MAX_QUESTION_CHARS + 1),
+            "at_ms": 1.0,
+        }
+    )
+    with pytest.raises(contract.ContractError):
+        contract.decode(too_long)
+
+
 def test_every_bus_message_type_has_an_example():
     assert {type(m) for m in BUS_EXAMPLES} == set(typing.get_args(contract.BusMessage))
 

@@ -81,13 +81,17 @@ def test_a_session_with_no_events_is_empty_and_renders():
 def test_malformed_events_are_skipped_and_counted():
     events = stored(interview_session("s1", T0, questions=1))
     events.insert(3, StoredEvent(900, "intervue.events.s1.speech", None, "undecodable"))
-    # An interview step whose data does not fit (no index) is unusable too.
-    bad_step = contract.InterviewEvent(session="s1", step="answered", at_ms=T0, data={})
-    events.insert(5, StoredEvent(901, "intervue.events.s1.interview", bad_step))
+    # An interview step whose data does not fit (no index) does not decode: unusable too.
+    bad_step = msgspec.msgpack.encode(
+        {"type": "interview", "v": 1, "session": "s1", "step": "answered", "at_ms": T0, "data": {}}
+    )
+    with pytest.raises(contract.ContractError) as error:
+        contract.decode(bad_step)
+    events.insert(5, StoredEvent(901, "intervue.events.s1.interview", None, str(error.value)))
     view = agg.fold(events)
     assert view.malformed == 2
     assert "undecodable" in view.malformed_samples[0]
-    assert "unusable interview" in view.malformed_samples[1]
+    assert "unusable 'answered' step" in view.malformed_samples[1]
     # Everything else still counts.
     assert view.questions[0].state == "evaluated"
     assert agg.health(view, T0).malformed == 2
@@ -131,7 +135,7 @@ def test_questions_answers_evaluations_and_transcripts(full):
         assert q.answer_end_ms == q.answer_start_ms + ANSWER_MS
         assert q.answer == ANSWERS[index]
         assert q.rows[0] == ["Overall", "Fine", "A clear answer with a concrete project."]
-        assert len(q.rows) == 7 and q.evaluation["tips"][0] == "Lead with the result."
+        assert len(q.rows) == 7 and q.evaluation.tips[0] == "Lead with the result."
         assert q.metrics.word_count == len(ANSWERS[index].split())
     assert [t.question for t in full.transcripts] == [0, 1, 2]
     assert agg.status(full, full.ended_ms + 1) == "ended"
@@ -382,7 +386,7 @@ def test_html_report_is_self_contained_and_escapes_text(full):
         if isinstance(m, contract.Transcript):
             m = msgspec.structs.replace(m, text=evil, words=[])
         elif isinstance(m, contract.InterviewEvent) and m.step == "answered":
-            m = msgspec.structs.replace(m, data={**m.data, "answer": evil})
+            m = msgspec.structs.replace(m, data=msgspec.structs.replace(m.data, answer=evil))
         hostile.append(m)
     text = report.render_html(agg.fold(stored(hostile)), T0 + 100_000)
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text

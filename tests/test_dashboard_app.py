@@ -556,8 +556,8 @@ def test_a_follow_up_from_the_dashboard_is_asked_and_evaluated(app_env, monkeypa
             next_question(0)
             steps = wait_step(store, session, "asked", count=2)
             asked = [s for s in steps if s.step == "asked"]
-            assert asked[1].data["follow_up"] is True
-            assert asked[1].data["question"] == "Why did you pick Kafka over RabbitMQ?"
+            assert asked[1].data.follow_up is True
+            assert asked[1].data.question == "Why did you pick Kafka over RabbitMQ?"
             say("a2", "Kafka kept the event log so consumers could replay it after a failure.", 1)
             wait_step(store, session, "evaluated", count=2)
             at.run()

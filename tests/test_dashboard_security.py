@@ -176,18 +176,21 @@ def hostile_session(session: str, t0_ms: float, now_ms: float, port: int) -> tup
             words = [*m.words[:3], contract.Word(text["word"], 1.0, 1.5, 0.9), *m.words[3:]]
             m = msgspec.structs.replace(m, text=" ".join(w.text for w in words), words=words)
         elif isinstance(m, contract.InterviewEvent) and m.step == "questions":
-            m = msgspec.structs.replace(
-                m, data={**m.data, "questions": [text["question"]] * 3, "engine": text["engine"]}
+            data = msgspec.structs.replace(
+                m.data, questions=[text["question"]] * 3, engine=text["engine"]
             )
+            m = msgspec.structs.replace(m, data=data)
         elif isinstance(m, contract.InterviewEvent) and m.step == "asked":
-            m = msgspec.structs.replace(m, data={**m.data, "question": text["question"]})
-        elif isinstance(m, contract.InterviewEvent) and m.step == "evaluated":
-            rows = [[c, r, text["reason"]] for c, r, _ in m.data["rows"]]
-            evaluation = {"tips": [text["tip"]] * 3, "model_answer": text["model"]}
             m = msgspec.structs.replace(
-                m,
-                data={**m.data, "rows": rows, "evaluation": evaluation, "engine": text["engine"]},
+                m, data=msgspec.structs.replace(m.data, question=text["question"])
             )
+        elif isinstance(m, contract.InterviewEvent) and m.step == "evaluated":
+            rows = [(c, r, text["reason"]) for c, r, _ in m.data.rows]
+            evaluation = contract.Evaluation(tips=[text["tip"]] * 3, model_answer=text["model"])
+            data = msgspec.structs.replace(
+                m.data, rows=rows, evaluation=evaluation, engine=text["engine"]
+            )
+            m = msgspec.structs.replace(m, data=data)
         out.append(m)
     out.append(
         contract.InterviewEvent(

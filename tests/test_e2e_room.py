@@ -274,9 +274,18 @@ HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</scrip
 
 
 async def test_bus_text_is_shown_as_text_and_never_runs(stack, media, nc):
-    """Interview steps whose every string (and number field) is markup reach the page:
-    the page shows the question as typed, no element or script from them exists and
-    nothing ran (the room page writes bus data with textContent only, under its CSP)."""
+    """Interview steps whose every string is markup reach the page: the page shows the
+    question as typed, no element or script from them exists and nothing ran (the room
+    page writes bus data with textContent only, under its CSP). Markup where a step holds
+    a number or a fixed word never reaches it: the contract refuses such a step."""
+    for step, data in (
+        ("evaluated", {"index": 0, "emotion": {"score": HOSTILE, "band": "good", "faces": 1}}),
+        ("evaluated", {"index": 0, "emotion": {"score": 50.0, "band": HOSTILE, "faces": 1}}),
+        ("report", {"items": [{"index": HOSTILE}]}),
+        ("asked", {"index": HOSTILE}),
+    ):
+        with pytest.raises(contract.ContractError):
+            contract.InterviewEvent(session="s", step=step, at_ms=1.0, data=data)
     async with launch_browser(video=media["noface"]) as browser:
         async with logged_page(browser, stack["url"] + "autostart") as lp:
             session = await _wait(
@@ -296,13 +305,26 @@ async def test_bus_text_is_shown_as_text_and_never_runs(stack, media, nc):
                     {
                         "index": 0,
                         "attempt": 1,
-                        "evaluation": {"summary": HOSTILE},
+                        "evaluation": {"tips": [HOSTILE] * 3, "model_answer": HOSTILE},
                         "rows": [[HOSTILE, HOSTILE, HOSTILE]] * 7,
                         "engine": HOSTILE,
-                        "emotion": {"score": HOSTILE, "band": HOSTILE, "faces": HOSTILE},
+                        "emotion": {"score": 50.0, "band": "normal", "faces": 1},
                     },
                 ),
-                ("report", {"items": [{"index": HOSTILE, "score": HOSTILE}], "engine": HOSTILE}),
+                (
+                    "report",
+                    {
+                        "items": [
+                            {
+                                "index": 0,
+                                "question": HOSTILE,
+                                "answer": HOSTILE,
+                                "rows": [[HOSTILE, HOSTILE, HOSTILE]],
+                            }
+                        ],
+                        "engine": HOSTILE,
+                    },
+                ),
             ]
             for step, data in steps:
                 event = contract.InterviewEvent(

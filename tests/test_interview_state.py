@@ -92,8 +92,8 @@ def test_full_interview_waits_for_the_candidate_between_questions():
     state.apply(_step("report", {}))
     assert state.next_action() is None and state.finished
     items = state.report_items()
-    assert [i["question"] for i in items] == ["q1", "q2", "q3"]
-    assert [i["answer"] for i in items] == ["answer 0", "answer 1", "answer 2"]
+    assert [i.question for i in items] == ["q1", "q2", "q3"]
+    assert [i.answer for i in items] == ["answer 0", "answer 1", "answer 2"]
 
 
 def test_pauses_between_utterances_do_not_end_an_answer():
@@ -150,7 +150,9 @@ def test_try_again_asks_the_same_question_and_keeps_every_attempt():
     state.apply(_step("asked", {"index": 0, "attempt": 1, "question": "q1"}, at=0))
     _answer(state, 0, 1, 0, text="a weak answer")
     state.apply(_step("answered", {"index": 0, "attempt": 1}))
-    state.apply(_step("evaluated", {"index": 0, "attempt": 1, "evaluation": {"v": 1}}))
+    state.apply(
+        _step("evaluated", {"index": 0, "attempt": 1, "evaluation": {"model_answer": "v1"}})
+    )
     state.apply(_request("retry", 0, 1))
     action = state.next_action()
     assert (action.kind, action.index) == ("retry", 0)
@@ -161,13 +163,16 @@ def test_try_again_asks_the_same_question_and_keeps_every_attempt():
     assert state.next_action() is None
     _answer(state, 0, 2, 2000, text="a better answer")
     state.apply(_step("answered", {"index": 0, "attempt": 2}))
-    state.apply(_step("evaluated", {"index": 0, "attempt": 2, "evaluation": {"v": 2}}))
+    state.apply(
+        _step("evaluated", {"index": 0, "attempt": 2, "evaluation": {"model_answer": "v2"}})
+    )
     state.apply(_request("next", 0, 2))
     assert (state.next_action().kind, state.next_action().index) == ("ask", 1)
     item = state.report_items()[0]
-    assert item["attempt"] == 2 and item["answer"] == "a better answer"
-    assert item["evaluation"] == {"v": 2}
-    assert [a["answer"] for a in item["earlier_attempts"]] == ["a weak answer"]
+    assert item.attempt == 2 and item.answer == "a better answer"
+    assert item.evaluation.model_answer == "v2"
+    assert [a.answer for a in item.earlier_attempts] == ["a weak answer"]
+    assert item.earlier_attempts[0].evaluation.model_answer == "v1"
 
 
 def test_a_request_stored_before_its_evaluation_is_folded_in_order():
@@ -286,7 +291,7 @@ def test_a_follow_up_is_asked_next_and_evaluated_and_reopens_a_finished_intervie
     _run_through(state, 4000)
     assert state.next_action().kind == "report"
     state.apply(_step("report", {"items": state.report_items()}))
-    assert [i["question"] for i in state.report_items()][1] == "Why Kubernetes?"
+    assert [i.question for i in state.report_items()][1] == "Why Kubernetes?"
     assert state.next_action() is None
     # A follow-up after the report: asked at once, evaluated, then a new report.
     state.apply(

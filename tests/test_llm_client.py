@@ -21,7 +21,7 @@ from llm.offline import OfflineEngine
 from llm.prompts import neutralise
 from llm.schemas import Evaluation, Profile, Questions, Rating
 from llm.settings import LlmSettings
-from stream.contract import ProfileError, SpeakingMetrics
+from stream.contract import ErrorStep, ProfileError, SpeakingMetrics
 from tests.fake_openai import FakeOpenAI, Reply
 
 API_KEY = "sk-test-DO-NOT-LOG-0123456789"
@@ -306,11 +306,9 @@ async def test_fallback_engine_uses_offline_and_reports(
     assert len(questions.questions) == 3 and "EmoVision" in questions.questions[0]
     assert questions.fallback_error and "unavailable" in questions.fallback_error
     assert reported[0].stage == "questions" and reported[0].retryable is True
-    assert reported[0].event_data() == {
-        "message": reported[0].message,
-        "stage": "questions",
-        "retryable": True,
-    }
+    assert reported[0].event_data() == ErrorStep(
+        message=reported[0].message, stage="questions", retryable=True
+    )
 
     server.push(Reply.content("nope"), Reply.content("still nope"))
     evaluation = await engine.evaluate(profile, QUESTION, ANSWER, METRICS)

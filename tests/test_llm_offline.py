@@ -12,7 +12,7 @@ from llm.offline import (
     read_intro,
 )
 from llm.schemas import Evaluation, Profile, Rating
-from stream.contract import ContractError, decode_speaking_metrics
+from stream.contract import ContractError, step_data
 from tests._messages import measured
 
 KO_INTRO = (
@@ -357,4 +357,4 @@ def test_speech_worker_metrics_are_read(engine: OfflineEngine, ko: Profile) -> N
     assert "초당 9.5음절" in result.communication.reason
     # An odd value never reaches an engine: the contract refuses it where it is decoded.
     with pytest.raises(ContractError):
-        decode_speaking_metrics({"longest_pause_s": "long", "filler_count": 0})
+        step_data("answered", {"index": 0, "metrics": {"longest_pause_s": "long"}})

@@ -207,9 +207,7 @@ async def test_the_gateway_cannot_delete_purge_or_forge(locked, caplog):
         ):
             await assert_refused(caplog, nc, attempt, "Publish", subject)
         # nor speak for the interviewer: a question it never asked
-        fake = contract.InterviewEvent(
-            session=session, step="asked", at_ms=contract.now_ms(), data={"question": "fake"}
-        )
+        fake = contract.InterviewEvent.of(session, contract.AskedStep(index=0, question="fake"))
         subject = contract.event_subject(session, "interview")
         await assert_refused(
             caplog, nc, lambda: bus.publish_event(js, fake, "interview"), "Publish", subject

@@ -128,19 +128,19 @@ async def test_llm_failure_falls_back_offline_with_an_error_event(nc, bus_settin
             js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
         )
         steps = await _steps(nc, session, "asked")
-        assert steps[0].step == "questions" and steps[0].data["engine"] == "llm"
-        assert steps[1].data["question"] == QUESTIONS["questions"][0]
+        assert steps[0].step == "questions" and steps[0].data.engine == "llm"
+        assert steps[1].data.question == QUESTIONS["questions"][0]
         # The question text the LLM saw is the candidate's, inside its delimiters.
         assert INTRO in server.user_text(0)
         now = contract.now_ms()
         await _answer(js, session, 0, "YOLO 모델을 경량화했습니다", now, now + 3000)
         steps = await _steps(nc, session, "evaluated")
         errors = [s for s in steps if s.step == "error"]
-        assert errors and errors[0].data["stage"] == "evaluation"
-        assert "offline engine" in errors[0].data["message"]
+        assert errors and errors[0].data.stage == "evaluation"
+        assert "offline engine" in errors[0].data.message
         evaluated = next(s for s in steps if s.step == "evaluated")
-        assert evaluated.data["engine"] == "offline"
-        assert len(evaluated.data["rows"]) == 7
+        assert evaluated.data.engine == "offline"
+        assert len(evaluated.data.rows) == 7
         # The interview goes on when the candidate asks: the second question is asked.
         assert [s.step for s in steps].count("asked") == 1
         await _next(js, session, 0)
@@ -168,7 +168,7 @@ async def test_a_restarted_orchestrator_resumes_without_repeating(nc, bus_settin
         steps = await _steps(nc, session, "asked", count=2)
         kinds = [s.step for s in steps]
         assert kinds.count("questions") == 1
-        assert [s.data["index"] for s in steps if s.step == "asked"] == [0, 1]
+        assert [s.data.index for s in steps if s.step == "asked"] == [0, 1]
         assert kinds.count("answered") == 1 and kinds.count("evaluated") == 1
     finally:
         await _stop(client, orchestrator)
@@ -183,8 +183,8 @@ async def test_an_unusable_profile_gives_an_error_event(nc, bus_settings):
             js, contract.Profile(session=session, self_intro="  ", at_ms=1.0), "profile"
         )
         steps = await _steps(nc, session, "error")
-        assert steps[0].data["stage"] == "profile"
-        assert "empty" in steps[0].data["message"]
+        assert steps[0].data.stage == "profile"
+        assert "empty" in steps[0].data.message
         assert all(s.step == "error" for s in steps)
     finally:
         await _stop(client, orchestrator)
@@ -222,7 +222,7 @@ async def test_an_answer_emotion_counts_only_the_faces_seen_while_answering(
         steps = await _steps(nc, session, "evaluated")
         evaluated = next(s for s in steps if s.step == "evaluated")
         # (9 - 5) positive and (2 - 1) negative faces while answering: 50 + 0.1 × 3
-        assert evaluated.data["emotion"] == {"score": 50.3, "band": "normal", "faces": 5}
+        assert evaluated.data.emotion == contract.AnswerEmotion(score=50.3, band="normal", faces=5)
     finally:
         await _stop(client, orchestrator)
 
@@ -303,8 +303,8 @@ async def test_a_group_of_interviewers_runs_sessions_without_repeating_a_step(nc
             steps = await _steps(nc, session, "report")
             kinds = [s.step for s in steps]
             assert kinds.count("questions") == 1 and kinds.count("report") == 1, kinds
-            assert [s.data["index"] for s in steps if s.step == "asked"] == [0, 1, 2]
-            assert sorted(s.data["index"] for s in steps if s.step == "evaluated") == [0, 1, 2]
+            assert [s.data.index for s in steps if s.step == "asked"] == [0, 1, 2]
+            assert sorted(s.data.index for s in steps if s.step == "evaluated") == [0, 1, 2]
     finally:
         for member in group:
             await _stop(*member)
@@ -333,4 +333,4 @@ async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, b
         await bus.publish_event(js, ended, "turn")
         await first.process(session, ended)  # its cache predates the second part
         [answered] = [s for s in await _all_steps(nc, session) if s.step == "answered"]
-        assert answered.data["answer"] == "처음 부분입니다 마지막 부분입니다"
+        assert answered.data.answer == "처음 부분입니다 마지막 부분입니다"

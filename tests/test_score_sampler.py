@@ -6,7 +6,7 @@ import pytest
 
 from stream.capture_clock import SenderReportClock, ntp_to_unix_ms
 from stream.sampler import FrameSampler, LatestFrameSlot
-from stream.score import COUNT_INTERVAL_MS, EmotionScore, band_of, count_bucket, score_over
+from stream.score import COUNT_INTERVAL_MS, EmotionScore, answer_emotion, band_of, count_bucket
 
 
 def test_score_starts_at_50_and_steps_by_a_tenth():
@@ -142,44 +142,40 @@ def test_a_long_session_at_10fps_stays_exact():
 
 
 def test_answer_scores_use_the_same_rule_as_the_session():
+    """An answer's score (`answer_emotion`) is the live counter's readings within the
+    turn: the session's score updates, differenced."""
     rng = random.Random(3)
     labels = ["happy", "normal", "sad", "anger", "anxiety"]
-    results = []
+    session = EmotionScore()
+    updates = []  # (at_ms, positive, negative) as the gateway publishes them
+    calm_seconds = set()
     for t in frames(10, 90):
         face = [] if rng.random() < 0.1 else [rng.choice(labels[:2] if t < T0 + 40_000 else labels)]
-        results.append((t + rng.uniform(0, 50), face))
-    session = live(results)
-    whole = score_over(results)
-    assert (whole.positive, whole.negative, whole.readings) == (
-        session.positive,
-        session.negative,
-        session.readings,
-    )
-    # answers on whole seconds split the session's readings between them exactly
-    first = score_over(results, T0, T0 + 39_999.9)
-    second = score_over(results, T0 + 40_000, None)
-    assert first.positive + second.positive == session.positive
-    assert first.negative + second.negative == session.negative
+        capture = t + rng.uniform(0, 50)
+        if session.add_result(capture, face):
+            updates.append((capture, session.positive, session.negative))
+            if capture < T0 + 40_000:
+                calm_seconds.add(count_bucket(capture))
+    first = answer_emotion(updates, T0, T0 + 39_999.9)
+    second = answer_emotion(updates, T0 + 40_000, T0 + 90_000)
+    # two answers on whole seconds split the session's readings between them exactly
+    assert first.faces + second.faces == session.faces_seen
     # the first 40 s held only calm faces: one reading per second that had a face
-    seconds = {count_bucket(t) for t, faces in results if faces and t < T0 + 40_000}
-    assert first.readings == len(seconds) and first.negative == 0
-    assert first.score == round(50 + 0.1 * len(seconds), 1)
-    # given out of order, the helper applies the live rule in that order
-    shuffled = random.Random(5).sample(results, len(results))
-    assert score_over(shuffled) == live(shuffled)
-    # the span is inclusive at both ends; results outside it are ignored
-    assert score_over([(T0, ["happy"]), (T0 + 2_000, ["sad"])], T0, T0 + 1_000).score == 50.1
-    assert (
-        score_over([(T0, ["happy"]), (T0 + 2_000, ["sad"])], T0 + 2_000, T0 + 2_000).score == 49.9
+    assert first.faces == len(calm_seconds)
+    assert first.score == round(50 + 0.1 * len(calm_seconds), 1) and first.band == band_of(
+        first.score
     )
-    assert score_over([]).score == 50.0 and score_over([]).band == "normal"
+    # the span is inclusive at both ends; a turn with no update in it has no score
+    assert answer_emotion([(T0, 1, 0), (T0 + 2_000, 1, 1)], T0, T0 + 1_000).score == 50.1
+    assert answer_emotion([(T0, 1, 0), (T0 + 2_000, 1, 1)], T0 + 2_000, T0 + 2_000).score == 49.9
+    assert answer_emotion([], T0, T0 + 1_000) is None
 
 
 def test_counting_interval_is_a_parameter():
-    score = score_over(((t, ["happy"]) for t in frames(10, 10)), interval_ms=500)
+    score = EmotionScore(interval_ms=500)
+    for t in frames(10, 10):
+        score.add_result(t, ["happy"])
     assert score.readings == 20 and score.score == 52.0
-    with pytest.raises(ValueError):
-        EmotionScore(interval_ms=0)
 
 
 def test_sampler_holds_the_rate_from_a_30fps_camera():

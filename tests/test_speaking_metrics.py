@@ -89,13 +89,20 @@ def test_metrics_stored_by_an_older_build_still_decode() -> None:
            "filler_words": [], "filler_count": 0, "filler_rate": 0.0, "fillers_per_minute": 0.0,
            "pause_count": 0, "longest_pause_s": 0.3, "total_pause_s": 0.0,
            "language": "en"}  # fmt: skip
-    metrics = contract.decode_speaking_metrics(old)
+
+    def answered(metrics: object) -> contract.SpeakingMetrics | None:
+        event = contract.InterviewEvent(
+            session="s1", step="answered", at_ms=1.0, data={"index": 0, "metrics": metrics}
+        )
+        return contract.decode(contract.encode(event), contract.InterviewEvent).data.metrics
+
+    metrics = answered(old)
     assert metrics.rate_s == 4.0 and metrics.words_per_minute == 150.0
-    assert contract.decode_speaking_metrics({}) is None  # an answer with no speech
-    assert contract.decode_speaking_metrics(None) is None
+    assert answered({}) is None  # an answer with no speech, as older builds stored it
+    assert answered(None) is None
     for bad in ({"word_count": -1}, {"duration_s": float("inf")}, {"rate_basis": "beats"}, [1]):
         with pytest.raises(contract.ContractError):
-            contract.decode_speaking_metrics(bad)
+            answered(bad)
 
 
 # --------------------------------------------------------------------------- one answer, end to end
@@ -176,8 +183,8 @@ def test_one_answer_has_the_same_pace_everywhere(language: str) -> None:
     record = state.answers[(0, 1)]
     assert record.metrics.words_per_minute == wpm
     assert record.metrics.syllables_per_second == sps
-    assert answered.data["metrics"]["words_per_minute"] == wpm
-    assert answered.data["metrics"]["syllables_per_second"] == sps
+    assert answered.data.metrics.words_per_minute == wpm
+    assert answered.data.metrics.syllables_per_second == sps
 
     # the offline engine reads the same pace
     profile = Profile(self_intro="저는 백엔드 개발자입니다.", language=language)
