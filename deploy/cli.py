@@ -310,6 +310,32 @@ def session_export(
         typer.echo(text)
 
 
+@app.command("protocol-schema")
+def protocol_schema(
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Default: the checked-in stream/static/protocol.schema.json"
+    ),
+    check: bool = typer.Option(False, "--check", help="Only check the file is up to date"),
+) -> None:
+    """Write the room data channel's JSON Schema, generated from stream/contract.py (the
+    file room.js and the load harness follow)."""
+    from importlib import resources
+
+    from stream import contract
+
+    path = output or Path(str(resources.files("stream").joinpath(*contract.PROTOCOL_SCHEMA_FILE)))
+    text = contract.data_channel_schema_text()
+    if check:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            typer.echo(f"{path} is out of date: run `intervue protocol-schema`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{path} is up to date")
+        return
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
 @models_app.command("prepare")
 def models_prepare(
     models_dir: Path = typer.Option(
