@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.bench.cli import bench_app
 from deploy.log_setup import setup_logging
 
 app = typer.Typer(
@@ -17,7 +18,6 @@ app = typer.Typer(
 )
 worker_app = typer.Typer(help="Run a worker role.", no_args_is_help=True)
 session_app = typer.Typer(help="Read sessions back from JetStream.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print tables (never tests).", no_args_is_help=True)
 models_app = typer.Typer(help="Offline model weights.", no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
 app.add_typer(session_app, name="session")
@@ -351,29 +351,11 @@ def models_prepare(
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-@bench_app.command("speech")
-def bench_speech(
-    output: Path = typer.Option(None, help="Also write the Markdown table here"),
-) -> None:
-    """End-of-utterance → transcript latency and real-time factor per Whisper model."""
-    from inference.speech.bench import run_speech_bench
-
-    setup_logging()
-    report = run_speech_bench()
-    typer.echo(report)
-    if output:
-        output.write_text(report, encoding="utf-8")
-
-
 def _mount_engine_commands() -> None:
-    from inference.cli import bench_vision_command, export_command, models_import_command
+    from inference.cli import export_command, models_import_command
 
     app.command("export")(export_command)
     models_app.command("import")(models_import_command)
-    bench_app.command("vision")(bench_vision_command)
-    from deploy.load import bench_load
-
-    bench_app.command("load")(bench_load)
 
 
 _mount_engine_commands()
