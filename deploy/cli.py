@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from deploy.bench.cli import bench_app
 from deploy.log_setup import setup_logging
 
 app = typer.Typer(
@@ -17,7 +18,6 @@ app = typer.Typer(
 )
 worker_app = typer.Typer(help="Run a worker role.", no_args_is_help=True)
 session_app = typer.Typer(help="Read sessions back from JetStream.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks that print tables (never tests).", no_args_is_help=True)
 models_app = typer.Typer(help="Offline model weights.", no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
 app.add_typer(session_app, name="session")
@@ -310,6 +310,32 @@ def session_export(
         typer.echo(text)
 
 
+@app.command("protocol-schema")
+def protocol_schema(
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Default: the checked-in stream/static/protocol.schema.json"
+    ),
+    check: bool = typer.Option(False, "--check", help="Only check the file is up to date"),
+) -> None:
+    """Write the room data channel's JSON Schema, generated from stream/contract.py (the
+    file room.js and the load harness follow)."""
+    from importlib import resources
+
+    from stream import contract
+
+    path = output or Path(str(resources.files("stream").joinpath(*contract.PROTOCOL_SCHEMA_FILE)))
+    text = contract.data_channel_schema_text()
+    if check:
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            typer.echo(f"{path} is out of date: run `intervue protocol-schema`", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{path} is up to date")
+        return
+    path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {path}")
+
+
 @models_app.command("prepare")
 def models_prepare(
     models_dir: Path = typer.Option(
@@ -325,29 +351,11 @@ def models_prepare(
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
-@bench_app.command("speech")
-def bench_speech(
-    output: Path = typer.Option(None, help="Also write the Markdown table here"),
-) -> None:
-    """End-of-utterance → transcript latency and real-time factor per Whisper model."""
-    from inference.speech.bench import run_speech_bench
-
-    setup_logging()
-    report = run_speech_bench()
-    typer.echo(report)
-    if output:
-        output.write_text(report, encoding="utf-8")
-
-
 def _mount_engine_commands() -> None:
-    from inference.cli import bench_vision_command, export_command, models_import_command
+    from inference.cli import export_command, models_import_command
 
     app.command("export")(export_command)
     models_app.command("import")(models_import_command)
-    bench_app.command("vision")(bench_vision_command)
-    from deploy.load import bench_load
-
-    bench_app.command("load")(bench_load)
 
 
 _mount_engine_commands()

@@ -1,7 +1,7 @@
 """Logging set-up shared by every command line entry point.
 
-Its own module so that `deploy.cli` and the commands it loads lazily (`deploy.load`'s
-benchmark) can both use it without importing each other (that was an import cycle).
+Its own module so that `deploy.cli` and the commands it loads (`deploy.bench`'s
+benchmarks) can both use it without importing each other (that was an import cycle).
 """
 
 from __future__ import annotations

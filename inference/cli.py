@@ -5,11 +5,10 @@ caller configured logging already).
     intervue export BUNDLE --format onnx|engine [--half] [--int8 --calib DIR] [--batch N]
                     [--imgsz S]
     intervue models import best.pt [--name N] [--label-map a=b,...]
-    intervue bench vision --backend auto,onnxruntime,torch --sessions 1,4,8 [--batch-sizes 1,8,32]
 
 `engines_app` holds ``export`` and ``import`` for mounting as a group; the functions
-(`export_command`, `models_import_command`, `bench_vision_command`) can also be registered
-one by one.
+(`export_command`, `models_import_command`) can also be registered one by one. The engines
+benchmark (``intervue bench vision``) lives with the other benchmarks in `deploy.bench`.
 """
 
 from __future__ import annotations
@@ -125,45 +124,6 @@ def models_import_command(
             ensure_ascii=False,
         )
     )
-
-
-def bench_vision_command(
-    frames: int = typer.Option(200, help="Frames per measured configuration"),
-    baseline: bool = typer.Option(True, help="Also run the YOLOv8 seed-style baseline"),
-    backend: str = typer.Option(
-        None, "--backend", help="Comma list (auto,onnxruntime,torch,…): run the engines bench"
-    ),
-    sessions: str = typer.Option(None, "--sessions", help="Comma list of session counts"),
-    batch_sizes: str = typer.Option("1,8,32,64", "--batch-sizes", help="Raw backend batches"),
-    classifier: str = typer.Option("fer-mini-xception", help="Emotion bundle name or path"),
-    window_ms: float = typer.Option(2.0, "--window-ms", help="Batch window (ms)"),
-    max_batch: int = typer.Option(32, "--max-batch", help="Worker max batch"),
-    concurrency: int = typer.Option(1, help="Preparing threads"),
-    faces: int = typer.Option(1, "--faces", help="Faces per frame: 1 or 4"),
-    output: Path = typer.Option(None, help="Also write the Markdown table here"),
-) -> None:
-    """Per-frame vision cost next to a YOLOv8 baseline; with --backend/--sessions, the
-    engines: backend × batch size and batching on/off × sessions."""
-    from inference.bench import run_engines_bench, run_vision_bench
-
-    setup_logging()
-    if backend or sessions:
-        report = run_engines_bench(
-            backends=_csv(backend or "auto"),
-            sessions=_csv(sessions or "1,4,8", int),
-            batch_sizes=_csv(batch_sizes, int),
-            frames=frames,
-            classifier=classifier,
-            window_ms=window_ms,
-            max_batch=max_batch,
-            concurrency=concurrency,
-            faces_per_frame=faces,
-        )
-    else:
-        report = run_vision_bench(frames=frames, baseline=baseline)
-    typer.echo(report)
-    if output:
-        output.write_text(report, encoding="utf-8")
 
 
 engines_app.command("export")(export_command)

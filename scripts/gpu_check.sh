@@ -83,7 +83,7 @@ section "Engines benchmark"
 import logging
 logging.basicConfig(level=logging.WARNING)
 from inference.backends import available_backends
-from inference.bench import run_engines_bench
+from deploy.bench.vision import run_engines_bench
 usable = [n for n, r in available_backends().items() if r is None and n != "torch-cpu"]
 print("backends:", usable)
 for faces in (1, 4):

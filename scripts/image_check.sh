@@ -90,7 +90,7 @@ for _ in $(seq 30); do curl -sf http://127.0.0.1:8501/_stcore/health >/dev/null 
 echo "dashboard: $(curl -s http://127.0.0.1:8501/_stcore/health)"
 
 echo "== load harness from the host: 2 sessions × 30 s"
-"$PY" -m deploy.load --sessions 2 --duration 30 --url "$url" --output "$WORK/load.md" \
+"$PY" -m deploy.bench.load --sessions 2 --duration 30 --url "$url" --output "$WORK/load.md" \
     >"$WORK/load.log" 2>&1 || { tail -20 "$WORK/load.log"; exit 1; }
 sed -n '1,8p' "$WORK/load.md"
 

@@ -36,6 +36,7 @@ decoded with `decode_room_request`.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -916,9 +917,16 @@ def to_builtins(message: BusMessage) -> dict:
 # --------------------------------------------------------------------------- the room page
 #
 # The data channel between the gateway and the room page carries JSON objects whose
-# "type" names the message. room.js reads and writes exactly these shapes (tested against
-# `page_message_schema`); the load harness uses the structs themselves.
+# "type" names the message. Every message in both directions is a struct below:
+# `PageMessage` (gateway → page) and `RoomRequest` (page → gateway). The gateway and the
+# load harness (deploy/load.py) encode and decode only through them; room.js follows
+# the JSON Schema generated from them, checked in as stream/static/protocol.schema.json
+# (`intervue protocol-schema` writes it; tests/test_room_protocol.py fails when it is stale
+# or when room.js handles or sends a type the schema lacks).
 
+#: The data channel's protocol version: `Hello.v` carries it, the schema file states it,
+#: and room.js checks it. Bump it when a message changes incompatibly.
+ROOM_PROTOCOL_VERSION = 1
 #: Limits on what a page may send (a ping's t0 is echoed; anything bigger is refused).
 MAX_ROOM_REQUEST_BYTES = 1024
 
@@ -936,8 +944,10 @@ class PageFace(msgspec.Struct, kw_only=True):
 class Hello(msgspec.Struct, tag="hello", tag_field="type", kw_only=True):
     """The data channel is open. `resumed`: the page came back to a session it had
     (a reload); the history of the interview follows as `InterviewUpdate`s and
-    `TranscriptUpdate`s marked ``replay``."""
+    `TranscriptUpdate`s marked ``replay``. `v`: the protocol version the gateway speaks
+    (`ROOM_PROTOCOL_VERSION`)."""
 
+    v: int = ROOM_PROTOCOL_VERSION
     session: str
     analysis_fps: float
     resumed: bool = False
@@ -1123,11 +1133,18 @@ def encode_page(message: PageMessage) -> str:
 
 
 def decode_page(text: str | bytes) -> PageMessage:
-    """A gateway → page message (for clients of the gateway: the load harness, tests)."""
+    """A gateway → page message (for clients of the gateway: the load harness, tests);
+    `ContractError` for anything else, and for a `Hello` of another protocol version."""
     try:
-        return msgspec.json.decode(text, type=PageMessage)
+        message = msgspec.json.decode(text, type=PageMessage)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ContractError(f"not a page message: {exc}") from exc
+    if isinstance(message, Hello) and message.v != ROOM_PROTOCOL_VERSION:
+        raise ContractError(
+            f"room protocol version {message.v} is not supported "
+            f"(this build speaks {ROOM_PROTOCOL_VERSION})"
+        )
+    return message
 
 
 def encode_room_request(message: RoomRequest) -> str:
@@ -1145,9 +1162,40 @@ def decode_room_request(text: str | bytes) -> RoomRequest:
         raise ContractError(f"not a room request: {exc}") from exc
 
 
-def page_message_schema() -> dict:
-    """JSON Schema of both directions of the data channel (room.js follows it)."""
-    (schema,), components = msgspec.json.schema_components(
-        [PageMessage | RoomRequest], ref_template="#/$defs/{name}"
+#: Where the generated schema is checked in (inside the `stream` package).
+PROTOCOL_SCHEMA_FILE = ("static", "protocol.schema.json")
+
+
+def data_channel_schema() -> dict:
+    """JSON Schema of both directions of the data channel, with its version and limits:
+    ``$defs.PageMessage`` (gateway → page) and ``$defs.RoomRequest`` (page → gateway) are
+    unions discriminated by ``type``."""
+    step_types = list(STEP_TYPES.values())
+    (page, request, *steps), components = msgspec.json.schema_components(
+        [PageMessage, RoomRequest, *step_types], ref_template="#/$defs/{name}"
     )
-    return {"$defs": components, **schema}
+    # `InterviewUpdate.data` is typed by its `step` (`step_data`), which msgspec cannot
+    # express for an `Any` field: say it here, one if/then per step.
+    update = components["InterviewUpdate"]
+    update["properties"]["data"] = {"type": "object"}
+    update["allOf"] = [
+        {"if": {"properties": {"step": {"const": name}}}, "then": {"properties": {"data": ref}}}
+        for name, ref in zip(STEP_TYPES, steps, strict=True)
+    ]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "intervue room data channel",
+        "description": (
+            "JSON messages on the room page's data channel, both directions. Generated from "
+            "stream/contract.py by `intervue protocol-schema`; do not edit by hand."
+        ),
+        "x-protocol-version": ROOM_PROTOCOL_VERSION,
+        "x-limits": {"max_request_bytes": MAX_ROOM_REQUEST_BYTES},
+        "anyOf": [{"$ref": "#/$defs/PageMessage"}, {"$ref": "#/$defs/RoomRequest"}],
+        "$defs": {"PageMessage": page, "RoomRequest": request, **components},
+    }
+
+
+def data_channel_schema_text() -> str:
+    """`data_channel_schema` as the checked-in file's exact text."""
+    return json.dumps(data_channel_schema(), indent=2, ensure_ascii=False) + "\n"

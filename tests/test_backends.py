@@ -221,7 +221,7 @@ def test_tensorrt_backend_refuses_a_foreign_engine(fer, tmp_path):
 def test_frames_are_prepared_in_parallel_threads(models_dir):
     from concurrent.futures import ThreadPoolExecutor
 
-    from inference.bench import face_frames
+    from deploy.bench.media import face_frames
     from inference.pipeline import VisionPipeline
 
     pipeline = VisionPipeline.load(models_dir, backend="onnxruntime")

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from inference.bench import face_frames
+from deploy.bench.media import face_frames
 from inference.pipeline import CorruptFrameError, FrameAnalysis, jpeg_size
 from inference.speech.transcriber import BadAudioError, Transcriber
 from stream import contract, tokens

@@ -1,5 +1,6 @@
-"""The load harness (`deploy.load`, `intervue bench load`): its pure parts, and one short
-run against an in-process stack (gateway + vision worker on the test nats-server)."""
+"""The load benchmark (`deploy.bench.load`, `intervue bench load`) and its harness
+(`deploy.load`): the pure parts, and one short run against an in-process stack (gateway +
+vision worker on the test nats-server)."""
 
 from __future__ import annotations
 
@@ -7,40 +8,41 @@ import numpy as np
 import pytest
 
 from deploy import load
+from deploy.bench import load as bench
 from tests._servers import serve_app
 
 
 def test_roles_are_read_from_command_lines():
     py = "/venv/bin/python"
-    assert load.role_of([py, "-m", "deploy.cli", "worker", "vision"]) == "vision"
-    assert load.role_of([py, "-m", "deploy.cli", "worker", "speech", "-v"]) == "speech"
-    assert load.role_of([py, "-m", "deploy.cli", "gateway", "--port", "1"]) == "gateway"
-    assert load.role_of(["/venv/bin/intervue", "up"]) == "up"
-    assert load.role_of(["/venv/bin/nats-server", "--jetstream"]) == "nats"
-    assert load.role_of([py, "-m", "deploy.cli", "bench", "load"]) is None  # a harness
-    assert load.role_of([py, "-m", "pytest"]) is None
+    assert bench.role_of([py, "-m", "deploy.cli", "worker", "vision"]) == "vision"
+    assert bench.role_of([py, "-m", "deploy.cli", "worker", "speech", "-v"]) == "speech"
+    assert bench.role_of([py, "-m", "deploy.cli", "gateway", "--port", "1"]) == "gateway"
+    assert bench.role_of(["/venv/bin/intervue", "up"]) == "up"
+    assert bench.role_of(["/venv/bin/nats-server", "--jetstream"]) == "nats"
+    assert bench.role_of([py, "-m", "deploy.cli", "bench", "load"]) is None  # a harness
+    assert bench.role_of([py, "-m", "pytest"]) is None
 
 
 def test_the_room_link_carries_the_invitation():
-    base, room, token = load._parse_url("http://127.0.0.1:8080/?room=demo&token=a.b", "", "")
+    base, room, token = bench._parse_url("http://127.0.0.1:8080/?room=demo&token=a.b", "", "")
     assert (base, room, token) == ("http://127.0.0.1:8080", "demo", "a.b")
-    assert load._parse_url("http://h:1/", "r", "t") == ("http://h:1", "r", "t")
+    assert bench._parse_url("http://h:1/", "r", "t") == ("http://h:1", "r", "t")
     with pytest.raises(load.LoadError):
-        load._parse_url("127.0.0.1:8080", "", "")
+        bench._parse_url("127.0.0.1:8080", "", "")
 
 
-def _window(start: float, p95: float) -> load.Window:
-    return load.Window(start, start + 10, 1, 10, 1.0, 1.0, p95 / 2, p95, 10, 0, 0, 10, 0,
+def _window(start: float, p95: float) -> bench.Window:
+    return bench.Window(start, start + 10, 1, 10, 1.0, 1.0, p95 / 2, p95, 10, 0, 0, 10, 0,
                        None, {}, {}, 0.0, 0.0)  # fmt: skip
 
 
 def test_flatness_verdict():
     flat = [_window(10 * i, p) for i, p in enumerate([900, 100, 110, 105, 100, 115, 108])]
-    assert load._flatness(flat)[0] == "flat"  # the first (warm-up) window is left out
+    assert bench._flatness(flat)[0] == "flat"  # the first (warm-up) window is left out
     rising = [_window(10 * i, 100 + 60 * i) for i in range(7)]
-    verdict, first, last, slope = load._flatness(rising)
+    verdict, first, last, slope = bench._flatness(rising)
     assert verdict == "rising" and last > first and slope > 0
-    assert load._flatness(flat[:3])[0] == "too short to tell"
+    assert bench._flatness(flat[:3])[0] == "too short to tell"
 
 
 def test_microphone_plays_the_clip_on_schedule_and_goes_quiet():
@@ -75,7 +77,7 @@ async def test_a_short_run_against_an_in_process_stack(nc, bus_settings, models_
     await worker.start()
     runner, base = await serve_app(create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc))
     try:
-        report = await load.run_load_async(
+        report = await bench.run_load_async(
             f"{base}/",
             2,
             6.0,

@@ -294,7 +294,7 @@ async def test_every_role_does_its_work_with_its_own_user(locked, models_dir, tm
     answer is transcribed and evaluated, the dashboard follows it all, and the server
     refuses nothing."""
     from dashboard.store import EventStore
-    from inference.bench import face_frames
+    from deploy.bench.media import face_frames
     from inference.pipeline import VisionPipeline
     from inference.speech.models import prepare_whisper_models
     from inference.speech.transcriber import Transcriber

@@ -220,8 +220,8 @@ def test_detector_rejects_bad_images():
 
 def test_the_benchmarks_four_face_frames_hold_four_faces_the_detector_finds(pipeline):
     # `intervue bench vision --faces 4` is the crop-heavy case only if all four are found
-    from inference.bench import _multi_face
+    from deploy.bench.media import multi_face_frames
 
-    frames = _multi_face(64)
+    frames = multi_face_frames(64)
     assert len(frames) == 8
     assert [len(pipeline.analyse_jpeg(f).faces) for f in frames] == [4] * 8

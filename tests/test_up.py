@@ -275,7 +275,7 @@ def test_up_locks_its_bus_and_every_role_works_through_it(tmp_path, models_dir):
 
     import aioice.ice
 
-    from deploy import load
+    from deploy.bench import load
 
     ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
     data = tmp_path / "data"

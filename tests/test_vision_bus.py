@@ -7,7 +7,7 @@ import asyncio
 import cv2
 import pytest
 
-from inference.bench import face_frames
+from deploy.bench.media import face_frames
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, contract
 

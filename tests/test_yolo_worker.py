@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from inference.bench import face_frames
+from deploy.bench.media import face_frames
 from inference.bundle import load_bundle
 from inference.cli import engines_app
 from inference.labels import ORIGINAL_DETECTION_LABELS

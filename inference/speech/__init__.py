@@ -8,5 +8,5 @@ Public surface (import from the submodules):
 * `inference.speech.metrics`: ``speaking_metrics``
 * `inference.speech.worker`: ``SpeechSettings``, ``SpeechWorker``, ``run_speech_worker``
   (the work queue itself: `stream.bus.ensure_utterances_stream`)
-* `inference.speech.bench`: ``run_speech_bench`` (for ``intervue bench speech``)
+* (the speech benchmark, ``intervue bench speech``, is `deploy.bench.speech`)
 """

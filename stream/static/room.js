@@ -1,7 +1,12 @@
 // The interview room: camera + mic to the gateway over WebRTC, results back over a data
 // channel whose messages are the typed structs of stream/contract.py (PageMessage in,
-// RoomRequest out). Plain JS, no build step. `window.intervue` exposes state for tests.
+// RoomRequest out), as described by protocol.schema.json beside this file (generated from
+// them; tests/test_room_protocol.py checks this file against it). Plain JS, no build step.
+// `window.intervue` exposes state for tests.
 "use strict";
+
+// The data channel's protocol version (the schema's x-protocol-version; `hello` carries v).
+const PROTOCOL_VERSION = 1;
 
 const EMOTIONS = ["anger", "anxiety", "embarrass", "happy", "normal", "pain", "sad"];
 const STORE_KEY = "intervue.session";
@@ -577,7 +582,10 @@ function onMessage(event) {
   try { msg = JSON.parse(event.data); } catch (e) { return; }
   if (!msg || typeof msg !== "object") return;
   switch (msg.type) {
-    case "hello": state.resumed += msg.resumed ? 1 : 0; break;
+    case "hello":
+      if (msg.v !== PROTOCOL_VERSION) console.warn(`gateway speaks room protocol v${msg.v}, this page v${PROTOCOL_VERSION}`);
+      state.resumed += msg.resumed ? 1 : 0;
+      break;
     case "pong": break;
     case "emotion": onEmotion(msg); break;
     case "stats": onStats(msg); break;

@@ -33,34 +33,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from deploy.bench.media import face_frames, multi_face_frames
+from deploy.bench.tables import loadavg, machine, p50_p95, render
 from stream.stats import percentile
 
 log = logging.getLogger(__name__)
-
-
-def face_frames(count: int, size: tuple[int, int] = (640, 480), quality: int = 80) -> list[bytes]:
-    """`count` JPEG frames with one real face (scikit-image's astronaut photo), drifting a
-    few pixels per frame so no two frames are identical."""
-    try:
-        from skimage import data
-    except ImportError as exc:  # the dev extra brings it
-        raise RuntimeError("the benchmark needs scikit-image (pip install intervue[dev])") from exc
-    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    crop = astronaut[0:300, 100:380]  # head and shoulders
-    width, height = size
-    scale = 400 / crop.shape[0]
-    face = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    frames = []
-    for i in range(count):
-        canvas = np.full((height, width, 3), 90, np.uint8)
-        dx = 100 + (i * 3) % 40
-        dy = 40 + (i * 2) % 30
-        fh, fw = min(face.shape[0], height - dy), min(face.shape[1], width - dx)
-        canvas[dy : dy + fh, dx : dx + fw] = face[:fh, :fw]
-        ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        assert ok
-        frames.append(buf.tobytes())
-    return frames
 
 
 def _measure(
@@ -119,8 +96,7 @@ def run_vision_bench(
     lines = [
         f"### Vision worker, per 640×480 frame with one face ({frames} frames)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, OpenCV {cv2.__version__}.",
+        f"Machine: {machine()}, Python {platform.python_version()}, OpenCV {cv2.__version__}.",
         "",
         "| pipeline | stage | p50 ms | p95 ms | mean ms |",
         "|---|---|---:|---:|---:|",
@@ -129,8 +105,7 @@ def run_vision_bench(
     for name, stages in results.items():
         for stage, values in stages.items():
             lines.append(
-                f"| {name} | {stage} | {percentile(values, 50):.2f} | {percentile(values, 95):.2f} "
-                f"| {statistics.fmean(values):.2f} |"
+                f"| {name} | {stage} | {p50_p95(values)} | {statistics.fmean(values):.2f} |"
             )
         throughput[name] = 1000.0 / statistics.fmean(stages["total"])
     lines += ["", "| pipeline | frames/s (one thread of work) | × baseline |", "|---|---:|---:|"]
@@ -138,7 +113,7 @@ def run_vision_bench(
     for name, fps in throughput.items():
         ratio = f"{fps / base:.1f}×" if base else "-"
         lines.append(f"| {name} | {fps:.1f} | {ratio} |")
-    return "\n".join(lines) + "\n"
+    return render(lines)
 
 
 # ------------------------------------------------------------------------------ engines
@@ -251,16 +226,16 @@ def run_engines_bench(
     models_dir = models_dir or default_models_dir()
     if classifier == "fer-mini-xception":
         prepare_models(models_dir)
-    jpegs = face_frames(max(40, frames // 4)) if faces_per_frame == 1 else _multi_face(frames)
+    jpegs = face_frames(max(40, frames // 4)) if faces_per_frame == 1 else multi_face_frames(frames)
     lines = [
         f"### Engines: backends, batch sizes, cross-session batching ({classifier})",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"Machine: {machine()}"
         f"{_gpu_name()}, Python {platform.python_version()}. Worker engine: batch window "
         f"{window_ms:g} ms, max batch {max_batch}, {concurrency} preparing thread(s), "
         f"{'one face' if faces_per_frame == 1 else 'four faces per frame (2×2 tiles)'} "
         f"per 640×480 frame, {frames} frames per row in {rounds} alternating rounds, "
-        f"closed loop. Load average at start: {_load()}.",
+        f"closed loop. Load average at start: {loadavg()}.",
         "",
     ]
     raw_lines = [
@@ -336,7 +311,7 @@ def run_engines_bench(
         "batch; one hop = frames analysed at once because nothing else was waiting (the "
         "unbatched path); frames/s and latency are pooled over the rounds."
     )
-    return "\n".join(lines) + "\n"
+    return render(lines)
 
 
 def _pool(runs: list[dict]) -> dict:
@@ -353,37 +328,6 @@ def _pool(runs: list[dict]) -> dict:
         "fill": statistics.fmean(r["fill"] for r in runs),
         "solo": sum(r["solo"] for r in runs) / max(1, sum(r["frames"] for r in runs)),
     }
-
-
-def _multi_face(count: int) -> list[bytes]:
-    """640×480 frames with four faces each (2×2 tiles, each face filling its 320×240 tile,
-    drifting a few pixels per frame) for crop-heavy runs: the face detector finds all four
-    (smaller faces in the tiles were found only ~1 time in 4)."""
-    from skimage import data
-
-    astronaut = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    face = astronaut[20:220, 140:320]  # the face with a little margin
-    height = 230
-    face = cv2.resize(face, (face.shape[1] * height // face.shape[0], height))
-    frames = []
-    for i in range(max(8, count // 8)):
-        tiles = []
-        for k in range(4):
-            tile = np.full((240, 320, 3), 90, np.uint8)
-            x = (320 - face.shape[1]) // 2 + ((i + k) % 3) * 4 - 4
-            tile[5 : 5 + height, x : x + face.shape[1]] = face
-            tiles.append(tile)
-        canvas = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
-        _ok, buf = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        frames.append(buf.tobytes())
-    return frames
-
-
-def _load() -> str:
-    try:
-        return ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        return "?"
 
 
 def _gpu_name() -> str:

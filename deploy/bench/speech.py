@@ -19,7 +19,6 @@ for people, so the Korean figure says little about real speakers).
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import re
 import shutil
@@ -33,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploy.bench.tables import machine, p50_p95, render
 from stream.audio import resample_to_16k_mono
-from stream.stats import percentile
 from stream.vad import SpeechEnded, VadSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -235,7 +234,7 @@ def run_speech_bench(
     lines = [
         "### Speech: end of speech → transcript, per answer",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Machine: {machine()}, "
         f"Python {platform.python_version()}; Whisper {compute_type}, beam {beam_size}, "
         f"cpu_threads {cpu_threads or 'default'}. Answers: espeak-ng at 150 wpm, "
         f"{min(targets_s):g}–{max(targets_s):g} s, x{repeats}. VAD: end silence "
@@ -258,10 +257,10 @@ def run_speech_bench(
             f"| {model} | {lang} | {len(results)} | {min(secs):.1f}–{max(secs):.1f} "
             f"| {min(r.parts for r in results)}–{max(r.parts for r in results)} "
             f"| {statistics.fmean(r.vad_delay_s for r in results):.2f} "
-            f"| {percentile(whisper, 50):.2f} | {percentile(whisper, 95):.2f} "
-            f"| {percentile(after_cut, 50):.2f} | {percentile(after_cut, 95):.2f} "
-            f"| {percentile(latency, 50):.2f} | {percentile(latency, 95):.2f} "
-            f"| {percentile(rtf, 50):.2f} | {percentile(rtf, 95):.2f} "
+            f"| {p50_p95(whisper)} "
+            f"| {p50_p95(after_cut)} "
+            f"| {p50_p95(latency)} "
+            f"| {p50_p95(rtf)} "
             f"| {statistics.fmean(r.error for r in results):.1%} |"
         )
     lines += [
@@ -270,4 +269,4 @@ def run_speech_bench(
         "WER/CER is against the synthesised text (espeak-ng's Korean voice is hard to "
         "recognise; real speakers fare better).",
     ]
-    return "\n".join(lines) + "\n"
+    return render(lines)

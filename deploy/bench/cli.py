@@ -1,0 +1,76 @@
+"""The ``intervue bench`` command group (`deploy.cli` mounts it): thin Typer wiring over
+the benchmarks of this package, each imported only when its command runs (the load
+benchmark's command is its own module's `bench_load`, so ``python -m deploy.bench.load``
+runs it too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deploy.bench.load import bench_load
+from deploy.log_setup import setup_logging
+
+bench_app = typer.Typer(help="Benchmarks that print tables (never tests).", no_args_is_help=True)
+
+
+def _csv(text: str, cast=str) -> list:  # type: ignore[no-untyped-def]
+    return [cast(v.strip()) for v in text.split(",") if v.strip()]
+
+
+@bench_app.command("speech")
+def bench_speech(
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+) -> None:
+    """End-of-utterance → transcript latency and real-time factor per Whisper model."""
+    from deploy.bench.speech import run_speech_bench
+
+    setup_logging()
+    report = run_speech_bench()
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+
+
+@bench_app.command("vision")
+def bench_vision(
+    frames: int = typer.Option(200, help="Frames per measured configuration"),
+    baseline: bool = typer.Option(True, help="Also run the YOLOv8 seed-style baseline"),
+    backend: str = typer.Option(
+        None, "--backend", help="Comma list (auto,onnxruntime,torch,…): run the engines bench"
+    ),
+    sessions: str = typer.Option(None, "--sessions", help="Comma list of session counts"),
+    batch_sizes: str = typer.Option("1,8,32,64", "--batch-sizes", help="Raw backend batches"),
+    classifier: str = typer.Option("fer-mini-xception", help="Emotion bundle name or path"),
+    window_ms: float = typer.Option(2.0, "--window-ms", help="Batch window (ms)"),
+    max_batch: int = typer.Option(32, "--max-batch", help="Worker max batch"),
+    concurrency: int = typer.Option(1, help="Preparing threads"),
+    faces: int = typer.Option(1, "--faces", help="Faces per frame: 1 or 4"),
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+) -> None:
+    """Per-frame vision cost next to a YOLOv8 baseline; with --backend/--sessions, the
+    engines: backend × batch size and batching on/off × sessions."""
+    from deploy.bench.vision import run_engines_bench, run_vision_bench
+
+    setup_logging()
+    if backend or sessions:
+        report = run_engines_bench(
+            backends=_csv(backend or "auto"),
+            sessions=_csv(sessions or "1,4,8", int),
+            batch_sizes=_csv(batch_sizes, int),
+            frames=frames,
+            classifier=classifier,
+            window_ms=window_ms,
+            max_batch=max_batch,
+            concurrency=concurrency,
+            faces_per_frame=faces,
+        )
+    else:
+        report = run_vision_bench(frames=frames, baseline=baseline)
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+
+
+bench_app.command("load")(bench_load)
