@@ -76,6 +76,23 @@ async def _browser() -> tuple[RTCPeerConnection, object]:
     return pc, channel
 
 
+async def _close_browser(browser: RTCPeerConnection, timeout_s: float = 15.0) -> None:
+    """Close the test's browser peer. aiortc's DTLS stop waits for its receive loop, which
+    ends on the peer's close_notify or when ICE under it stops; here the room closed first,
+    and a close_notify datagram lost on a loaded loopback would leave the browser waiting
+    for ever (seen once in a full run under load: this test's teardown hung for 300 s). So
+    if it takes too long, stop the ICE transports under it, which ends that loop."""
+    closing = asyncio.ensure_future(browser.close())
+    done, _ = await asyncio.wait({closing}, timeout=timeout_s)
+    if not done:
+        ice = {t.receiver.transport.transport for t in browser.getTransceivers()}
+        if browser.sctp is not None:
+            ice.add(browser.sctp.transport.transport)
+        for transport in ice:
+            await transport.stop()
+    await closing
+
+
 def _never_retrieved(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()]
 
@@ -163,7 +180,7 @@ async def test_retransmission_due_as_the_peer_connection_closes_leaves_nothing(
         assert _never_retrieved(caplog) == []
         assert pc_ref() is None, "the peer connection outlived its session"
     finally:
-        await browser.close()
+        await _close_browser(browser)
 
 
 # ---------------------------------------------------------------------------------------
@@ -255,7 +272,7 @@ async def test_a_session_that_ends_while_its_offer_is_answered_keeps_nothing(
         assert "started" not in [e.message.event for e in events]
     finally:
         gate.release.set()
-        await browser.close()
+        await _close_browser(browser)
 
 
 async def test_a_second_offer_while_the_first_is_answered_is_refused(nc, executor, monkeypatch):
@@ -314,7 +331,7 @@ async def test_a_failing_step_of_the_close_does_not_stop_the_teardown(nc, execut
         assert pc.sctp.state == "closed"
         assert any("injected" in r.getMessage() for r in caplog.records)
     finally:
-        await browser.close()
+        await _close_browser(browser)
 
 
 async def test_a_close_past_its_bound_finishes_in_the_background(nc, executor, monkeypatch):
@@ -343,7 +360,7 @@ async def test_a_close_past_its_bound_finishes_in_the_background(nc, executor, m
         )
     finally:
         gate.release.set()
-        await browser.close()
+        await _close_browser(browser)
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,5 +404,5 @@ async def test_junk_and_a_ping_flood_on_the_data_channel_leave_the_session_servi
         assert session.state == "live" and room.closed == []
         assert all(isinstance(msgspec.json.decode(m)["t0"], float) for m in pongs)
     finally:
-        await browser.close()
+        await _close_browser(browser)
         await room.session.close("test over")
