@@ -68,7 +68,10 @@ async def test_two_workers_share_the_frames_and_results_land_in_jetstream(nc, wo
         for session in sessions:
             await nc.publish(contract.frames_subject(session), _frame(session, round_, jpegs[0]))
         await nc.flush()
-        await asyncio.sleep(0.15)  # slower than the workers: nothing is dropped
+        # each round is analysed before the next is sent, so nothing is dropped (a fixed
+        # pause was not always slower than the workers on a loaded machine)
+        for session in sessions:
+            await _results(nc, session, round_ + 1)
     stored = {s: await _results(nc, s, 5) for s in sessions}
     all_results = [r for results in stored.values() for r in results]
     assert len(all_results) == 30
