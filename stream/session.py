@@ -726,8 +726,12 @@ class RoomSession:
             taken = self.slot.take(time.monotonic())
             if taken is None:
                 self._kick.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result
+                # when the kick and a cancel land in the same loop turn, swallowing the
+                # cancel, and close() then waits for this task forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=timeout / 4)
+                    async with asyncio.timeout(timeout / 4):
+                        await self._kick.wait()
                 continue
             seq, (frame, capture_ms, source) = taken
             try:

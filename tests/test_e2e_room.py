@@ -299,7 +299,19 @@ async def test_media_is_recorded_only_when_recording_is_on(nc, bus_settings, med
                     what="media flowing",
                     describe=lp.describe,
                 )
-                await asyncio.sleep(2.0)
+                # stats come every 2 s whether or not video does: wait for decoded frames
+                # (a loaded machine can take seconds for the first one)
+                await _wait(
+                    lambda: asyncio.sleep(
+                        0,
+                        result=any(
+                            s.counters.video_frames >= 30 for s in gateway.sessions.values()
+                        ),
+                    ),
+                    timeout=30,
+                    what="video frames decoded",
+                )
+                await asyncio.sleep(1.0)
                 await lp.page.click("#stop")
             await _wait(lambda: asyncio.sleep(0, result=not gateway.sessions), 30, "the end")
     finally:
