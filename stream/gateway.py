@@ -50,7 +50,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from stream import bus, contract, ice, tokens
+from stream import bus, contract, ice, jitter, tokens
 from stream.admission import AdmissionLimits, LiveCounts, refusal
 from stream.client_address import address_key, client_address
 from stream.invitations import (
@@ -117,6 +117,9 @@ class Gateway:
         )
         # Read (and checked) once at start: a missing key stops the gateway here.
         self.token_key = settings.secret()
+        if settings.jitter_buffer == "marker":
+            # an aiortc whose receiver moved the seam stops the gateway here, by name
+            log.info("marker jitter buffer on aiortc %s", jitter.check_aiortc_seam())
         self.turn_secret = settings.turn_secret_bytes()
         self.nc: NATS | None = None
         self.owns_nc = False
@@ -149,11 +152,21 @@ class Gateway:
             ["status"],
             registry=self.registry,
         )
+        self.video_frames_released = Counter(
+            "intervue_gateway_video_frames_released",
+            "Video frames the jitter buffer handed to the decoder, by the rule that "
+            "completed them (marker: its marker-bit packet; timestamp: the next frame began)",
+            ["rule"],
+            registry=self.registry,
+        )
         self.refused_owner = Counter(
             "intervue_gateway_wrong_session_secret",
             "Calls on a session without its secret (refused)",
             registry=self.registry,
         )
+
+    def count_video_frame(self, rule: jitter.ReleaseRule) -> None:
+        self.video_frames_released.labels(rule=rule.value).inc()
 
     def ice_servers(self, name: str) -> list[dict[str, object]]:
         """The configured STUN/TURN servers for one peer, TURN credentials minted for it."""
@@ -317,6 +330,7 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         meta,
         rtc_config=rtc_config,
         turn_settings=gateway.turn_settings,
+        on_video_frame_released=gateway.count_video_frame,
     )
     gateway.sessions[session_id] = session
     gateway.holders[session_id] = (nonce, address)

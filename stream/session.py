@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from stream import bus, contract
 from stream.audio import AudioConverter
 from stream.capture_clock import SenderReportClock, watch_sender_reports
+from stream.jitter import MarkerJitterBuffer, ReleaseRule, install
 from stream.sampler import FrameSampler, LatestFrameSlot, TokenBucket
 from stream.score import EmotionScore
 from stream.settings import GatewaySettings
@@ -227,6 +228,7 @@ class RoomSession:
         vad_settings: VadSettings | None = None,
         rtc_config: RTCConfiguration | None = None,
         turn_settings: TurnSettings | None = None,
+        on_video_frame_released: Callable[[ReleaseRule], None] | None = None,
     ) -> None:
         self.id = session_id
         #: Proof of ownership the page keeps (sessionStorage) to come back after a reload.
@@ -256,6 +258,9 @@ class RoomSession:
         self.score = EmotionScore()
         self.capture_clock = SenderReportClock()
         self._pts_to_rtp: Callable[[int], int] | None = None
+        self._on_video_frame_released = on_video_frame_released
+        #: The marker jitter buffer of the current connection's video (None: aiortc's own).
+        self.video_buffer: MarkerJitterBuffer | None = None
         self.counters = SessionCounters()
         #: Pongs are cheap but not free (a page could ask thousands a second).
         self._pings = TokenBucket(burst=PING_BURST, rate_per_s=PINGS_PER_S, max_keys=1)
@@ -341,6 +346,9 @@ class RoomSession:
                 # a new connection has RTP timestamps of its own: a fresh capture clock
                 self.capture_clock = SenderReportClock()
                 self._pts_to_rtp = watch_sender_reports(transceiver.receiver, self.capture_clock)
+                if self.settings.jitter_buffer == "marker":
+                    # no RTP before our answer, so the receiver's buffer is still empty
+                    self.video_buffer = install(transceiver.receiver, self._on_video_frame_released)
                 self._spawn(self._consume_video(track, pc), "video", media=True)
             elif track.kind == "audio":
                 self._spawn(self._consume_audio(track), "audio", media=True)
@@ -718,8 +726,12 @@ class RoomSession:
             taken = self.slot.take(time.monotonic())
             if taken is None:
                 self._kick.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result
+                # when the kick and a cancel land in the same loop turn, swallowing the
+                # cancel, and close() then waits for this task forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout=timeout / 4)
+                    async with asyncio.timeout(timeout / 4):
+                        await self._kick.wait()
                 continue
             seq, (frame, capture_ms, source) = taken
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,11 @@ class GatewaySettings(BaseSettings):
     jpeg_quality: int = Field(80, ge=30, le=100)
     #: Longest side of the analysed frame; larger frames are downscaled before encoding.
     max_frame_side: int = Field(640, ge=160, le=1920)
+    #: The video jitter buffer: "marker" hands a frame to the decoder as soon as its
+    #: marker-bit packet completes it (`stream.jitter`); "stock" keeps aiortc's, which
+    #: waits for the next frame's first packet (one frame interval). The baseline of
+    #: benchmarks; also the way out if an aiortc upgrade moved the seam (checked at start).
+    jitter_buffer: Literal["marker", "stock"] = "marker"
     #: A created session that gets no SDP offer within this time is expired.
     offer_timeout_s: float = Field(30.0, gt=0)
     #: A live session whose camera sends nothing for this long is ended (the browser
