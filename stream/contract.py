@@ -15,14 +15,17 @@ Subjects
     ``profile``   `Profile`, the candidate's form (job, years, company, self-introduction)
     ``speech``    `SpeechActivity`, the candidate started / stopped speaking (VAD)
     ``transcript`` `Transcript`, one utterance transcribed, with its speaking metrics
-    ``interview`` `InterviewEvent`, the interviewer's steps: working (a slow step
-                  began), questions, question asked, answer evaluated, report, errors
-                  (`data`: one struct a step, `STEP_TYPES`)
+    ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
+                  answer evaluated, report, errors (`data`: one struct a step,
+                  `STEP_TYPES`; its ``working`` steps go on ``progress``)
     ``command``   `InterviewCommand`, an interviewer's follow-up question for the session
     ``turn``      `AnswerEnded`, the candidate's answer turn ended (Done, a long silence,
                   the time cap, or the session's end), naming the utterance parts it holds
     ``request``   `CandidateRequest`, the candidate asked for the next question or to try
                   the same one again
+    ``progress``  `InterviewEvent` of step ``working`` only: the interviewer began a step
+                  that may take a while (advisory; kept off ``interview`` so that it never
+                  takes part in the steps' optimistic concurrency)
 ``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
     `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
 JetStream key-value bucket ``intervue_invitations`` (key: an invitation's nonce):
@@ -99,6 +102,7 @@ EventKind = Literal[
     "command",
     "turn",
     "request",
+    "progress",
 ]
 
 
@@ -723,7 +727,9 @@ class WorkingStep(msgspec.Struct, kw_only=True):
     """``working``: the interviewer started a step that may take a while (a language model
     writing the questions or an evaluation), published just before the engine is called so
     the candidate sees progress instead of a silent wait. The step's own result
-    (``questions``, or ``evaluated`` of the same `index` and `attempt`) ends it."""
+    (``questions``, or ``evaluated`` of the same `index` and `attempt`) ends it. Published
+    on the session's ``progress`` subject, not ``interview``: it is advisory, and a claim
+    on the interview subject would make racing interviewers refuse each other's results."""
 
     #: "questions" (being prepared) or "evaluation" (of answer `index`, `attempt`).
     stage: WorkingStage

@@ -69,7 +69,8 @@ EN_SHORT = (
     "improved to 18."
 )
 KO_RICH = (
-    "당시 EmoVision 프로젝트의 추론 속도가 프레임당 80ms로 느려서 실시간 서비스가 어려운 상황이었습니다. "
+    "당시 EmoVision 프로젝트의 추론 속도가 프레임당 80ms로 느려서 실시간 서비스가 어려운 "
+    "상황이었습니다. "
     "제 역할은 속도를 20ms 이하로 줄이는 것이었고, 예를 들어 백본이 50ms를 차지했기 때문에 "
     "PyTorch 모델을 ONNX로 변환하고 TensorRT로 int8 양자화를 적용했습니다. 그 결과 추론 속도가 "
     "40% 개선되어 18ms가 되었고, 정확도는 거의 그대로 유지되었습니다. 이 경험으로 측정부터 하고 "
@@ -242,9 +243,7 @@ def test_no_answer_has_nothing_to_compare():
         (KO_SHORT, "ko", "[규칙] 말로 30초(약 120음절)보다 짧은 답변", "무난함으로 조정"),
     ],
 )
-def test_short_answer_cannot_be_very_good_on_technical_or_examples(
-    answer, language, marker, words
-):
+def test_short_answer_cannot_be_very_good_on_technical_or_examples(answer, language, marker, words):
     result = _combine(answer, language)
     for field in ("technical_explanation", "examples"):
         criterion = getattr(result, field)
