@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llm.offline.grammar import josa
 from llm.offline.rating import (
     GOOD_SYLLABLES_KO,
     GOOD_WORDS_EN,
@@ -102,7 +103,7 @@ class Clamp:
             result = (
                 "NA로 처리했습니다"
                 if self.cap is None
-                else f"{self.cap.label('ko')}으로 조정했습니다"
+                else f"{self.cap.label('ko')}{josa(self.cap.label('ko'), '으로')} 조정했습니다"
             )
             return f"[규칙] {self.why_ko} {result}."
         result = "marked NA" if self.cap is None else f"lowered to {self.cap.label('en').lower()}"
