@@ -35,11 +35,13 @@ the words are counted on the transcript, so thinking pauses do not count):
    "무난함 (30%)"; a stricter grade than the percent stays.
 
 When a clamp changes a rating its reason gets a sentence saying which rule did it, in the
-interview's language, and the criterion is listed in ``clamped``. Tips: the model's three,
-except that a measured criterion rated 개선 필요함 puts its rule tip (the offline engine's)
-last — natural delivery in the last place, communication before it — since the model did
-not judge those. The result says ``engine="llm"`` and lists the criteria the rules rated
-in ``rule_based`` (`RULE_CRITERIA`); the room and the report mark them.
+interview's language, and the criterion is listed in ``clamped``. Tips: the model's three
+(a tip it repeats is replaced by the offline engine's next tip: a 1.5B model wrote one tip
+three times), except that a measured criterion rated 개선 필요함 puts its rule tip (the
+offline engine's) last — natural delivery in the last place, communication before it —
+since the model did not judge those. The result says ``engine="llm"`` and lists the
+criteria the rules rated in ``rule_based`` (`RULE_CRITERIA`); the room and the report mark
+them.
 """
 
 from __future__ import annotations
@@ -264,9 +266,14 @@ def _similarity(
 
 
 def _tips(content: ContentEvaluation, measured: Evaluation, evidence: AnswerEvidence) -> list[str]:
-    """The model's tips, with the rule tip of each measured criterion rated 개선 필요함
-    in the last places (natural delivery last)."""
-    tips = list(content.tips)
+    """The model's distinct tips (a repeated one replaced by the offline engine's next
+    tip), with the rule tip of each measured criterion rated 개선 필요함 in the last
+    places (natural delivery last)."""
+    tips: list[str] = []
+    # a small model may write one tip three times: the rules' tips fill the repeats
+    for tip in [*content.tips, *measured.tips]:
+        if len(tips) < len(content.tips) and tip not in tips:
+            tips.append(tip)
     slot = len(tips) - 1
     for field in reversed(MEASURED_CRITERIA):  # natural delivery, then communication
         rating = getattr(measured, field).rating

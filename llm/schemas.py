@@ -473,12 +473,34 @@ def _non_empty_tips(value: list[str]) -> list[str]:
     return [tip.strip() for tip in value]
 
 
+#: String limits left out of the schema a model is shown and constrained by.
+_STRING_LIMITS = ("maxLength", "minLength")
+
+
 def llm_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema the language model must produce for `model` (engine fields left
-    out: those are ours to set)."""
-    schema = model.model_json_schema()
+    out: those are ours to set).
+
+    String length limits are left out too: llama.cpp's schema-to-grammar converter
+    spells a ``maxLength`` of N as N nested optional characters, and the 2,000-character
+    limit of a reason made a grammar its server failed to parse ("failed to parse
+    grammar", llama-cpp-python 0.3.36). The limits still hold: the reply is validated by
+    `model` itself."""
+    schema = _without_string_limits(model.model_json_schema())
     for name in ENGINE_FIELDS:
         schema.get("properties", {}).pop(name, None)
         if name in schema.get("required", []):
             schema["required"].remove(name)
     return schema
+
+
+def _without_string_limits(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _without_string_limits(value)
+            for key, value in node.items()
+            if key not in _STRING_LIMITS
+        }
+    if isinstance(node, list):
+        return [_without_string_limits(item) for item in node]
+    return node

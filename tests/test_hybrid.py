@@ -329,6 +329,15 @@ def test_measured_criteria_that_need_improvement_bring_their_rule_tips(language)
     ]
 
 
+def test_a_repeated_tip_is_replaced_by_the_rules_next_tip():
+    profile = _profile("ko")
+    measured = OfflineEngine().evaluation(profile, KO_QUESTION, KO_RICH, METRICS_GOOD)
+    same = _content(tips=["같은 팁", "같은 팁", "같은 팁"])
+    result = combine(same, measured, KO_RICH, METRICS_GOOD, language="ko")
+    assert result.tips == ["같은 팁", *measured.tips[:2]]
+    assert len(set(result.tips)) == 3
+
+
 def test_a_long_pause_alone_brings_the_pause_tip():
     stall = SpeakingMetrics(
         duration_s=60.0, words_per_minute=130.0, filler_count=0, longest_pause_s=12.0
