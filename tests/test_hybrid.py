@@ -360,3 +360,20 @@ def test_evidence_counts_words_on_the_transcript():
 def test_the_markdown_says_which_criteria_the_rules_rated(language, text):
     markdown = _combine(EN_RICH, language).as_markdown(language)
     assert text in markdown
+
+
+def test_the_schema_the_model_is_given_has_no_string_limits_but_the_reply_is_held_to_them():
+    """llama.cpp turns a maxLength of N into N nested optionals: a grammar its server
+    fails to parse. The schema leaves them out; validation keeps them."""
+    import json
+
+    from pydantic import ValidationError
+
+    from llm.schemas import Questions, llm_json_schema
+
+    for model in (ContentEvaluation, Questions):
+        text = json.dumps(llm_json_schema(model))
+        assert "maxLength" not in text and "minLength" not in text
+    assert llm_json_schema(ContentEvaluation)["properties"]["tips"]["maxItems"] == 3
+    with pytest.raises(ValidationError):
+        _content(clarity={"rating": "무난함", "reason": "x" * 2001})
