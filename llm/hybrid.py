@@ -24,7 +24,9 @@ the words are counted on the transcript, so thinking pauses do not count):
    all similarity is NA.
 2. **short** — an answer shorter than 30 seconds of speech (the communication rule's lower
    bound counted on the transcript: under 70 English words, under 120 Korean syllables)
-   cannot be 매우 좋음 on technical explanation or examples (at most 무난함).
+   cannot be 매우 좋음 on technical explanation, examples or similarity (at most 무난함,
+   the percent at most 49: it cannot cover half of a one-minute model answer; the real
+   model gave a 12-word answer 80 %).
 3. **no figure** — an answer with no number (digit group) cannot be 매우 좋음 on examples.
 4. **no reason** — an answer with no causal connective (because, so that, 때문, 그래서, …)
    cannot be 매우 좋음 on technical explanation.
@@ -209,8 +211,8 @@ def clamps_for(evidence: AnswerEvidence) -> dict[str, list[Clamp]]:
         bounds["examples"].append(_FRAGMENT_EXAMPLES)
         return bounds
     if evidence.short:
-        bounds["technical_explanation"].append(_SHORT)
-        bounds["examples"].append(_SHORT)
+        for field in ("similarity", "technical_explanation", "examples"):
+            bounds[field].append(_SHORT)
     if not evidence.numbers:
         bounds["examples"].append(_NO_FIGURE)
     if not evidence.causal:

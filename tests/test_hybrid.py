@@ -243,14 +243,17 @@ def test_no_answer_has_nothing_to_compare():
         (KO_SHORT, "ko", "[규칙] 말로 30초(약 120음절)보다 짧은 답변", "무난함으로 조정"),
     ],
 )
-def test_short_answer_cannot_be_very_good_on_technical_or_examples(answer, language, marker, words):
+def test_short_answer_cannot_be_very_good_on_technical_examples_or_similarity(
+    answer, language, marker, words
+):
     result = _combine(answer, language)
-    for field in ("technical_explanation", "examples"):
+    for field in ("similarity", "technical_explanation", "examples"):
         criterion = getattr(result, field)
         assert criterion.rating is Rating.FINE, field
         assert marker in criterion.reason and words in criterion.reason
         assert criterion.reason.startswith("model's")  # the model's reason, then the rule
-    assert {"technical_explanation", "examples"} <= set(result.clamped)
+    assert result.similarity.match_percent == 49  # the top of fine
+    assert {"similarity", "technical_explanation", "examples"} <= set(result.clamped)
 
 
 @pytest.mark.parametrize("language", ["en", "ko"])
