@@ -173,6 +173,10 @@ class SessionView:
     speaking_since_ms: float | None = None
     report: contract.ReportStep | None = None
     errors: list[contract.ErrorStep] = field(default_factory=list)
+    #: The interviewer's slow step under way (questions being prepared, an answer's
+    #: feedback being written) and when it began; None once its result came.
+    working: contract.WorkingStep | None = None
+    working_ms: float | None = None
     commands: list[contract.InterviewCommand] = field(default_factory=list)
     first_ms: float | None = None
     last_ms: float | None = None
@@ -247,6 +251,7 @@ def fold(events: Iterable[StoredEvent], session: str = "") -> SessionView:
     view.points.sort(key=lambda p: p.t_ms)
     view.engine, view.report = steps.engine, steps.report
     view.errors = [error for _, error in steps.errors]
+    view.working, view.working_ms = steps.working, steps.working_ms
     _build_questions(view, steps, speech, turns)
     return view
 
@@ -456,6 +461,23 @@ def answer_transcripts(view: SessionView, q: QuestionView) -> list[TranscriptVie
 
 
 # --------------------------------------------------------------------------- status
+
+
+def working_text(view: SessionView, now_ms: float) -> str | None:
+    """What the interviewer is busy with, for a live session ("Writing feedback on Q2 …");
+    None when it is not working on anything."""
+    working = view.working
+    if working is None:
+        return None
+    seconds = max(0.0, (now_ms - (view.working_ms or now_ms)) / 1000)
+    engine = f"{working.engine} engine, " if working.engine else ""
+    budget = f" of a {working.budget_s:.0f} s budget" if working.budget_s else ""
+    if working.stage == "questions":
+        what = "Preparing the questions"
+    else:
+        attempt = f" (attempt {working.attempt})" if working.attempt > 1 else ""
+        what = f"Writing feedback on Q{working.index + 1}{attempt}"
+    return f"{what}… ({engine}{seconds:.0f} s so far{budget})"
 
 
 def status(view: SessionView, now_ms: float, stale_after_ms: float = 120_000.0) -> str:

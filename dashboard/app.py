@@ -682,6 +682,9 @@ def render_session(store: EventStore, settings: DashboardSettings, session: str)
     current = view.current
     if state == "live" and current is not None:
         st.markdown(f"**Now asking {literal(current.label)}:** {literal(current.text)}")
+    working = agg.working_text(view, now) if state == "live" else None
+    if working:
+        st.info(literal(working))
     pending = view.pending_follow_ups
     if pending:
         st.info("Follow-up waiting to be asked: " + " · ".join(f"“{literal(p)}”" for p in pending))
@@ -873,6 +876,16 @@ def render_question(
                 rows = [[literal(cell) for cell in row] for row in q.rows]
                 st.table(pd.DataFrame(rows, columns=["Criterion", "Rating", "Reason"]))
                 evaluation = q.evaluation or contract.Evaluation()
+                if evaluation.rule_based:
+                    st.caption(
+                        "Rated by the fixed rules, not the model: "
+                        + ", ".join(literal(f) for f in evaluation.rule_based)
+                        + (
+                            " · lowered by a rule: " + ", ".join(evaluation.clamped)
+                            if evaluation.clamped
+                            else ""
+                        )
+                    )
                 if evaluation.tips:
                     st.markdown(
                         "**Tips**\n"

@@ -393,7 +393,12 @@ def _question_html(
             f"<p>{esc(evaluation.model_answer)}</p></details>"
         )
     if q.engine:
-        out.append(f"<div class='note'>evaluated by the {esc(q.engine)} engine</div>")
+        rules = (
+            f" ({esc(', '.join(evaluation.rule_based))} by the fixed rules)"
+            if evaluation.rule_based
+            else ""
+        )
+        out.append(f"<div class='note'>evaluated by the {esc(q.engine)} engine{rules}</div>")
     if q.end_reason:
         reason = END_REASONS.get(q.end_reason, q.end_reason)
         out.append(f"<div class='note'>answer ended: {esc(reason)}</div>")

@@ -52,6 +52,7 @@ EVENT_PUBLISHERS: dict[str, str] = {
     "request": "gateway",
     "transcript": "speech",
     "interview": "interviewer",
+    "progress": "interviewer",
     "command": "dashboard",
 }
 

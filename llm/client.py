@@ -31,13 +31,15 @@ import openai
 from pydantic import ValidationError
 
 from llm import prompts
-from llm.schemas import Evaluation, Language, Profile, Questions
+from llm.hybrid import combine
+from llm.offline import OfflineEngine
+from llm.schemas import ContentEvaluation, Evaluation, Language, Profile, Questions
 from llm.settings import LlmSettings
 from stream.contract import SpeakingMetrics
 
 log = logging.getLogger(__name__)
 
-ResultT = TypeVar("ResultT", Questions, Evaluation)
+ResultT = TypeVar("ResultT", Questions, ContentEvaluation)
 
 #: Sent when no key is configured: local servers ignore it, and the openai client
 #: refuses to start without one (it would otherwise read OPENAI_API_KEY from the env).
@@ -125,6 +127,8 @@ class LlmClient:
         )
         self._sleep = sleep
         self._rng = rng or random.Random()
+        #: The rules that rate what the model does not (`llm.hybrid`): pure, instant.
+        self._rules = OfflineEngine(settings)
         #: Whether to ask for response_format=json_object; turned off for good when the
         #: server rejects it and the same request without it works.
         self.json_mode = True
@@ -160,7 +164,19 @@ class LlmClient:
         metrics: SpeakingMetrics | None = None,
     ) -> Evaluation:
         """The seven-criterion evaluation of `answer` (a transcript) to `question`
-        (`metrics`: how it was spoken; None for an answer that was not)."""
+        (`metrics`: how it was spoken; None for an answer that was not): the model's
+        content criteria, tips and model answer, combined with the criteria the rules
+        measure (`llm.hybrid.combine`: the offline engine's rules, and the clamps)."""
+        content = await self.evaluate_content(profile, question, answer)
+        answer = answer[: self.settings.max_answer_chars]
+        measured = self._rules.evaluation(profile, question, answer, metrics)
+        return combine(content, measured, answer, metrics, language=profile.language)
+
+    async def evaluate_content(
+        self, profile: Profile, question: str, answer: str
+    ) -> ContentEvaluation:
+        """What the model writes about `answer`: the content criteria, tips and model
+        answer, as it wrote them (no rule applied)."""
         log.info(
             "evaluation: asking %s (question %d chars, answer %d chars)",
             self.settings.model,
@@ -168,14 +184,9 @@ class LlmClient:
             len(answer),
         )
         messages = prompts.evaluation_messages(
-            profile,
-            question,
-            answer,
-            metrics,
-            max_answer_chars=self.settings.max_answer_chars,
+            profile, question, answer, max_answer_chars=self.settings.max_answer_chars
         )
-        result = await self._structured(messages, Evaluation, "evaluation", profile.language)
-        return result.model_copy(update={"engine": "llm", "fallback_error": None})
+        return await self._structured(messages, ContentEvaluation, "evaluation", profile.language)
 
     # ----------------------------------------------------------------- machinery
 

@@ -273,6 +273,18 @@ class Orchestrator:
         seen["interview"] += 1
         state.apply(event)
 
+    async def _progress(self, state: InterviewState, data: contract.WorkingStep) -> None:
+        """Publish a progress step on the session's ``progress`` subject: advisory, so with
+        no concurrency check (it is no step of the state machine: the state does not fold
+        it) and a failure costs only the candidate's clock, never the step."""
+        event = contract.InterviewEvent.of(state.session, data)
+        try:
+            await self.js.publish(
+                contract.event_subject(state.session, "progress"), contract.encode(event)
+            )
+        except Exception as exc:
+            log.warning("session %s: cannot publish progress: %s", state.session, exc)
+
     def _profile(self, state: InterviewState) -> Profile:
         return Profile.parse(state.profile, max_intro_chars=self.max_intro_chars)
 
@@ -289,9 +301,24 @@ class Orchestrator:
                 ),
             )
 
+    def _working(
+        self, stage: contract.WorkingStage, index: int = -1, attempt: int = 1
+    ) -> contract.WorkingStep:
+        """The progress step published before the engine is called (the room shows it,
+        with a running clock, until the step's result replaces it)."""
+        budget = getattr(self.engine, "budget_s", None)  # (stage) -> seconds or None
+        return contract.WorkingStep(
+            stage=stage,
+            index=index,
+            attempt=attempt,
+            engine=str(getattr(self.engine, "name", "")),
+            budget_s=budget(stage) if callable(budget) else None,
+        )
+
     async def _do(self, state: InterviewState, action: Action) -> None:
         if action.kind == "questions":
             profile = self._profile(state)
+            await self._progress(state, self._working("questions"))
             result = await self.engine.generate_questions(profile)
             await self._report_fallback(state, result, "questions")
             await self._publish(
@@ -352,6 +379,7 @@ class Orchestrator:
         )
         if record.text:
             profile = self._profile(state)
+            await self._progress(state, self._working("evaluation", turn.index, turn.attempt))
             result = await self.engine.evaluate(profile, turn.question, record.text, record.metrics)
             await self._report_fallback(state, result, "evaluation")
             data.evaluation = msgspec.convert(result.model_dump(mode="json"), contract.Evaluation)

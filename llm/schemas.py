@@ -2,9 +2,11 @@
 
 These models are the contract of both engines (`llm.client.LlmClient` and
 `llm.offline.OfflineEngine`): the language model is asked for JSON matching
-`llm_json_schema(Questions)` / `llm_json_schema(Evaluation)` and its reply is validated
-by the same models, so a result looks the same whichever engine produced it. Every
-result says which one did (``engine``).
+`llm_json_schema(Questions)` / `llm_json_schema(ContentEvaluation)` and its reply is
+validated by the same models, so a result looks the same whichever engine produced it.
+Every result says which one did (``engine``). The model writes only an evaluation's
+content criteria, tips and model answer (`ContentEvaluation`); `llm.hybrid.combine` adds
+the criteria the rules measure and the clamps, giving the same `Evaluation`.
 
 The evaluation is the product's seven-criterion rubric (DESIGN.md, "The product's
 vocabulary"), each criterion rated 개선 필요함 / 무난함 / 매우 좋음 with a short reason,
@@ -36,7 +38,7 @@ EngineName = Literal["llm", "offline"]
 
 #: Fields a result carries that are the engine's business, not the model's output: left
 #: out of the schema the model is shown, and overwritten by the engine after parsing.
-ENGINE_FIELDS = ("engine", "fallback_error")
+ENGINE_FIELDS = ("engine", "fallback_error", "rule_based", "clamped")
 
 
 # --------------------------------------------------------------------------- profile
@@ -368,14 +370,17 @@ class Evaluation(BaseModel):
     engine: EngineName = "llm"
     #: Set when the offline engine stood in because the LLM failed: what went wrong.
     fallback_error: str | None = None
+    #: In an evaluation the language model wrote (``engine`` "llm"): the criteria the
+    #: stated rules rated instead of the model (`llm.hybrid.RULE_CRITERIA`: overall and
+    #: the measured ones). Empty when one engine rated everything (offline: all rules).
+    rule_based: list[str] = Field(default_factory=list)
+    #: The model's criteria that a clamp of `llm.hybrid` lowered (their reasons say why).
+    clamped: list[str] = Field(default_factory=list)
 
     @field_validator("tips")
     @classmethod
     def _tips_non_empty(cls, value: list[str]) -> list[str]:
-        for index, tip in enumerate(value, start=1):
-            if not tip.strip():
-                raise ValueError(f"tip {index} is empty")
-        return [tip.strip() for tip in value]
+        return _non_empty_tips(value)
 
     @staticmethod
     def headers(language: Language = "ko") -> CriterionRow:
@@ -415,15 +420,87 @@ class Evaluation(BaseModel):
                 if language == "ko"
                 else "_Offline rule-based evaluation_",
             ]
+        elif self.rule_based:
+            lines += ["", f"_{rule_based_note(self.rule_based, language)}_"]
         return "\n".join(lines)
+
+
+def rule_based_note(fields: list[str], language: Language = "ko") -> str:
+    """One sentence saying which criteria the rules rated while the model wrote the rest."""
+    labels = {field: (ko, en) for field, ko, en in CRITERIA}
+    names = [labels[f][0 if language == "ko" else 1] for f in fields if f in labels]
+    if language == "ko":
+        return (
+            f"{', '.join(names)}: 정해진 규칙으로 평가(말하기 지표, 다른 항목의 중앙값). "
+            "나머지 항목과 팁, 모범 답안: AI 면접관."
+        )
+    return (
+        f"{', '.join(names)}: rated by fixed rules (your speaking metrics, the middle of the "
+        "other ratings). The other criteria, the tips and the model answer: AI interviewer."
+    )
+
+
+class ContentEvaluation(BaseModel):
+    """What the language model writes about an answer: the content criteria, three tips
+    and a model answer. The rest of the rubric (overall, communication, natural delivery)
+    is the rules' (`llm.hybrid.combine` puts them together into an `Evaluation`)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    #: 참고 답안과의 유사도 — closeness to the model answer, with a percent match or NA.
+    similarity: SimilarityCriterion
+    #: 명확성 — clear structure (situation, task, action, result).
+    clarity: Criterion
+    #: 기술 설명 — correct, reasoned technical explanation.
+    technical_explanation: Criterion
+    #: 적절한 예시 — concrete, fitting examples; NA when the question calls for none.
+    examples: OptionalCriterion
+    #: Exactly three concrete tips for the next attempt.
+    tips: list[str] = Field(min_length=3, max_length=3)
+    #: One model answer to the same question.
+    model_answer: str = Field(min_length=1, max_length=8000)
+
+    @field_validator("tips")
+    @classmethod
+    def _tips_non_empty(cls, value: list[str]) -> list[str]:
+        return _non_empty_tips(value)
+
+
+def _non_empty_tips(value: list[str]) -> list[str]:
+    for index, tip in enumerate(value, start=1):
+        if not tip.strip():
+            raise ValueError(f"tip {index} is empty")
+    return [tip.strip() for tip in value]
+
+
+#: String limits left out of the schema a model is shown and constrained by.
+_STRING_LIMITS = ("maxLength", "minLength")
 
 
 def llm_json_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema the language model must produce for `model` (engine fields left
-    out: those are ours to set)."""
-    schema = model.model_json_schema()
+    out: those are ours to set).
+
+    String length limits are left out too: llama.cpp's schema-to-grammar converter
+    spells a ``maxLength`` of N as N nested optional characters, and the 2,000-character
+    limit of a reason made a grammar its server failed to parse ("failed to parse
+    grammar", llama-cpp-python 0.3.36). The limits still hold: the reply is validated by
+    `model` itself."""
+    schema = _without_string_limits(model.model_json_schema())
     for name in ENGINE_FIELDS:
         schema.get("properties", {}).pop(name, None)
         if name in schema.get("required", []):
             schema["required"].remove(name)
     return schema
+
+
+def _without_string_limits(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _without_string_limits(value)
+            for key, value in node.items()
+            if key not in _STRING_LIMITS
+        }
+    if isinstance(node, list):
+        return [_without_string_limits(item) for item in node]
+    return node

@@ -5,7 +5,9 @@ The orchestrator's state (`llm.interview.InterviewState`) and the dashboard's vi
 (`dashboard.aggregate.fold`) both read a session's steps through `StepFold`, so the
 interview they see is the same: which questions are planned, which turns were asked (a
 repeated or out-of-order ``asked`` step is ignored), which answers were taken and
-evaluated, how many reports were made, and the errors.
+evaluated, how many reports were made, the errors, and the slow step under way (a
+``working`` step until the result it announced: ``questions``, or the ``evaluated`` step of
+the same answer).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ class StepFold:
     reported_turns: int = 0
     #: Error steps with their times.
     errors: list[tuple[float, contract.ErrorStep]] = field(default_factory=list)
+    #: The slow step under way and when it began (None: none, or its result came).
+    working: contract.WorkingStep | None = None
+    working_ms: float | None = None
 
     @property
     def current(self) -> Turn | None:
@@ -65,7 +70,11 @@ class StepFold:
     def apply_step(self, event: contract.InterviewEvent) -> Turn | None:
         """Fold one step; return the turn it opened (an accepted "asked" step), else None."""
         data = event.data
-        if isinstance(data, contract.QuestionsStep):
+        if self.working is not None and _ends(self.working, data):
+            self.working = self.working_ms = None
+        if isinstance(data, contract.WorkingStep):
+            self.working, self.working_ms = data, event.at_ms
+        elif isinstance(data, contract.QuestionsStep):
             self.questions = list(data.questions)
             self.engine = data.engine
         elif isinstance(data, contract.AskedStep):
@@ -98,3 +107,13 @@ class StepFold:
         turn = Turn(data.index, data.attempt, question, data.follow_up, at_ms)
         self.turns.append(turn)
         return turn
+
+
+def _ends(working: contract.WorkingStep, data: contract.StepData) -> bool:
+    """Whether step `data` is the result `working` announced."""
+    if working.stage == "questions":
+        return isinstance(data, contract.QuestionsStep)
+    return isinstance(data, contract.EvaluatedStep) and (data.index, data.attempt) == (
+        working.index,
+        working.attempt,
+    )

@@ -17,12 +17,15 @@ Subjects
     ``transcript`` `Transcript`, one utterance transcribed, with its speaking metrics
     ``interview`` `InterviewEvent`, the interviewer's steps: questions, question asked,
                   answer evaluated, report, errors (`data`: one struct a step,
-                  `STEP_TYPES`)
+                  `STEP_TYPES`; its ``working`` steps go on ``progress``)
     ``command``   `InterviewCommand`, an interviewer's follow-up question for the session
     ``turn``      `AnswerEnded`, the candidate's answer turn ended (Done, a long silence,
                   the time cap, or the session's end), naming the utterance parts it holds
     ``request``   `CandidateRequest`, the candidate asked for the next question or to try
                   the same one again
+    ``progress``  `InterviewEvent` of step ``working`` only: the interviewer began a step
+                  that may take a while (advisory; kept off ``interview`` so that it never
+                  takes part in the steps' optimistic concurrency)
 ``intervue.utterances.<session>``        JetStream work queue ``INTERVUE_UTTERANCES``:
     `Utterance`, 16 kHz mono s16 audio cut by VAD, consumed once by a speech worker
 JetStream key-value bucket ``intervue_invitations`` (key: an invitation's nonce):
@@ -99,6 +102,7 @@ EventKind = Literal[
     "command",
     "turn",
     "request",
+    "progress",
 ]
 
 
@@ -577,7 +581,9 @@ QuestionText = Annotated[str, msgspec.Meta(max_length=MAX_QUESTION_CHARS)]
 #: One row of an evaluation table as shown: criterion, rating, reason (in the interview's
 #: language).
 EvaluationRow = tuple[str, str, str]
-StepName = Literal["questions", "asked", "answered", "evaluated", "report", "error"]
+StepName = Literal["questions", "asked", "answered", "evaluated", "report", "error", "working"]
+#: What the interviewer is working on in a `WorkingStep`.
+WorkingStage = Literal["questions", "evaluation"]
 
 
 class QuestionsStep(msgspec.Struct, kw_only=True):
@@ -651,6 +657,11 @@ class Evaluation(msgspec.Struct, kw_only=True):
     model_answer: str = ""
     engine: str = ""
     fallback_error: str | None = None
+    #: Written by the language model ("llm"): the criteria the stated rules rated instead
+    #: (overall and the measured ones; `llm.hybrid`). Empty: one engine rated all.
+    rule_based: list[str] = []
+    #: The model's criteria that a rule's clamp lowered (their reasons say why).
+    clamped: list[str] = []
 
 
 class EvaluatedStep(msgspec.Struct, kw_only=True):
@@ -712,7 +723,29 @@ class ErrorStep(msgspec.Struct, kw_only=True):
     retryable: bool = False
 
 
-StepData = QuestionsStep | AskedStep | AnsweredStep | EvaluatedStep | ReportStep | ErrorStep
+class WorkingStep(msgspec.Struct, kw_only=True):
+    """``working``: the interviewer started a step that may take a while (a language model
+    writing the questions or an evaluation), published just before the engine is called so
+    the candidate sees progress instead of a silent wait. The step's own result
+    (``questions``, or ``evaluated`` of the same `index` and `attempt`) ends it. Published
+    on the session's ``progress`` subject, not ``interview``: it is advisory, and a claim
+    on the interview subject would make racing interviewers refuse each other's results."""
+
+    #: "questions" (being prepared) or "evaluation" (of answer `index`, `attempt`).
+    stage: WorkingStage
+    #: The question whose answer is being evaluated (-1 for questions).
+    index: int = -1
+    attempt: Attempt = 1
+    #: The engine at work: "llm" or "offline" (instant: the page shows nothing for it).
+    engine: str = ""
+    #: The time the step may take before the offline engine answers it instead (None:
+    #: no budget).
+    budget_s: float | None = None
+
+
+StepData = (
+    QuestionsStep | AskedStep | AnsweredStep | EvaluatedStep | ReportStep | ErrorStep | WorkingStep
+)
 
 #: The payload type of each step.
 STEP_TYPES: dict[str, type[StepData]] = {
@@ -722,6 +755,7 @@ STEP_TYPES: dict[str, type[StepData]] = {
     "evaluated": EvaluatedStep,
     "report": ReportStep,
     "error": ErrorStep,
+    "working": WorkingStep,
 }
 _STEP_NAMES = {kind: step for step, kind in STEP_TYPES.items()}
 
@@ -751,9 +785,10 @@ class InterviewEvent(msgspec.Struct, tag="interview", kw_only=True):
     """One step of the interviewer's state machine. `step` names it and `data` is that
     step's struct (`STEP_TYPES`): ``questions`` `QuestionsStep`, ``asked`` `AskedStep`,
     ``answered`` `AnsweredStep`, ``evaluated`` `EvaluatedStep`, ``report`` `ReportStep`,
-    ``error`` `ErrorStep`. On the wire `data` is that struct's object, as older builds
-    wrote it; a dict given (or decoded) here becomes the struct (`step_data`), and one that
-    does not fit makes the whole event undecodable. Make one with `InterviewEvent.of`."""
+    ``error`` `ErrorStep`, ``working`` `WorkingStep`. On the wire `data` is that struct's
+    object, as older builds wrote it; a dict given (or decoded) here becomes the struct
+    (`step_data`), and one that does not fit makes the whole event undecodable. Make one
+    with `InterviewEvent.of`."""
 
     v: int = SCHEMA_VERSION
     session: str

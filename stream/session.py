@@ -860,8 +860,9 @@ class RoomSession:
             self.send(self.turn.status(contract.now_ms()))
 
     async def _replay_history(self) -> None:
-        """A page that came back gets the interview so far: every step and caption."""
-        kinds = ("interview", "transcript")
+        """A page that came back gets the interview so far: every step (progress
+        included: a step still being written shows its clock) and caption."""
+        kinds = ("interview", "progress", "transcript")
         events = []
         for kind in kinds:
             events += await bus.read_events(

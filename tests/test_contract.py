@@ -193,6 +193,7 @@ STEP_EXAMPLES = [
         ],
         engine="offline",
     ),
+    contract.WorkingStep(stage="evaluation", index=1, attempt=2, engine="llm", budget_s=90.0),
     contract.ErrorStep(message="the model failed", stage="evaluation", retryable=True),
 ]
 

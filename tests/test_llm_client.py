@@ -126,14 +126,22 @@ async def test_evaluation_parsed_and_rendered(
     assert isinstance(result, Evaluation) and result.engine == "llm"
     assert result.similarity.match_percent == 62
     assert result.examples.rating is None  # "NA"
-    assert result.natural_delivery.rating is Rating.NEEDS_IMPROVEMENT
+    # The measured criteria are the rules' (2 fillers in 7 words), whatever the model says,
+    # and so is overall; the model's clarity is clamped (one STAR part in the answer).
+    rules = await OfflineEngine().evaluate(profile, QUESTION, ANSWER, METRICS)
+    assert result.natural_delivery == rules.natural_delivery
+    assert result.communication == rules.communication
+    assert result.rule_based == ["overall", "communication", "natural_delivery"]
+    assert result.clamped == ["clarity"] and "[규칙]" in result.clarity.reason
+    assert result.model_answer == EVALUATION["model_answer"]
 
-    # Evaluated against THE question, with the answer and the metrics as data.
+    # Evaluated against THE question, with the answer as data (the metrics are the rules').
     user = server.user_text()
     assert f"<question>\n{QUESTION}\n</question>" in user
     assert f"<answer_transcript>\n{ANSWER}\n</answer_transcript>" in user
-    assert '"words_per_minute": 123.0' in user and '"filler_count": 2' in user
+    assert "<speaking_metrics>" not in user
     assert "<self_introduction>" in user
+    assert '"natural_delivery"' not in server.system_text()  # the content schema is shown
 
     rows = result.rows("ko")
     assert [row.criterion for row in rows] == [
@@ -150,11 +158,12 @@ async def test_evaluation_parsed_and_rendered(
     assert rows[3].reason == "이유 설명이 없습니다."
     english = result.rows("en")
     # What a person reads: words, never the enum's names.
-    assert english[0].criterion == "Overall" and english[0].rating == "Fine"
-    assert english[2].rating == "Very good" and english[3].rating == "Needs improvement"
+    assert english[0].criterion == "Overall" and english[0].rating == "Needs improvement"
+    assert english[2].rating == "Fine" and english[3].rating == "Needs improvement"
     assert english[1].criterion == "Similarity to reference" and english[1].rating == "Fine (62%)"
     assert Evaluation.headers("en") == ("Criterion", "Rating", "Reason")
-    assert "| 명확성 | 매우 좋음 |" in result.as_markdown("ko")
+    markdown = result.as_markdown("ko")
+    assert "| 명확성 | 무난함 |" in markdown and "정해진 규칙으로 평가" in markdown
 
 
 async def test_english_ratings_and_percent_strings_accepted(
@@ -165,8 +174,8 @@ async def test_english_ratings_and_percent_strings_accepted(
     reply["similarity"] = {"match_percent": "80%", "reason": "close"}  # grade from percent
     reply["clarity"] = {"rating": "needs_improvement", "reason": "ok"}
     server.push(Reply.json(reply))
-    result = await client.evaluate(profile, QUESTION, ANSWER)
-    assert result.overall.rating is Rating.VERY_GOOD
+    # what the model wrote, as parsed (the short answer's clamps are tests/test_hybrid.py's)
+    result = await client.evaluate_content(profile, QUESTION, ANSWER)
     assert result.similarity.rating is Rating.VERY_GOOD and result.similarity.match_percent == 80
     assert result.clarity.rating is Rating.NEEDS_IMPROVEMENT
 

@@ -334,3 +334,55 @@ async def test_an_interviewer_sees_the_partial_transcript_another_one_took(nc, b
         await first.process(session, ended)  # its cache predates the second part
         [answered] = [s for s in await _all_steps(nc, session) if s.step == "answered"]
         assert answered.data.answer == "처음 부분입니다 마지막 부분입니다"
+
+
+class _BudgetedEngine(OfflineEngine):
+    """The offline engine, saying it has time budgets (as a FallbackEngine over a model)."""
+
+    name = "llm"
+
+    def budget_s(self, stage: str) -> float:
+        return {"questions": 60.0, "evaluation": 90.0}[stage]
+
+
+async def test_a_working_step_precedes_the_questions_and_each_evaluation(nc, bus_settings):
+    js = nc.jetstream()
+    session = "orch-working"
+    client, orchestrator = await _orchestrator(bus_settings, _BudgetedEngine())
+    try:
+        await bus.publish_event(
+            js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+        )
+        await _steps(nc, session, "asked")
+        for index in range(2):
+            now = contract.now_ms()
+            await _answer(js, session, index, "저는 PyTorch로 모델을 만들었습니다", now, now + 2000)
+            await _steps(nc, session, "evaluated", count=index + 1)
+            await _next(js, session, index)
+            await _steps(nc, session, "asked", count=index + 2)
+        events = []
+        for kind in ("interview", "progress"):
+            events += await bus.read_events(
+                js, contract.event_subject(session, kind), idle_timeout_s=0.3
+            )
+        events.sort(key=lambda e: e.seq)
+        progress = [e for e in events if e.subject.endswith(".progress")]
+        assert all(e.message.step == "working" for e in progress)
+        steps = [(e.message.step, e.message.data) for e in events]
+        kinds = [kind for kind, _ in steps]
+        # the progress step comes right before the step it announced
+        assert kinds[:3] == ["working", "questions", "asked"]
+        assert steps[0][1] == contract.WorkingStep(stage="questions", engine="llm", budget_s=60.0)
+        for index in range(2):
+            at = next(
+                i
+                for i, (kind, data) in enumerate(steps)
+                if kind == "evaluated" and data.index == index
+            )
+            assert kinds[at - 1] == "working" and kinds[at - 2] == "answered"
+            assert steps[at - 1][1] == contract.WorkingStep(
+                stage="evaluation", index=index, attempt=1, engine="llm", budget_s=90.0
+            )
+        assert kinds.count("working") == 3
+    finally:
+        await _stop(client, orchestrator)

@@ -74,6 +74,19 @@ def test_the_page_handles_every_message_the_schema_has_and_no_other():
     assert handled == set(_schema_types("PageMessage"))
 
 
+def test_the_page_handles_every_interview_step_the_schema_has_and_no_other():
+    handled = set(re.findall(r'msg\.step === "([a-z_]+)"', ROOM_JS))
+    update = SCHEMA["$defs"]["InterviewUpdate"]
+    assert handled == set(update["properties"]["step"]["enum"]) == set(contract.STEP_TYPES)
+
+
+def test_the_page_knows_the_rubrics_row_order():
+    from llm.schemas import CRITERIA
+
+    listed = re.search(r"const CRITERIA = (\[[^\]]*\]);", ROOM_JS)
+    assert listed and json.loads(listed.group(1)) == [field for field, _, _ in CRITERIA]
+
+
 def test_the_page_sends_only_requests_in_the_schema_with_their_fields():
     requests = _schema_types("RoomRequest")
     sent = _sent_by_page()

@@ -54,6 +54,31 @@ def test_the_fold_keeps_the_accepted_turns_in_order():
     assert (fold.reports, fold.reported_turns) == (1, 3) and fold.report == EVENTS[-1].data
 
 
+def test_a_working_step_lasts_until_the_result_it_announced():
+    fold = StepFold()
+    questions = contract.WorkingStep(stage="questions", engine="llm", budget_s=60.0)
+    fold.apply_step(_event(questions, 1.0))
+    assert fold.working == questions and fold.working_ms == 1.0
+    fold.apply_step(_event(contract.ErrorStep(message="slow", stage="questions"), 1.5))
+    assert fold.working == questions  # an error is not the result
+    fold.apply_step(_event(contract.QuestionsStep(questions=["q1", "q2", "q3"]), 2.0))
+    assert fold.working is None and fold.working_ms is None
+    fold.apply_step(_event(_asked(0, question="q1"), 3.0))
+    evaluation = contract.WorkingStep(stage="evaluation", index=0, attempt=1, engine="llm")
+    fold.apply_step(_event(evaluation, 4.0))
+    fold.apply_step(_event(contract.EvaluatedStep(index=0, attempt=2), 4.5))  # another one
+    assert fold.working == evaluation
+    fold.apply_step(_event(contract.EvaluatedStep(index=0, attempt=1), 5.0))
+    assert fold.working is None
+    # the dashboard's fold says the same, in words for a live session
+    view = agg.fold(
+        [StoredEvent(seq=1, subject="intervue.events.s1.progress", message=_event(evaluation, 4.0))]
+    )
+    assert view.working == evaluation
+    assert agg.working_text(view, 12_004.0) == "Writing feedback on Q1… (llm engine, 12 s so far)"
+    assert agg.working_text(agg.fold([]), 1.0) is None
+
+
 def test_an_empty_fold_and_a_question_past_the_plan():
     fold = StepFold()
     assert fold.current is None and fold.asked_questions == 0

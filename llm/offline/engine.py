@@ -15,16 +15,15 @@ the self-introduction), `llm.offline.questions`, `llm.offline.rating` (each crit
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping
 
 from llm.offline.intro import read_intro
 from llm.offline.questions import compose_questions
 from llm.offline.rating import (
-    FILLER_RATE_GOOD,
-    PAUSE_NORMAL_S,
     analyse_answer,
     length_verdict,
+    marked_down_for_pause_alone,
+    overall_rating,
     pace_verdict,
     rate_clarity,
     rate_delivery,
@@ -33,7 +32,7 @@ from llm.offline.rating import (
     similarity_percent,
 )
 from llm.offline.reasons import criterion_reasons
-from llm.offline.tips import TIP_ORDER, TIPS, model_answer
+from llm.offline.tips import TIP_ORDER, model_answer, tip_for
 from llm.schemas import (
     Criterion,
     Evaluation,
@@ -113,21 +112,14 @@ class OfflineEngine:
                 "communication": Rating.from_score(int(length == "ok") + int(pace in ("ok", None))),
                 "similarity": None if percent is None else similarity_rating(percent),
             }
-        scores = [r.score for r in ratings.values() if r is not None]
-        overall = Rating.from_score(statistics.median_low(scores)) if scores else Rating.FINE
+        overall = overall_rating(ratings.values())
         overall_reason = (
             f"오프라인 규칙 기반 평가: 나머지 항목 점수의 중앙값({overall.label('ko')})."
             if language == "ko"
             else "Offline rule-based evaluation: the middle rating of the other criteria "
             f"({overall.label('en')})."
         )
-        # Marked down for a long pause alone (few fillers): the tip is about pauses.
-        pause_only = (
-            a.words > 0
-            and a.filler_rate < FILLER_RATE_GOOD
-            and a.longest_pause_s is not None
-            and a.longest_pause_s > PAUSE_NORMAL_S
-        )
+        pause_only = marked_down_for_pause_alone(a.words, a.filler_rate, a.longest_pause_s)
 
         def plain(key: str) -> Criterion:
             rating = ratings[key]
@@ -157,10 +149,7 @@ class OfflineEngine:
             (key for key in TIP_ORDER if ratings.get(key) is not None),
             key=lambda key: (ratings[key].score, TIP_ORDER.index(key)),  # type: ignore[union-attr]
         )
-        tips = []
-        for key in ranked[:3]:
-            fix, keep = TIPS[key][language]
-            if key == "natural_delivery" and pause_only:
-                fix = TIPS["long_pause"][language][0]
-            tips.append(keep if ratings[key] is Rating.VERY_GOOD else fix)
-        return tips
+        return [
+            tip_for(key, ratings[key], language, pause_only=pause_only)  # type: ignore[arg-type]
+            for key in ranked[:3]
+        ]

@@ -54,12 +54,15 @@ answer gets 개선 필요함 everywhere except similarity and examples (NA).
   matches a longer one it starts). 매우 좋음: ≥ 50 %; 무난함: ≥ 25 %; otherwise 개선 필요함.
   NA when there is no reference or no answer.
 - **overall (전반적인 점수)**: the lower median (statistics.median_low) of the other
-  six scores, NA ones left out.
+  six scores, NA ones left out (`overall_rating`; the hybrid evaluation of `llm.hybrid`
+  applies the same rule).
 """
 
 from __future__ import annotations
 
 import re
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from llm.offline.intro import IntroFacts
@@ -186,6 +189,33 @@ def spoken_syllables(text: str) -> int:
     return hangul + LATIN_RUN_SYLLABLES * runs
 
 
+def count_causal(text: str) -> int:
+    """Causal connectives in `text` (because, so that, 때문, 그래서, …)."""
+    return len(_CAUSAL_RE.findall(text))
+
+
+def count_example_markers(text: str) -> int:
+    """Example markers in `text` (for example, such as, 예를 들어, 실제로, …)."""
+    return len(_EXAMPLE_RE.findall(text))
+
+
+def count_numbers(text: str) -> int:
+    """Digit groups in `text` (40, 1.5, 12,000)."""
+    return len(_NUMBER_RE.findall(text))
+
+
+def star_parts(text: str) -> list[str]:
+    """The STAR parts (situation, task, action, result) with a cue in `text`, in order."""
+    return [part for part, cue in _STAR_CUES.items() if cue.search(text)]
+
+
+def overall_rating(ratings: Iterable[Rating | None]) -> Rating:
+    """Overall: the lower median of the other criteria's scores, NA (None) left out;
+    무난함 when every one is NA."""
+    scores = [rating.score for rating in ratings if rating is not None]
+    return Rating.from_score(statistics.median_low(scores)) if scores else Rating.FINE
+
+
 def _word_matches(reference: str, words: list[str]) -> bool:
     for word in words:
         if word == reference:
@@ -215,20 +245,16 @@ def analyse_answer(
     """Measure `answer` for the rating rules (time, pace, fillers and pauses are read from
     `metrics` as measured, never recomputed)."""
     language = profile.language
-    tokens = answer.split()
-    words = len(tokens)
+    words = len(answer.split())
     syllables = spoken_syllables(answer)
-    if metrics is None:  # not spoken: no time, pace or pauses to judge
-        fillers = len(find_fillers(answer))
-        duration = wpm = sps = longest_pause = None
+    fillers, rate, longest_pause = delivery_measures(answer, metrics)
+    if metrics is None:  # not spoken: no time or pace to judge
+        duration = wpm = sps = None
     else:
-        fillers = metrics.filler_count
         # A 0 means there was no time span to measure over: not measured.
         duration = metrics.duration_s or None
         wpm = metrics.words_per_minute or None
         sps = metrics.syllables_per_second or None
-        longest_pause = metrics.longest_pause_s
-    rate = 100.0 * fillers / words if words else 0.0
 
     answer_words = content_words(answer)
     # The company and job title are in our own question templates; they are not content.
@@ -264,14 +290,39 @@ def analyse_answer(
         words_per_minute=wpm,
         syllables_per_second=sps,
         skills=answer_skills,
-        causal=len(_CAUSAL_RE.findall(answer)),
-        example_markers=len(_EXAMPLE_RE.findall(answer)),
-        numbers=len(_NUMBER_RE.findall(answer)),
+        causal=count_causal(answer),
+        example_markers=count_example_markers(answer),
+        numbers=count_numbers(answer),
         projects=mentioned_projects,
-        star=[part for part, cue in _STAR_CUES.items() if cue.search(answer)],
+        star=star_parts(answer),
         reference=reference,
         matched=matched,
         shown=_shown_words(matched, language, [*facts.skills, *answer_skills], answer),
+    )
+
+
+def delivery_measures(
+    answer: str, metrics: SpeakingMetrics | None
+) -> tuple[int, float, float | None]:
+    """(filler words, fillers per 100 words, longest pause in seconds or None): from the
+    metrics as measured; an answer that was not spoken has the fillers
+    `stream.fillers.find_fillers` finds in its transcript and no pause."""
+    words = len(answer.split())
+    if metrics is None:
+        fillers, longest_pause = len(find_fillers(answer)), None
+    else:
+        fillers, longest_pause = metrics.filler_count, metrics.longest_pause_s
+    return fillers, (100.0 * fillers / words if words else 0.0), longest_pause
+
+
+def marked_down_for_pause_alone(words: int, filler_rate: float, pause_s: float | None) -> bool:
+    """Whether natural delivery lost its 매우 좋음 to a long pause alone (few fillers):
+    its tip is then about pauses, not fillers."""
+    return (
+        words > 0
+        and filler_rate < FILLER_RATE_GOOD
+        and pause_s is not None
+        and pause_s > PAUSE_NORMAL_S
     )
 
 

@@ -21,7 +21,7 @@ from llm.offline.questions import as_written, compose_questions, job_title, proj
 from llm.offline.rating import PACE_WPM_EN
 from llm.offline.vocabulary import CONCEPTS, KO_SKILL_NAMES, skill_label
 from llm.offline.words import content_words, find_skills, top_keywords
-from llm.schemas import Profile
+from llm.schemas import Language, Profile, Rating
 
 _WPM_EN = window_text(PACE_WPM_EN, "–")
 
@@ -122,6 +122,15 @@ TIP_ORDER = (
     "communication",
     "similarity",
 )
+
+
+def tip_for(key: str, rating: Rating, language: Language, *, pause_only: bool = False) -> str:
+    """One criterion's tip: its fix below 매우 좋음, how to keep it at 매우 좋음 (natural
+    delivery marked down for a long pause alone: the tip about pauses)."""
+    fix, keep = TIPS[key][language]
+    if key == "natural_delivery" and pause_only:
+        fix = TIPS["long_pause"][language][0]
+    return keep if rating is Rating.VERY_GOOD else fix
 
 
 def _topic(question: str, facts: IntroFacts, profile: Profile) -> tuple[str | None, str | None]:

@@ -8,6 +8,8 @@
 // The data channel's protocol version (the schema's x-protocol-version; `hello` carries v).
 const PROTOCOL_VERSION = 1;
 
+// The rubric's criteria in the order of an evaluated step's rows (llm.schemas.CRITERIA).
+const CRITERIA = ["overall", "similarity", "clarity", "technical_explanation", "examples", "communication", "natural_delivery"];
 const EMOTIONS = ["anger", "anxiety", "embarrass", "happy", "normal", "pain", "sad"];
 const STORE_KEY = "intervue.session";
 const $ = (id) => document.getElementById(id);
@@ -35,6 +37,7 @@ const state = {
     order: [],        // card keys in the order asked
     current: null,    // key of the latest card
     report: null, errors: [], speaking: false,
+    working: null,    // the interviewer's slow step under way (a "working" step) + since
   },
 };
 window.intervue = state;
@@ -89,6 +92,8 @@ const TEXT = {
     silenceHint: (s) => `아직 계신가요? ${s}초 뒤 답변이 끝납니다. 계속 말씀하시거나 [답변 완료]를 누르세요.`,
     countdown: (t) => `남은 답변 시간 ${t}`,
     transcribing: "답변을 받아 적는 중…", evaluating: "답변을 평가하는 중…",
+    preparingQuestions: (s, b) => `질문을 준비하고 있어요… ${s}초` + (b ? ` (최대 ${b}초)` : ""),
+    writingFeedback: (s, b) => `답변을 평가하고 있어요… ${s}초` + (b ? ` (최대 ${b}초)` : ""),
     reasons: {
       done: "답변을 마쳤습니다.", silence: "긴 침묵으로 답변이 끝났습니다.",
       time_cap: "답변 시간이 끝났습니다.", session_end: "세션이 끝나 답변이 끝났습니다.",
@@ -104,6 +109,8 @@ const TEXT = {
     reportQuestion: "질문", reportAttempts: "시도", reportOverall: "전반적인 평가", reportEmotion: "감정",
     noAnswerShort: "답변 없음",
     engineOffline: "오프라인 규칙 기반 평가입니다 (언어 모델 없음).",
+    rule: "규칙",
+    ruleNote: "‘규칙’ 항목은 말하기 지표와 정해진 규칙으로 평가했습니다(전반적인 점수는 다른 항목의 중앙값). 나머지 항목과 팁, 모범 답안은 AI 면접관이 썼습니다.",
     error: "오류",
   },
   en: {
@@ -149,6 +156,8 @@ const TEXT = {
     silenceHint: (s) => `Still there? Your answer ends in ${s} s. Keep talking, or press Done answering.`,
     countdown: (t) => `${t} left to answer`,
     transcribing: "Writing down your answer…", evaluating: "Evaluating your answer…",
+    preparingQuestions: (s, b) => `Preparing your questions… ${s} s` + (b ? ` (up to ${b} s)` : ""),
+    writingFeedback: (s, b) => `Writing feedback on your answer… ${s} s` + (b ? ` (up to ${b} s)` : ""),
     reasons: {
       done: "You finished your answer.", silence: "The answer ended after a long silence.",
       time_cap: "The time for this answer is up.", session_end: "The session ended during the answer.",
@@ -164,6 +173,8 @@ const TEXT = {
     reportQuestion: "Question", reportAttempts: "Attempts", reportOverall: "Overall", reportEmotion: "Emotion",
     noAnswerShort: "no answer",
     engineOffline: "Evaluated by offline rules (no language model).",
+    rule: "rule",
+    ruleNote: "Rows marked “rule” were rated by fixed rules from your speaking metrics (overall: the middle of the other ratings); the AI interviewer wrote the other criteria, the tips and the model answer.",
     error: "Error",
   },
 };
@@ -412,7 +423,12 @@ function renderCard(card) {
     children.push(clock, el("div", { class: "actions" }, done));
   } else {
     if (card.reason) children.push(el("div", { class: "muted", text: T().reasons[card.reason] || "" }));
-    if (!card.evaluated && !state.ended) children.push(el("div", { class: "muted status-line", text: card.answered ? t("evaluating") : t("transcribing") }));
+    if (!card.evaluated && !state.ended) {
+      const working = workingShown("evaluation", card);
+      children.push(working
+        ? el("div", { class: "muted status-line working", id: "working-line", role: "status", text: workingText(working) })
+        : el("div", { class: "muted status-line", text: card.answered ? t("evaluating") : t("transcribing") }));
+    }
   }
   const metrics = card.answered && card.answered.metrics && Object.keys(card.answered.metrics).length ? card.answered.metrics : null;
   if (metrics) children.push(el("div", { class: "muted metrics" }, el("b", { text: `${t("metrics")}: ` }), t("metricsText", metrics)));
@@ -440,9 +456,14 @@ function evaluationNodes(data) {
   const nodes = [];
   const table = el("table", { class: "eval" });
   table.append(el("tr", {}, el("th", { text: t("criterion") }), el("th", { text: t("rating") }), el("th", { text: t("reason") })));
-  for (const row of data.rows || []) table.append(el("tr", {}, el("td", { text: row[0] }), el("td", { text: row[1] }), el("td", { text: row[2] })));
-  nodes.push(table);
   const ev = data.evaluation || {};
+  const byRules = data.engine === "offline" ? [] : ev.rule_based || [];
+  (data.rows || []).forEach((row, i) => {
+    const rule = byRules.includes(CRITERIA[i]) ? el("span", { class: "badge rule", text: t("rule") }) : null;
+    table.append(el("tr", {}, el("td", { text: row[0] }), el("td", {}, row[1], rule ? " " : null, rule), el("td", { text: row[2] })));
+  });
+  nodes.push(table);
+  if (byRules.length) nodes.push(el("p", { class: "muted", text: t("ruleNote") }));
   if (ev.tips && ev.tips.length) {
     nodes.push(el("h3", { text: t("tips") }));
     nodes.push(el("ol", {}, ...ev.tips.map((tip) => el("li", { text: tip }))));
@@ -454,6 +475,56 @@ function evaluationNodes(data) {
   if (data.engine === "offline") nodes.push(el("p", { class: "muted", text: t("engineOffline") }));
   return nodes;
 }
+
+// ---- progress while the interviewer works ("working" steps) ----------------------------
+// Shown with a running clock once the step has taken WORKING_DELAY_MS, so an instant step
+// (the offline engine) never flashes; the step's result (questions / evaluated) ends it.
+
+const WORKING_DELAY_MS = 300;
+
+function workingShown(stage, card) {
+  const w = state.interview.working;
+  if (!w || !w.shown || w.stage !== stage || state.ended) return null;
+  if (card && (w.index !== card.index || w.attempt !== card.attempt)) return null;
+  return w;
+}
+
+function workingText(w) {
+  const seconds = Math.max(0, Math.floor((Date.now() - w.since) / 1000));
+  const budget = w.budget_s ? Math.round(w.budget_s) : null;
+  return t(w.stage === "questions" ? "preparingQuestions" : "writingFeedback", seconds, budget);
+}
+
+function showWorking() {
+  const w = state.interview.working;
+  const questions = workingShown("questions");
+  $("cards").setAttribute("data-waiting", questions ? workingText(questions) : t("waitingQuestions"));
+  if (!w || w.stage !== "evaluation") return;
+  const line = $("working-line");
+  if (line) line.textContent = workingText(w);
+  else { const card = state.interview.cards[cardKey(w.index, w.attempt)]; if (card) renderCard(card); }
+}
+
+function startWorking(data, msg) {
+  // a replayed step began before this page: its clock counts from then (server time)
+  const since = msg.replay && msg.at_ms && msg.at_ms <= Date.now() ? msg.at_ms : Date.now();
+  state.interview.working = { ...data, since, shown: false };
+}
+
+function endWorking(stage, data) {
+  const w = state.interview.working;
+  if (!w || w.stage !== stage) return;
+  if (stage === "evaluation" && (w.index !== data.index || w.attempt !== (data.attempt || 1))) return;
+  state.interview.working = null;
+  if (stage === "questions") showWorking();
+}
+
+setInterval(() => {
+  const w = state.interview.working;
+  if (!w || state.ended) return;
+  if (!w.shown && Date.now() - w.since >= WORKING_DELAY_MS) w.shown = true;
+  if (w.shown) showWorking();
+}, 250);
 
 function refreshCards() { for (const key of state.interview.order) renderCard(state.interview.cards[key]); }
 
@@ -488,7 +559,10 @@ function onInterview(msg) {
   const iv = state.interview;
   const data = msg.data || {};
   $("interview").style.display = "block";
-  if (msg.step === "questions") {
+  if (msg.step === "working") {
+    startWorking(data, msg);
+  } else if (msg.step === "questions") {
+    endWorking("questions", data);
     iv.questions = data.questions || [];
     iv.engine = data.engine;
     $("engine").textContent = data.engine === "offline" ? t("offline") : t("llm");
@@ -516,6 +590,7 @@ function onInterview(msg) {
     if (card.state === "answering") card.state = "ended";
     renderCard(card);
   } else if (msg.step === "evaluated") {
+    endWorking("evaluation", data);
     const card = cardOf(data.index, data.attempt || 1);
     if (!msg.replay) card.evaluatedAt = Date.now();
     card.evaluated = data;
@@ -650,7 +725,7 @@ async function submitProfile() {
   try {
     await api(`/api/sessions/${state.session}/profile`, profile);
     $("interview").style.display = "block";
-    $("cards").setAttribute("data-waiting", t("waitingQuestions"));
+    if (!state.interview.working) $("cards").setAttribute("data-waiting", t("waitingQuestions"));
   } catch (err) {
     showError(String(err.message || err));
   }
@@ -755,6 +830,7 @@ function applyLanguage() {
   onSpeech({ speaking: state.interview.speaking });
   if (state.interview.engine) $("engine").textContent = state.interview.engine === "offline" ? t("offline") : t("llm");
   refreshCards();
+  if (state.interview.working) showWorking();
   if (state.interview.report) showReport(state.interview.report);
 }
 
