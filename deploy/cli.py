@@ -76,13 +76,21 @@ def up(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     worker(s) and dashboard, as supervised child processes. Ctrl-C stops them all."""
     from deploy.up import UpSettings, run_up
     from inference.speech.worker import SpeechSettings
+    from llm.local.choice import EngineChoiceError
+    from llm.settings import LlmSettings
     from stream.settings import BusSettings
 
     setup_logging(verbose)
     settings = _settings_or_exit(UpSettings)
     speech_settings = _settings_or_exit(SpeechSettings)  # which Whisper model to prepare
     bus_settings = _settings_or_exit(BusSettings)  # the streams `up` creates
-    raise typer.Exit(asyncio.run(run_up(settings, speech_settings, bus_settings)))
+    llm_settings = _settings_or_exit(LlmSettings)  # whether an llm role runs
+    try:
+        code = asyncio.run(run_up(settings, speech_settings, bus_settings, llm_settings))
+    except EngineChoiceError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -3,10 +3,14 @@
 Starts an embedded nats-server with JetStream (unless INTERVUE_NATS_URL is set), locked:
 one generated user per role with only the permissions that role needs
 (deploy/nats_auth.py). Makes sure the offline models are prepared, then runs each role as
-a child process with its log lines prefixed by the role's name. The banner with the room
-and dashboard links is printed once the roles are ready (the gateway answers /healthz,
-the dashboard answers HTTP, each worker and the interviewer logged that it is serving),
-or after ``ready_timeout_s`` with a warning naming what is not. A child that dies is reported and
+a child process with its log lines prefixed by the role's name. When the interviewer's
+engine resolves to ``local`` (`llm.local.choice.resolve_engine`), an ``llm`` role runs
+llama.cpp's server on 127.0.0.1 (llm/local/server.py), supervised like the others; the
+interviewer is started once it serves (or after ``llm_wait_s``) and is given its address.
+The banner with the room and dashboard links is printed once the roles are ready (the
+gateway answers /healthz, the dashboard answers HTTP, each worker and the interviewer logged
+that it is serving, the llm role lists its model), or after ``ready_timeout_s`` with a
+warning naming what is not. A child that dies is reported and
 restarted with backoff. Ctrl-C (or SIGTERM) stops the children, then NATS: every child,
 nats-server included, runs in its own session, so the terminal's SIGINT reaches `up`
 alone and NATS outlives the roles that are draining their connections to it.
@@ -41,6 +45,9 @@ from stream.settings import BusSettings
 
 if TYPE_CHECKING:
     from inference.speech.worker import SpeechSettings
+    from llm.local.choice import EngineChoice
+    from llm.local.server import LocalServerSettings
+    from llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,10 @@ class UpSettings(BaseSettings):
     #: How long the banner waits for the roles to be ready before it is printed anyway,
     #: with a warning naming those that are not.
     ready_timeout_s: float = Field(90.0, ge=0)
+    #: How long the interviewer waits for the local model's server (the ``llm`` role) to
+    #: load before it starts anyway (its steps then fall back to the offline engine until
+    #: the server answers). Loading the default model takes 3-7 s on 2 cores.
+    llm_wait_s: float = Field(120.0, ge=0)
 
     @model_validator(mode="after")
     def _no_open_bus_on_the_network(self) -> UpSettings:
@@ -131,6 +142,10 @@ class Child:
     tasks: list[asyncio.Task] = field(default_factory=list)
     #: Set when the running process logged `ready_line`; cleared at each (re)start.
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    #: A child whose readiness this one waits for before its first start (at most
+    #: `after_timeout_s`): the interviewer waits for the llm role's model to load.
+    after: Child | None = None
+    after_timeout_s: float = 0.0
 
 
 class Supervisor:
@@ -147,10 +162,37 @@ class Supervisor:
         argv: list[str],
         env: dict[str, str],
         ready_line: re.Pattern[str] | None = None,
+        *,
+        after: Child | None = None,
+        after_timeout_s: float = 0.0,
     ) -> Child:
-        child = Child(role, argv, env, ready_line)
+        child = Child(role, argv, env, ready_line, after=after, after_timeout_s=after_timeout_s)
         self.children.append(child)
         return child
+
+    async def _wait_for_after(self, child: Child) -> None:
+        """Before `child`'s first start: until the child it comes after is ready, `up` is
+        stopping, or `after_timeout_s` is over (then it starts anyway, with a warning)."""
+        if child.after is None:
+            return
+        ready = asyncio.create_task(child.after.ready.wait())
+        stopping = asyncio.create_task(self.stopping.wait())
+        try:
+            await asyncio.wait(
+                {ready, stopping},
+                timeout=child.after_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+            stopping.cancel()
+        if not child.after.ready.is_set() and not self.stopping.is_set():
+            log.warning(
+                "%s is not ready after %.0f s; starting %s anyway",
+                child.after.role,
+                child.after_timeout_s,
+                child.role,
+            )
 
     async def _pump(self, child: Child, stream: asyncio.StreamReader) -> None:
         prefix = f"[{child.role}] ".encode()
@@ -166,6 +208,7 @@ class Supervisor:
 
     async def _run_child(self, child: Child) -> None:
         backoff = 1.0
+        await self._wait_for_after(child)
         while not self.stopping.is_set():
             child.started_at = time.monotonic()
             child.ready.clear()
@@ -438,6 +481,46 @@ def prepare_speech_model(models_dir: Path, speech_settings: SpeechSettings) -> d
     return prepared
 
 
+def local_llm_server(llm_settings: LlmSettings, engine: EngineChoice) -> LocalServerSettings | None:
+    """The embedded model server `up` runs for `engine`, or None when the interviewer
+    uses the offline engine or a remote endpoint."""
+    if engine.engine != "local" or engine.model_path is None:
+        return None
+    from llm.local.server import LocalServerSettings
+
+    return LocalServerSettings.from_llm_settings(llm_settings, engine.model_path)
+
+
+def interviewer_llm_env(server: LocalServerSettings) -> dict[str, str]:
+    """What tells the interviewer to use the embedded server."""
+    return {
+        "INTERVUE_LLM_ENGINE": "local",
+        "INTERVUE_LLM_BASE_URL": server.base_url,
+        "INTERVUE_LLM_MODEL": server.alias,
+    }
+
+
+def engine_line(engine: EngineChoice, server: LocalServerSettings | None) -> str:
+    """The banner's line about the interviewer's engine, and why."""
+    if server is not None:
+        where = (
+            f"{server.model_path.name} on llama.cpp at {server.base_url}, {server.threads} threads"
+        )
+        return f"local ({where}); {engine.reason}"
+    return f"{engine.engine} ({engine.reason})"
+
+
+def llm_ready(base_url: str) -> Callable[[], Awaitable[bool]]:
+    """A check that the model server at `base_url` lists its model."""
+
+    async def check() -> bool:
+        from llm.local.server import server_ready
+
+        return await server_ready(base_url)
+
+    return check
+
+
 async def _print_banner_when_ready(
     banner: str, checks: list[ReadinessCheck], timeout_s: float, supervisor: Supervisor
 ) -> None:
@@ -468,15 +551,23 @@ async def run_up(
     settings: UpSettings,
     speech_settings: SpeechSettings | None = None,
     bus_settings: BusSettings | None = None,
+    llm_settings: LlmSettings | None = None,
 ) -> int:
     from dashboard.auth import ensure_credentials
     from inference.prepare import default_models_dir, prepare_models
     from inference.speech.worker import SpeechSettings
+    from llm.local.choice import resolve_engine
+    from llm.local.server import READY_LINE as LLM_READY_LINE
+    from llm.settings import LlmSettings
     from stream.settings import GatewaySettings
 
     gateway_settings = GatewaySettings()
     speech_settings = speech_settings or SpeechSettings()
     bus_settings = bus_settings or BusSettings()
+    llm_settings = llm_settings or LlmSettings()
+    # First, so that an impossible choice (engine=local without the model) stops `up`
+    # before anything starts.
+    engine = resolve_engine(llm_settings)
     # Owner only when new: it holds the bus's credentials, store and the signing key.
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     models_dir = Path(os.environ.get("INTERVUE_MODELS_DIR") or default_models_dir())
@@ -526,13 +617,24 @@ async def run_up(
     supervisor = Supervisor(settings.max_backoff_s)
     checks = [ReadinessCheck("gateway", "answers /healthz", http_ready(room_url + "healthz"))]
     supervisor.add("gateway", _role_argv("gateway"), role_env("gateway"))
+    local_server = local_llm_server(llm_settings, engine)
+    llm_child = None
+    interviewer_env = role_env("interviewer")
+    if local_server is not None:
+        # No bus credentials: the model server never talks to NATS.
+        llm_child = supervisor.add(
+            "llm", local_server.argv(), local_server.env(env), LLM_READY_LINE
+        )
+        checks.append(ReadinessCheck("llm", "serves the model", llm_ready(local_server.base_url)))
+        interviewer_env = interviewer_env | interviewer_llm_env(local_server)
     bus_roles = [
         *(supervisor.add(f"vision-{i + 1}", _role_argv("worker", "vision"), role_env("vision"),
                          READY_LINES["vision"]) for i in range(settings.vision_workers)),
         *(supervisor.add(f"speech-{i + 1}", _role_argv("worker", "speech"), role_env("speech"),
                          READY_LINES["speech"]) for i in range(settings.speech_workers)),
-        supervisor.add("interviewer", _role_argv("interviewer"), role_env("interviewer"),
-                       READY_LINES["interviewer"]),
+        supervisor.add("interviewer", _role_argv("interviewer"), interviewer_env,
+                       READY_LINES["interviewer"], after=llm_child,
+                       after_timeout_s=settings.llm_wait_s),
     ]  # fmt: skip
     checks += [ReadinessCheck(c.role, "serving on the bus", logged_ready(c)) for c in bus_roles]
     supervisor.add(
@@ -568,6 +670,7 @@ async def run_up(
         )
         + f"    dashboard  {dashboard_url}\n"
         f"    NATS       {nats_url}{where}"
+        f"    LLM        {engine_line(engine, local_server)}\n"
         + (
             f"  dashboard login: {username} / {new_password}  (shown once; only its hash "
             f"is stored in {env['INTERVUE_DASHBOARD_DATA_DIR']})\n"

@@ -10,7 +10,26 @@ client's own retries off, because the policy here is ours:
   ``response_format`` (servers that do not know it reject it with a 400) and, if that
   works, JSON mode stays off for this client;
 - a reply that is not JSON, or JSON that does not match the schema, gets ONE corrective
-  follow-up message; a second bad reply is `LlmOutputError` (not retryable).
+  follow-up message; a second bad reply is `LlmOutputError` (not retryable);
+- questions lose the sentences in front of them that retell the introduction
+  (`trim_retold_intro`: a greeting, "저는 …", its sentences word for word); then
+  questions that do not fit the self-introduction (`question_problems`: naming nothing
+  from it, repeating one of its sentences, or repeating each other) get the same one
+  correction, naming them and what the introduction offers; still so is
+  `LlmUngroundedError` (a kind of `LlmOutputError`).
+
+The reply is constrained by the JSON schema of the pydantic model it is parsed into
+(`constraint_schema`), in the form the server understands (`response_format_for`):
+
+- the embedded llama.cpp server (engine ``local``): ``{"type": "json_object", "schema":
+  …}``. llama-cpp-python 0.3.36 (``server/types.py``: ``response_format`` is a
+  ``ChatCompletionRequestResponseFormat`` whose ``type`` is only "text" or "json_object",
+  with an optional ``schema``) turns the schema into a GBNF grammar
+  (``llama_chat_format._grammar_for_response_format`` → ``LlamaGrammar.from_json_schema``)
+  that constrains sampling; a schema it cannot convert silently becomes the generic JSON
+  grammar, and ``"type": "json_schema"`` is refused by request validation (HTTP 422);
+- a remote server: plain JSON mode (``{"type": "json_object"}``), or OpenAI's
+  ``{"type": "json_schema", …}`` with ``INTERVUE_LLM_REMOTE_JSON_SCHEMA=true``.
 
 Log lines name the stage, attempt and error class; never the API key, and never the
 self-introduction or the answer (only their lengths).
@@ -25,15 +44,32 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import openai
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llm import prompts
 from llm.hybrid import combine
 from llm.offline import OfflineEngine
-from llm.schemas import ContentEvaluation, Evaluation, Language, Profile, Questions
+from llm.offline.words import (
+    content_words,
+    copies_intro,
+    grounding_hints,
+    in_language,
+    speaks_as_candidate,
+    trim_retold_intro,
+    ungrounded_questions,
+)
+from llm.schemas import (
+    ContentEvaluation,
+    Evaluation,
+    Language,
+    Profile,
+    Questions,
+    llm_json_schema,
+)
 from llm.settings import LlmSettings
 from stream.contract import SpeakingMetrics
 
@@ -80,8 +116,119 @@ class LlmOutputError(LlmError):
     retryable = False
 
 
+class LlmUngroundedError(LlmOutputError):
+    """The model's questions did not fit the self-introduction (named nothing from it,
+    copied it, or repeated each other), even after one correction."""
+
+
+class LlmTooSlowError(LlmUnavailableError):
+    """A step took longer than its budget and was abandoned (`llm.engine.FallbackEngine`).
+    The next step may be faster (another request was sharing the model)."""
+
+
 class _BadOutput(Exception):
     """A reply that could not be parsed; carries the reason for the corrective message."""
+
+
+#: How the reply's JSON schema is sent (module docstring).
+SchemaMode = Literal["json_object", "llama_schema", "json_schema"]
+
+#: Self-introductions with fewer content words than this are too thin to ground
+#: questions in: the prompt then allows questions about the job title.
+MIN_INTRO_WORDS_FOR_GROUNDING = 3
+
+
+def constraint_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema a server constrains the reply with: `llm_json_schema(model)`, which
+    leaves the strings' length limits out (llama.cpp 0.3.36 unrolls a ``maxLength`` into
+    one nested optional rule per character: an 8 kB grammar for the questions, 115 kB for
+    the rubric, and a reason's 2,000 made one its server failed to parse); the lengths are
+    still checked when the reply is parsed into `model`."""
+    return llm_json_schema(model)
+
+
+def response_format_for(mode: SchemaMode, model: type[BaseModel]) -> dict[str, Any]:
+    """The ``response_format`` of a request whose reply is parsed into `model`."""
+    if mode == "llama_schema":
+        return {"type": "json_object", "schema": constraint_schema(model)}
+    if mode == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": model.__name__, "schema": constraint_schema(model)},
+        }
+    return {"type": "json_object"}
+
+
+def question_problems(questions: Questions, profile: Profile) -> dict[int, str]:
+    """What is wrong with each generated question that does not fit the introduction, by
+    its number (from 1): "language" (not in the interview's language), "repeated" (the same
+    as an earlier question), "voice" (it opens as the candidate: a greeting, "저는 …"),
+    "copied" (mostly the introduction's own sentences) or
+    "ungrounded" (names nothing from it). A thin
+    introduction (fewer than `MIN_INTRO_WORDS_FOR_GROUNDING` content words) is only
+    checked for language and repeats: the prompt then allows questions about the job."""
+    intro = profile.self_intro
+    checked = len(set(content_words(intro))) >= MIN_INTRO_WORDS_FOR_GROUNDING
+    ungrounded = set(ungrounded_questions(list(questions.questions), intro)) if checked else set()
+    problems: dict[int, str] = {}
+    seen: set[str] = set()
+    for number, question in enumerate(questions.questions, start=1):
+        key = " ".join(question.lower().split())
+        if not in_language(question, profile.language):
+            problems[number] = "language"
+        elif key in seen:
+            problems[number] = "repeated"
+        elif speaks_as_candidate(question):
+            problems[number] = "voice"
+        elif checked and copies_intro(question, intro):
+            problems[number] = "copied"
+        elif number in ungrounded:
+            problems[number] = "ungrounded"
+        seen.add(key)
+    return problems
+
+
+def evaluation_language_problems(content: ContentEvaluation, language: Language) -> list[str]:
+    """The parts of the model's evaluation not written in the interview's language
+    (`in_language`): each content criterion's reason, the tips, the model answer. A small
+    model asked in Korean still writes English reasons now and then."""
+    parts = {
+        "similarity.reason": content.similarity.reason,
+        "clarity.reason": content.clarity.reason,
+        "technical_explanation.reason": content.technical_explanation.reason,
+        "examples.reason": content.examples.reason,
+        "tips": " ".join(content.tips),
+        "model_answer": content.model_answer,
+    }
+    return [name for name, text in parts.items() if text and not in_language(text, language)]
+
+
+#: After the one correction, the model's questions are kept when at least this many fit the
+#: self-introduction; the others are the offline engine's, at the same places, labelled.
+#: Fewer, and the whole step is the offline engine's (`llm.engine.FallbackEngine`).
+MIN_MODEL_QUESTIONS = 2
+
+_REPLACED_QUESTION_LABEL: dict[Language, str] = {
+    "ko": "언어 모델이 쓴 {numbers}번 질문이 자기소개서에 맞지 않아 그 질문은 오프라인 엔진이 "
+    "대신 썼습니다.",
+    "en": "The language model's question {numbers} did not fit the self-introduction; the "
+    "offline engine wrote that one instead.",
+}
+
+
+def replaced_questions_label(numbers: list[int], language: Language) -> str:
+    """The sentence the room shows when the offline engine wrote some of the questions."""
+    joined = ", ".join(str(n) for n in numbers)
+    return _REPLACED_QUESTION_LABEL[language].format(numbers=joined)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A parsed reply that is still unusable: why (logs, errors) and what to tell the model."""
+
+    reason: str
+    correction: prompts.Message
+    error: type[LlmOutputError] = LlmOutputError
 
 
 _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
@@ -129,9 +276,17 @@ class LlmClient:
         self._rng = rng or random.Random()
         #: The rules that rate what the model does not (`llm.hybrid`): pure, instant.
         self._rules = OfflineEngine(settings)
-        #: Whether to ask for response_format=json_object; turned off for good when the
-        #: server rejects it and the same request without it works.
+        #: Whether to send a response_format at all; turned off for good when the server
+        #: rejects it and the same request without it works.
         self.json_mode = True
+        #: How the reply's schema is sent (module docstring).
+        self.schema_mode: SchemaMode = (
+            "llama_schema"
+            if settings.talks_to_local_server
+            else "json_schema"
+            if settings.remote_json_schema
+            else "json_object"
+        )
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -153,8 +308,65 @@ class LlmClient:
             profile.language,
         )
         messages = prompts.question_messages(profile)
-        result = await self._structured(messages, Questions, "questions", profile.language)
+
+        replies: list[Questions] = []
+
+        def grounded(questions: Questions) -> _Problem | None:
+            replies.append(questions)
+            problems = question_problems(questions, profile)
+            if not problems:
+                return None
+            return _Problem(
+                "questions that do not fit the self-introduction: "
+                + ", ".join(f"{n} {kind}" for n, kind in problems.items()),
+                prompts.grounding_message(
+                    problems, grounding_hints(profile.self_intro), profile.language
+                ),
+                LlmUngroundedError,
+            )
+
+        def trimmed(questions: Questions) -> Questions:
+            return questions.model_copy(
+                update={
+                    "questions": [
+                        trim_retold_intro(q, profile.self_intro) for q in questions.questions
+                    ]
+                }
+            )
+
+        try:
+            result = await self._structured(
+                messages, Questions, "questions", profile.language, repair=trimmed, check=grounded
+            )
+        except LlmUngroundedError:
+            mixed = self._fill_from_rules(replies[-1], profile) if replies else None
+            if mixed is None:
+                raise
+            return mixed
         return result.model_copy(update={"engine": "llm", "fallback_error": None})
+
+    def _fill_from_rules(self, reply: Questions, profile: Profile) -> Questions | None:
+        """The model's last reply with each question that still does not fit replaced by
+        the offline engine's question at the same place, labelled; None when fewer than
+        `MIN_MODEL_QUESTIONS` of the model's fit (then the whole step falls back)."""
+        problems = question_problems(reply, profile)
+        if len(reply.questions) - len(problems) < MIN_MODEL_QUESTIONS:
+            return None
+        rules = self._rules.questions(profile).questions
+        questions = list(reply.questions)
+        for number in problems:
+            questions[number - 1] = rules[(number - 1) % len(rules)]
+        replaced = sorted(problems)
+        log.warning(
+            "questions: kept %d of the model's questions; the offline engine wrote %s",
+            len(questions) - len(replaced),
+            replaced,
+        )
+        return Questions(
+            questions=questions,
+            engine="llm",
+            fallback_error=replaced_questions_label(replaced, profile.language),
+        )
 
     async def evaluate(
         self,
@@ -186,7 +398,24 @@ class LlmClient:
         messages = prompts.evaluation_messages(
             profile, question, answer, max_answer_chars=self.settings.max_answer_chars
         )
-        return await self._structured(messages, ContentEvaluation, "evaluation", profile.language)
+
+        def in_the_interviews_language(content: ContentEvaluation) -> _Problem | None:
+            wrong = evaluation_language_problems(content, profile.language)
+            if not wrong:
+                return None
+            return _Problem(
+                f"not written in the interview's language ({profile.language}): "
+                + ", ".join(wrong),
+                prompts.language_message(wrong, profile.language),
+            )
+
+        return await self._structured(
+            messages,
+            ContentEvaluation,
+            "evaluation",
+            profile.language,
+            check=in_the_interviews_language,
+        )
 
     # ----------------------------------------------------------------- machinery
 
@@ -196,25 +425,39 @@ class LlmClient:
         model: type[ResultT],
         stage: str,
         language: Language,
+        *,
+        repair: Callable[[ResultT], ResultT] | None = None,
+        check: Callable[[ResultT], _Problem | None] | None = None,
     ) -> ResultT:
-        """One reply parsed into `model`, with one corrective retry on a bad reply."""
+        """One reply parsed into `model`, mended by `repair` and passing `check` (when
+        given), with one corrective retry on a bad reply."""
         for round_ in (1, 2):
-            text = await self._complete(messages, stage)
+            text = await self._complete(messages, stage, model)
             try:
-                return self._parse(text, model)
+                result = self._parse(text, model)
             except _BadOutput as exc:
-                if round_ == 2:
-                    log.warning("%s: reply still invalid after a correction: %s", stage, exc)
-                    raise LlmOutputError(
-                        f"the model's reply was not valid {stage} JSON after one correction: {exc}",
-                        stage=stage,
-                    ) from None
-                log.warning("%s: invalid reply (%s); asking once more", stage, exc)
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": text[:4000]},
-                    prompts.correction_message(str(exc), language),
-                ]
+                problem = _Problem(str(exc), prompts.correction_message(str(exc), language))
+            else:
+                if repair is not None:
+                    result = repair(result)
+                problem = check(result) if check is not None else None
+                if problem is None:
+                    return result
+            if round_ == 2:
+                log.warning(
+                    "%s: reply still unusable after a correction: %s", stage, problem.reason
+                )
+                raise problem.error(
+                    f"the model's reply was not usable {stage} JSON after one correction: "
+                    f"{problem.reason}",
+                    stage=stage,
+                )
+            log.warning("%s: unusable reply (%s); asking once more", stage, problem.reason)
+            messages = [
+                *messages,
+                {"role": "assistant", "content": text[:4000]},
+                problem.correction,
+            ]
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -234,13 +477,15 @@ class LlmClient:
             )
             raise _BadOutput(f"JSON does not match the schema ({problems})") from None
 
-    async def _complete(self, messages: list[dict[str, str]], stage: str) -> str:
+    async def _complete(
+        self, messages: list[dict[str, str]], stage: str, model: type[BaseModel]
+    ) -> str:
         """The reply text of one chat completion, with transport retries."""
         retries = 0
         while True:
             started = time.perf_counter()
             try:
-                text = await self._request(messages, stage)
+                text = await self._request(messages, stage, model)
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 # APITimeoutError is a kind of APIConnectionError; name which one it was.
                 reason = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection"
@@ -284,38 +529,63 @@ class LlmClient:
             )
             await self._sleep(delay)
 
-    async def _request(self, messages: list[dict[str, str]], stage: str) -> str:
-        """One call (two when JSON mode is rejected); openai's exceptions pass through."""
+    async def _request(
+        self, messages: list[dict[str, str]], stage: str, model: type[BaseModel]
+    ) -> str:
+        """One call (two when the response_format is rejected); openai's exceptions pass
+        through."""
         kwargs: dict[str, Any] = {
             "model": self.settings.model,
             "messages": messages,
             "temperature": self.settings.temperature,
         }
         if self.json_mode:
+            response_format = response_format_for(self.schema_mode, model)
             try:
-                response = await self._client.chat.completions.create(
-                    **kwargs, response_format={"type": "json_object"}
-                )
-            except openai.BadRequestError as exc:
+                return await self._create(kwargs | {"response_format": response_format}, stage)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
                 log.warning(
-                    "%s: HTTP 400 with response_format=json_object (%s); retrying without it",
+                    "%s: HTTP %s with response_format=%s (%s); retrying without it",
                     stage,
+                    exc.status_code,
+                    response_format["type"],
                     _short(exc),
                 )
-                response = await self._client.chat.completions.create(**kwargs)
+                text = await self._create(kwargs, stage)
                 # Only now is it clear the 400 was about response_format.
                 self.json_mode = False
+                return text
+        return await self._create(kwargs, stage)
+
+    async def _create(self, kwargs: dict[str, Any], stage: str) -> str:
+        """The reply text of one chat completion. The embedded server's reply is streamed:
+        llama.cpp's server stops generating when a streaming client goes away (a step
+        abandoned for its time budget), while a plain request would run to its end and
+        hold the model from the next step."""
+        if self.settings.talks_to_local_server:
+            parts: list[str] = []
+            finish_reason = None
+            stream = await self._client.chat.completions.create(**kwargs, stream=True)
+            try:
+                async for chunk in stream:
+                    if chunk.choices:
+                        parts.append(chunk.choices[0].delta.content or "")
+                        finish_reason = chunk.choices[0].finish_reason or finish_reason
+            finally:
+                await stream.close()  # also on cancellation: the server sees us leave
+            text = "".join(parts)
         else:
             response = await self._client.chat.completions.create(**kwargs)
-        choices = getattr(response, "choices", None)
-        if not choices:
-            # A 200 that is not a chat completion (a proxy's HTML page, another API).
-            log.warning("%s: the response held no chat completion", stage)
-            return ""
-        choice = choices[0]
-        if choice.finish_reason == "length":
+            choices = getattr(response, "choices", None)
+            if not choices:
+                # A 200 that is not a chat completion (a proxy's HTML page, another API).
+                log.warning("%s: the response held no chat completion", stage)
+                return ""
+            finish_reason = choices[0].finish_reason
+            text = choices[0].message.content or ""
+        if finish_reason == "length":
             log.warning("%s: the reply was cut at the token limit", stage)
-        return choice.message.content or ""
+        return text
 
     def _backoff(self, retries_so_far: int, retry_after: float | None) -> float:
         """Exponential backoff with "equal jitter" (half fixed, half random), so that many

@@ -289,13 +289,14 @@ class Orchestrator:
         return Profile.parse(state.profile, max_intro_chars=self.max_intro_chars)
 
     async def _report_fallback(self, state: InterviewState, result: Any, stage: str) -> None:
+        # `fallback_error` is already the candidate's sentence, in the interview's language
+        # (llm.engine.fallback_label: too slow, unavailable, unusable or ungrounded output).
         error = getattr(result, "fallback_error", None)
         if error:
             await self._publish(
                 state,
                 contract.ErrorStep(
-                    message=f"the language model failed ({error}); "
-                    "this step used the offline engine",
+                    message=error,
                     stage=stage,
                     retryable=True,
                 ),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from functools import cache
 
 from llm.schemas import ContentEvaluation, Language, Profile, Questions, llm_json_schema
@@ -89,10 +90,13 @@ _QUESTIONS_SYSTEM = {
 1. 첫 번째 질문: 자기소개서에 나온 구체적인 프로젝트 하나를 깊이 파고드는 질문 (맡은 역할, \
 어려웠던 점, 수치로 된 결과).
 2. 두 번째 질문: 자기소개서에 나온 기술 하나에 대한 기술 선택 이유와 트레이드오프 질문.
-3. 세 번째 질문: 지원 직무와 회사에 맞춘 협업·문제 해결 경험을 STAR(상황·과제·행동·결과) \
+3. 세 번째 질문: 자기소개서에 나온 프로젝트나 성과 하나를 골라 그 이름을 넣고, 그 일에서 \
+다른 사람과 협업하거나 문제를 해결한 경험을 지원 직무와 회사에 맞춰 STAR(상황·과제·행동·결과) \
 형식으로 답하게 하는 질문.
-- 자기소개서의 실제 내용(프로젝트 이름, 기술, 성과)을 질문에 직접 언급하세요. 자기소개서에 \
-내용이 부족하면 직무에 맞는 일반적인 질문을 만드세요.
+- 세 질문 모두 서로 다르게, 자기소개서의 실제 내용(프로젝트 이름, 기술, 성과)을 하나 이상 \
+언급하세요. 자기소개서에 없는 기술이나 경험을 지어내지 마세요. 이 지시문이나 자기소개서 문장을 \
+그대로 옮기지 말고 질문만 쓰세요. 자기소개서에 내용이 부족하면 직무에 맞는 일반적인 질문을 \
+만드세요.
 - 모든 질문은 한국어로, 각각 한두 문장으로 쓰세요.
 
 출력 형식: 다음 JSON 스키마를 따르는 JSON 객체 하나만 출력하세요. 마크다운이나 다른 텍스트는 \
@@ -114,10 +118,14 @@ How to write the questions:
 hardest part, measurable results).
 2. Second: why they chose one technology named in the self-introduction, and its trade-offs \
 against the alternatives.
-3. Third: a collaboration or problem-solving experience relevant to the job and company, to be \
-answered in STAR form (situation, task, action, result).
-- Mention the self-introduction's actual content (project names, technologies, results) in the \
-questions. If it says little, write sensible questions for the job title.
+3. Third: pick one project or result the self-introduction names, name it, and ask how they \
+worked with others or solved a problem in it, relevant to the job and company, to be answered \
+in STAR form (situation, task, action, result).
+- Three different questions, each naming at least one concrete detail from the \
+self-introduction (a project name, technology or result). Never invent technologies or \
+experiences the self-introduction does not mention. Do not copy these instructions or the \
+self-introduction's sentences: write only the questions. If it says little, write sensible \
+questions for the job title.
 - Write every question in English, one or two sentences each.
 
 Output: exactly one JSON object matching this JSON schema, with no Markdown and no other text.
@@ -137,15 +145,30 @@ _QUESTIONS_TASK = {
 }
 
 
+_QUESTIONS_HINTS = {
+    "ko": "각 질문은 한국어로 쓰고, 자기소개서의 다음 내용 중 하나 이상을 넣으세요: {hints}.",
+    "en": "Each question names at least one of these from the self-introduction: {hints}.",
+}
+
+
 def question_messages(profile: Profile) -> list[Message]:
-    """Chat messages asking for three questions about `profile`."""
+    """Chat messages asking for three questions about `profile`. The introduction's known
+    skills and most frequent words are listed after it as what the questions should name:
+    small local models ground their questions far more often with them (single words, so
+    nothing the candidate wrote reaches the instructions as a sentence)."""
+    from llm.offline.words import grounding_hints
+
     language: Language = profile.language
     system = _QUESTIONS_SYSTEM[language].format(schema=_schema_text("questions"))
+    hints = [hint for hint in grounding_hints(profile.self_intro) if len(hint) <= 30]
+    task = _QUESTIONS_TASK[language]
+    if hints:
+        task += " " + _QUESTIONS_HINTS[language].format(hints=", ".join(hints))
     user = "\n\n".join(
         [
             _profile_block(profile),
             fence("self_introduction", profile.self_intro, contract.MAX_INTRO_CHARS),
-            _QUESTIONS_TASK[language],
+            task,
         ]
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -281,6 +304,69 @@ _CORRECTION = {
         "Reply again with exactly one JSON object that matches the schema, and nothing else."
     ),
 }
+
+
+_GROUNDING = {
+    "ko": {
+        "intro": "다음 질문을 사용할 수 없습니다:",
+        "ungrounded": "질문 {n}: 자기소개서의 구체적인 내용을 언급하지 않습니다.",
+        "copied": "질문 {n}: 자기소개서 문장을 그대로 옮겼습니다. 질문만 쓰세요.",
+        "repeated": "질문 {n}: 앞의 질문과 같습니다.",
+        "language": "질문 {n}: 한국어로 쓰세요.",
+        "voice": "질문 {n}: 자기소개를 옮기지 말고 면접관으로서 묻는 질문만 쓰세요.",
+        "outro": (
+            "세 질문 모두 서로 다르게, 자기소개서에 나온 다음 중 하나 이상을 넣어 쓰세요: {hints}. "
+            "스키마를 따르는 JSON 객체 하나만 다시 출력하세요."
+        ),
+    },
+    "en": {
+        "intro": "These questions cannot be used:",
+        "ungrounded": "question {n}: it names nothing from the self-introduction.",
+        "copied": "question {n}: it copies a sentence of the self-introduction; only ask.",
+        "repeated": "question {n}: it repeats an earlier question.",
+        "language": "question {n}: write it in English.",
+        "voice": "question {n}: it speaks as the candidate; write only the interviewer's question.",
+        "outro": (
+            "Write three different questions, each naming at least one of these from the "
+            "self-introduction: {hints}. Reply with exactly one JSON object that matches the "
+            "schema."
+        ),
+    },
+}
+
+
+def grounding_message(
+    problems: Mapping[int, str], hints: list[str], language: Language = "ko"
+) -> Message:
+    """The follow-up user message after questions that did not fit the self-introduction
+    (`problems`: kind by question number, `llm.client.question_problems`; `hints`: what
+    the introduction names, `llm.offline.words.grounding_hints`)."""
+    words = _GROUNDING[language]
+    lines = [words["intro"], *(words[kind].format(n=n) for n, kind in problems.items())]
+    lines.append(words["outro"].format(hints=", ".join(hints) or "-"))
+    return {"role": "user", "content": "\n".join(lines)}
+
+
+_LANGUAGE_CORRECTION = {
+    "ko": (
+        "이전 응답의 다음 부분이 한국어가 아닙니다: {fields}\n"
+        "모든 평가 이유, 팁, 모범 답안을 한국어로 쓴 JSON 객체 하나만 다시 출력하세요."
+    ),
+    "en": (
+        "These parts of your previous reply are not in English: {fields}\n"
+        "Reply again with one JSON object whose reasons, tips and model answer are all in "
+        "English."
+    ),
+}
+
+
+def language_message(fields: list[str], language: Language = "ko") -> Message:
+    """The follow-up user message after an evaluation written (partly) in another language
+    than the interview's (`fields`: which parts, `llm.client.evaluation_language_problems`)."""
+    return {
+        "role": "user",
+        "content": _LANGUAGE_CORRECTION[language].format(fields=", ".join(fields)),
+    }
 
 
 def correction_message(error: str, language: Language = "ko") -> Message:

@@ -137,7 +137,7 @@ async def test_llm_failure_falls_back_offline_with_an_error_event(nc, bus_settin
         steps = await _steps(nc, session, "evaluated")
         errors = [s for s in steps if s.step == "error"]
         assert errors and errors[0].data.stage == "evaluation"
-        assert "offline engine" in errors[0].data.message
+        assert "오프라인 엔진" in errors[0].data.message  # the interview's language (ko)
         evaluated = next(s for s in steps if s.step == "evaluated")
         assert evaluated.data.engine == "offline"
         assert len(evaluated.data.rows) == 7

@@ -62,6 +62,23 @@ def has_hangul(text: str) -> bool:
     return re.search(r"[가-힣]", text) is not None
 
 
+def hangul_share(text: str) -> float:
+    """Hangul syllables among the letters (Hangul and Latin) of `text`: about 1 for Korean
+    prose, lower with English tool names in it, 0 for English."""
+    hangul = len(re.findall(r"[가-힣]", text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return hangul / max(1, hangul + latin)
+
+
+def in_language(text: str, language: str) -> bool:
+    """Whether `text` is written in `language` ("ko": at least 30% of its letters Hangul,
+    since Korean questions name English tools — "Hadoop에서 Spark로 옮긴 이유는?" is 45%
+    — while an English sentence with a Korean word in it is under 10%; "en": no Hangul)."""
+    if language == "ko":
+        return hangul_share(text) >= 0.3
+    return not has_hangul(text)
+
+
 def normalise_word(token: str) -> str | None:
     """A content word's comparable form, or None for stop words, verbs and noise."""
     word = token.strip(PUNCT).lower()
@@ -129,3 +146,93 @@ def find_skills(text: str) -> list[str]:
         for start, end, name in found
         if not any(s <= start and end <= e and (s, e) != (start, end) for s, e, _ in found)
     ]
+
+
+# --------------------------------------------------------------------------- grounding
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Two normalised words name the same thing: equal, or one holds the other (a compound:
+    추천시스템 / 추천, kubernetes / kubernetes-based) when the shorter is specific enough
+    (3 Hangul syllables or 4 letters; 2-syllable Korean words match only exactly)."""
+    if a == b:
+        return True
+    short, long_ = sorted((a, b), key=len)
+    minimum = 3 if has_hangul(short) else 4
+    return len(short) >= minimum and short in long_
+
+
+def grounding_words(question: str, intro: str) -> list[str]:
+    """What `question` takes from the self-introduction `intro`: the content words and
+    known skills the two share (question's order). Empty = the question is generic."""
+    intro_words = set(content_words(intro))
+    shared: list[str] = []
+    for word in content_words(question):
+        if word not in shared and any(_same_word(word, other) for other in intro_words):
+            shared.append(word)
+    intro_skills = set(find_skills(intro))
+    for skill in find_skills(question):
+        if skill in intro_skills and skill.lower() not in shared:
+            shared.append(skill.lower())
+    return shared
+
+
+def ungrounded_questions(questions: list[str], intro: str) -> list[int]:
+    """The 1-based numbers of the questions that name nothing from the self-introduction."""
+    return [
+        number
+        for number, question in enumerate(questions, start=1)
+        if not grounding_words(question, intro)
+    ]
+
+
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?。])\s+|\n+")
+
+
+def copies_intro(
+    question: str, intro: str, *, min_sentence: int = 20, max_copied: int = 100
+) -> bool:
+    """Whether `question` is mostly the introduction copied back: two or more of its
+    sentences (of at least `min_sentence` characters) word for word, or copied sentences
+    of more than `max_copied` characters in all. Quoting one sentence before asking about
+    it ("… 줄였습니다. 그 결과 무엇이 달라졌나요?") is a question; pasting the greeting and
+    the rest of the introduction in front of one is not."""
+    flat_question = " ".join(question.split())
+    copied = [
+        sentence
+        for sentence in (" ".join(part.split()) for part in _SENTENCE_END_RE.split(intro))
+        if len(sentence) >= min_sentence and sentence in flat_question
+    ]
+    return len(copied) >= 2 or sum(map(len, copied)) > max_copied
+
+
+_CANDIDATE_VOICE = ("안녕하세요", "저는", "제가", "hello", "hi ", "hi,", "i am ", "i'm ", "my name")
+
+
+def speaks_as_candidate(question: str) -> bool:
+    """Whether `question` opens in the candidate's voice (a greeting, "저는 …", "I am …"):
+    the introduction retold, not an interviewer's question."""
+    return question.strip().lower().startswith(_CANDIDATE_VOICE)
+
+
+def trim_retold_intro(question: str, intro: str) -> str:
+    """`question` without the sentences in front of the question proper that retell the
+    introduction: a greeting, "저는 …", or a sentence of the introduction word for word
+    (small models often open with them). The last sentence always stays."""
+    intro_sentences = {" ".join(part.split()) for part in _SENTENCE_END_RE.split(intro)}
+    sentences = [part for part in _SENTENCE_END_RE.split(question.strip()) if part.strip()]
+    while len(sentences) > 1 and (
+        speaks_as_candidate(sentences[0]) or " ".join(sentences[0].split()) in intro_sentences
+    ):
+        sentences.pop(0)
+    return " ".join(sentences)
+
+
+def grounding_hints(intro: str, limit: int = 8) -> list[str]:
+    """Things from the introduction a question could name: its known skills, then its
+    most frequent content words."""
+    hints: list[str] = []
+    for word in [*find_skills(intro), *top_keywords(intro, limit)]:
+        if word.lower() not in (h.lower() for h in hints):
+            hints.append(word)
+    return hints[:limit]

@@ -1,0 +1,228 @@
+"""llama.cpp's OpenAI-compatible server on loopback: its command line, its readiness, and
+`LocalLlmServer`, which starts one on a free port for tests and benchmarks.
+
+`intervue up` runs the same command line as its ``llm`` role (supervised, restarted, its
+log prefixed); the interviewer then talks to it through `llm.client.LlmClient` like any
+OpenAI-compatible endpoint. The server listens on 127.0.0.1 only: it has no
+authentication, and nothing but the interviewer on this machine needs it.
+
+The chat template is the GGUF's own (``tokenizer.chat_template``, which llama-cpp-python
+uses when no ``--chat_format`` is given), so any instruct GGUF a user supplies is
+prompted the way it was trained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from llm.settings import LlmSettings
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+#: What the server logs once the model is loaded and it accepts requests (uvicorn's line).
+READY_LINE = re.compile(r"Uvicorn running on http://")
+
+
+@dataclass(frozen=True)
+class LocalServerSettings:
+    """One embedded llama.cpp server."""
+
+    model_path: Path
+    port: int
+    #: Generation threads (llama.cpp's ``n_threads``; prompt processing uses as many).
+    threads: int
+    #: The context window, tokens.
+    context: int = 4096
+    #: The model's name in the API (``model`` in requests, ``/v1/models``).
+    alias: str = "intervue-local"
+    host: str = LOOPBACK
+
+    @classmethod
+    def from_llm_settings(
+        cls, settings: LlmSettings, model_path: Path, port: int | None = None
+    ) -> LocalServerSettings:
+        from llm.local.choice import available_cores
+
+        return cls(
+            model_path=model_path,
+            port=port if port is not None else (settings.local_port or free_port()),
+            threads=settings.local_threads or available_cores(),
+            context=settings.local_context,
+            alias=settings.local_alias,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI-compatible API root the interviewer is given."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        """The command line of ``python -m llama_cpp.server`` for these settings."""
+        return [
+            python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.context),
+            "--n_threads",
+            str(self.threads),
+            "--n_threads_batch",
+            str(self.threads),
+            # llama.cpp's model-loading dump and per-request timings would flood `up`'s log.
+            "--verbose",
+            "False",
+        ]
+
+    def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment to run it in: `base` (default: this process's), unbuffered so
+        that its ready line reaches the supervisor at once."""
+        env = dict(os.environ if base is None else base)
+        env["PYTHONUNBUFFERED"] = "1"
+        # llama.cpp's OpenMP threads would otherwise spin-wait between tokens on the cores
+        # the vision and speech workers need.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        return env
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+async def server_ready(base_url: str, timeout_s: float = 2.0) -> bool:
+    """Whether the server at `base_url` (the API root) answers ``GET /models`` with a
+    model list: it is up and its model is loaded."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.get(base_url.rstrip("/") + "/models") as response,
+        ):
+            if response.status != 200:
+                return False
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        return False
+    return isinstance(body, dict) and bool(body.get("data"))
+
+
+class LocalServerError(RuntimeError):
+    """The embedded server exited or did not become ready; carries its last log lines."""
+
+
+class LocalLlmServer:
+    """``async with LocalLlmServer(settings) as server:`` — llama.cpp's server on
+    `settings.port`, ready (``GET /v1/models`` answers) inside the block, killed on exit.
+
+    For tests and benchmarks; `intervue up` supervises the same command line itself."""
+
+    def __init__(
+        self,
+        settings: LocalServerSettings,
+        *,
+        start_timeout_s: float = 120.0,
+        nice: int = 0,
+        log_lines: int = 40,
+    ) -> None:
+        self.settings = settings
+        self.start_timeout_s = start_timeout_s
+        self.nice = nice
+        self.process: asyncio.subprocess.Process | None = None
+        self._log: list[str] = []
+        self._log_lines = log_lines
+        self._pump: asyncio.Task | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url
+
+    @property
+    def log_tail(self) -> str:
+        return "\n".join(self._log)
+
+    async def start(self) -> None:
+        argv = self.settings.argv()
+        if self.nice:
+            argv = ["nice", "-n", str(self.nice), *argv]
+        log.info("starting llama.cpp's server on %s", self.base_url)
+        started = time.monotonic()
+        self.process = await asyncio.create_subprocess_exec(
+            *argv,
+            env=self.settings.env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed whole on exit
+        )
+        self._pump = asyncio.create_task(self._read_log(self.process.stdout))
+        while not await server_ready(self.base_url):
+            if self.process.returncode is not None:
+                await self._pump
+                raise LocalServerError(
+                    f"llama.cpp's server exited with code {self.process.returncode} before it "
+                    f"was ready:\n{self.log_tail}"
+                )
+            if time.monotonic() - started > self.start_timeout_s:
+                await self.stop()
+                raise LocalServerError(
+                    f"llama.cpp's server was not ready within {self.start_timeout_s:.0f} s:\n"
+                    f"{self.log_tail}"
+                )
+            await asyncio.sleep(0.25)
+        log.info("llama.cpp's server ready in %.1f s", time.monotonic() - started)
+
+    async def _read_log(self, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self._log.append(line.decode("utf-8", "replace").rstrip())
+            del self._log[: -self._log_lines]
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM its process group, SIGKILL after `timeout_s`."""
+        process = self.process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout_s)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        if self._pump is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pump, 5.0)
+
+    async def __aenter__(self) -> LocalLlmServer:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
