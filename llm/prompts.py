@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Mapping
 from functools import cache
+from typing import Any
 
 from llm.schemas import ContentEvaluation, Language, Profile, Questions, llm_json_schema
 from stream import contract
@@ -69,8 +70,26 @@ def _profile_block(profile: Profile) -> str:
 
 @cache
 def _schema_text(kind: str) -> str:
+    """The reply's JSON schema as the system prompt shows it: without its titles and
+    descriptions (English docstrings). With them, the 1.5B local model wrote a Korean
+    interview's reasons in English; without them it wrote Korean, from a prompt half as
+    long (the server's constraint keeps the whole schema: `llm.client.constraint_schema`)."""
     model = Questions if kind == "questions" else ContentEvaluation
-    return json.dumps(llm_json_schema(model), ensure_ascii=False, separators=(",", ":"))
+    shown = _without_prose(llm_json_schema(model))
+    return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
+
+
+def _without_prose(node: Any) -> Any:
+    if isinstance(node, dict):
+        # (a string value: a property that happens to be named "title" is a dict, and stays)
+        return {
+            k: _without_prose(v)
+            for k, v in node.items()
+            if not (k in ("title", "description") and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_without_prose(item) for item in node]
+    return node
 
 
 # --------------------------------------------------------------------------- questions
@@ -151,6 +170,15 @@ _QUESTIONS_HINTS = {
 }
 
 
+# The user message's last line, where the model starts writing: given a Korean system
+# prompt and a Korean task, the 1.5B local model still wrote every question in English
+# until it read this last (4 of 4 tries before, Korean after; 2026-12, Qwen2.5 Coder 1.5B).
+_LANGUAGE_LAST = {
+    "ko": "반드시 한국어로만 답하세요. 영어 문장은 쓰지 마세요.",
+    "en": "Write only in English.",
+}
+
+
 def question_messages(profile: Profile) -> list[Message]:
     """Chat messages asking for three questions about `profile`. The introduction's known
     skills and most frequent words are listed after it as what the questions should name:
@@ -169,6 +197,7 @@ def question_messages(profile: Profile) -> list[Message]:
             _profile_block(profile),
             fence("self_introduction", profile.self_intro, contract.MAX_INTRO_CHARS),
             task,
+            _LANGUAGE_LAST[language],
         ]
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -287,6 +316,7 @@ def evaluation_messages(
             fence("question", question.strip(), contract.MAX_QUESTION_CHARS),
             fence("answer_transcript", answer.strip() or _NO_ANSWER[language], max_answer_chars),
             _EVALUATION_TASK[language],
+            _LANGUAGE_LAST[language],
         ]
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
