@@ -38,6 +38,17 @@ def test_pick_profiles_per_language():
     assert len(bench.pick_profiles(cases, "ko", None)) == sum(c.language == "ko" for c in cases)
 
 
+def test_step_plan_is_round_robin_over_tasks():
+    cases = bench.load_cases()
+    plan = bench.step_plan(bench.TASKS, cases, 2, 1)
+    assert [task for task, _, _ in plan[:4]] == list(bench.TASKS)
+    assert len(plan) == 8 and plan[0][2] is None and plan[2][2] is not None
+    assert plan[4][1].id == bench.pick_profiles(cases, "ko", None)[1].id
+    assert len(bench.step_plan(["evaluation-en"], cases, None, 2)) == 2 * sum(
+        c.language == "en" for c in cases
+    )
+
+
 def test_answer_metrics_count_words_syllables_and_fillers():
     answer = bench.BenchAnswer("vague", 30, "왜요?", "음 그러니까 열심히 했습니다.")
     metrics = bench.answer_metrics(answer, "ko")

@@ -104,10 +104,16 @@ def bench_llm(
     evaluations, Korean and English) latency, tokens/s, JSON validity, language and
     grounding; and the vision worker and Whisper idle vs while it generates."""
     import json
+    import signal
 
     from deploy.bench.llm import run_llm_bench
 
     setup_logging()
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the bench reports the steps it finished, stops its server
+
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         report, data = run_llm_bench(
             tasks=_csv(tasks),

@@ -504,7 +504,7 @@ class TaskSummary:
             sets_grounded=sum(1 for s in sets if all(s.grounded)) if is_questions else None,
             sets_n=len(sets) if is_questions else None,
             sets_distinct=sum(1 for s in sets if not s.repeated) if is_questions else None,
-            wrong_premises=sum(len(s.wrong_premises) for s in steps) if is_questions else None,
+            wrong_premises=sum(len(s.wrong_premises) for s in sets) if sets else None,
             fallbacks=sum(1 for s in steps if s.engine == "offline"),
         )
 
@@ -620,6 +620,8 @@ def render_report(
         "timeout. Wrong premise: a question asking why the "
         "candidate chose a tool they moved away from.",
     ]
+    if meta.get("interrupted"):
+        lines += ["", f"**Run cut short**: {meta['interrupted']}."]
     if meta.get("interference_error"):
         lines += ["", f"Interference not measured: {meta['interference_error']}"]
     fallbacks = sum(s.fallbacks for s in summaries)
@@ -882,34 +884,54 @@ def run_steps(
     profiles: int | None,
     answers: int,
     server_log: Path | None = None,
+    interrupted: list[str] | None = None,
 ) -> list[StepResult]:
     """Every step of the chosen tasks, one after the other (one server, one slot);
-    `server_log`: the log of a llama.cpp server the bench started, for its timers."""
+    `server_log`: the log of a llama.cpp server the bench started, for its timers; an
+    interruption ends the loop and is noted in `interrupted`."""
     from tqdm import tqdm
 
-    plan: list[tuple[str, BenchProfile, BenchAnswer | None]] = []
+    plan = step_plan(tasks, cases, profiles, answers)
+    steps: list[StepResult] = []
+    tail = LogTail(server_log) if server_log else None
+    try:
+        for task, case, answer in tqdm(plan, desc="llm steps", unit="step"):
+            step = asyncio.run(_run_step(settings, task, case, answer, tail))
+            log.info(
+                "%s %s%s: %.1f s, %s, %s tokens out",
+                task,
+                case.id,
+                f" ({answer.kind})" if answer else "",
+                step.seconds,
+                step.outcome,
+                step.completion_tokens,
+            )
+            steps.append(step)
+    except KeyboardInterrupt:
+        # a run cut short (Ctrl-C, SIGTERM) still reports the steps it finished
+        log.warning("interrupted after %d of %d steps", len(steps), len(plan))
+        if interrupted is not None:
+            interrupted.append(f"interrupted after {len(steps)} of {len(plan)} steps")
+    return steps
+
+
+def step_plan(
+    tasks: Sequence[str], cases: Sequence[BenchProfile], profiles: int | None, answers: int
+) -> list[tuple[str, BenchProfile, BenchAnswer | None]]:
+    """The steps to run, round-robin over the tasks (profile 1 of every task, then
+    profile 2, …), so a run cut short has figures for every task."""
+    per_task: list[list[tuple[str, BenchProfile, BenchAnswer | None]]] = []
     for task in tasks:
         kind, language = task.split("-")
+        items: list[tuple[str, BenchProfile, BenchAnswer | None]] = []
         for case in pick_profiles(cases, language, profiles):
             if kind == "questions":
-                plan.append((task, case, None))
+                items.append((task, case, None))
             else:
-                plan += [(task, case, a) for a in case.answers[:answers]]
-    steps = []
-    tail = LogTail(server_log) if server_log else None
-    for task, case, answer in tqdm(plan, desc="llm steps", unit="step"):
-        step = asyncio.run(_run_step(settings, task, case, answer, tail))
-        log.info(
-            "%s %s%s: %.1f s, %s, %s tokens out",
-            task,
-            case.id,
-            f" ({answer.kind})" if answer else "",
-            step.seconds,
-            step.outcome,
-            step.completion_tokens,
-        )
-        steps.append(step)
-    return steps
+                items += [(task, case, a) for a in case.answers[:answers]]
+        per_task.append(items)
+    longest = max((len(items) for items in per_task), default=0)
+    return [items[i] for i in range(longest) for items in per_task if i < len(items)]
 
 
 # --------------------------------------------------------------------------- interference
@@ -1087,25 +1109,28 @@ def run_llm_bench(
         "threads": threads,
     }
     rows: list[Interference] = []
+    interrupted: list[str] = []
     if base_url:
         settings = _settings(base_url, model_name or _env_model_name(), local=False)
         meta.update(model=settings.model, server=f"{base_url} (given)")
-        steps = run_steps(settings, tasks, cases, profiles, answers)
+        steps = run_steps(settings, tasks, cases, profiles, answers, None, interrupted)
     else:
         path = model or default_model_path()
         with started_llama_server(path, threads, context) as server:
             settings = _settings(server.base_url, server.alias, local=True)
-            steps = run_steps(settings, tasks, cases, profiles, answers, server.log_path)
-            if interference:
+            if interference:  # first: a few minutes, and a long run cut short keeps them
                 case = pick_profiles(cases, "en", None)[0]
                 try:
                     rows, meta["interference_note"] = run_interference(
                         server.base_url, server.alias, case, rounds=rounds, frames=frames
                     )
                 except Exception as exc:
-                    # the steps' figures took long to gather: report them anyway
+                    # the steps' figures are worth having without it
                     log.exception("the interference measurement failed")
                     meta["interference_error"] = f"{type(exc).__name__}: {exc}"
+            steps = run_steps(
+                settings, tasks, cases, profiles, answers, server.log_path, interrupted
+            )
             rss = peak_rss_gib(server.pid)
         meta.update(
             model=f"{path.name} ({path.stat().st_size / 1e9:.2f} GB)",
@@ -1116,6 +1141,8 @@ def run_llm_bench(
             ),
         )
     meta["load_end"] = loadavg()
+    if interrupted:
+        meta["interrupted"] = interrupted[0]
     report = render_report(steps, tasks, meta, rows)
     data = {
         "meta": meta,
