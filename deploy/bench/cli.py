@@ -74,3 +74,64 @@ def bench_vision(
 
 
 bench_app.command("load")(bench_load)
+
+
+@bench_app.command("llm")
+def bench_llm(
+    profiles: int = typer.Option(
+        None, "--profiles", help="Profiles per language (default: all of them)"
+    ),
+    answers: int = typer.Option(1, "--answers", help="Answers evaluated per profile"),
+    tasks: str = typer.Option(
+        "questions-ko,questions-en,evaluation-ko,evaluation-en", "--tasks", help="Comma list"
+    ),
+    model: Path = typer.Option(None, "--model", help="GGUF to serve (default: the prepared one)"),
+    base_url: str = typer.Option(
+        None, "--base-url", help="Use this OpenAI-compatible server instead of starting one"
+    ),
+    model_name: str = typer.Option(None, "--model-name", help="Model name for --base-url"),
+    threads: int = typer.Option(None, "--threads", help="llama.cpp threads (default: cores)"),
+    context: int = typer.Option(4096, "--context", help="llama.cpp context, tokens"),
+    interference: bool = typer.Option(
+        True, help="Also measure vision and Whisper idle vs while the model generates"
+    ),
+    frames: int = typer.Option(100, "--frames", help="Vision frames per interference phase"),
+    rounds: int = typer.Option(2, "--rounds", help="Idle/busy interference rounds"),
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+    json_path: Path = typer.Option(None, "--json", help="Also write every figure as JSON here"),
+) -> None:
+    """The local language model through the product's client: per task (questions and
+    evaluations, Korean and English) latency, tokens/s, JSON validity, language and
+    grounding; and the vision worker and Whisper idle vs while it generates."""
+    import json
+    import signal
+
+    from deploy.bench.llm import run_llm_bench
+
+    setup_logging()
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the bench reports the steps it finished, stops its server
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report, data = run_llm_bench(
+            tasks=_csv(tasks),
+            profiles=profiles,
+            answers=answers,
+            model=model,
+            base_url=base_url,
+            model_name=model_name,
+            threads=threads,
+            context=context,
+            interference=interference,
+            frames=frames,
+            rounds=rounds,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+    if json_path:
+        json_path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
