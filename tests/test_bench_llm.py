@@ -266,11 +266,14 @@ def test_report_has_the_machine_line_and_interference_ratios():
 
 
 def test_server_argv_is_loopback_with_threads_and_context(tmp_path):
-    argv = bench.llama_server_argv(tmp_path / "m.gguf", 8123, 2, 4096, "m")
+    from llm.local.server import LocalServerSettings
+
+    argv = LocalServerSettings(tmp_path / "m.gguf", 8123, 2, 4096, "m", verbose=True).argv()
     assert argv[1:3] == ["-m", "llama_cpp.server"]
     pairs = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert pairs["--host"] == "127.0.0.1" and pairs["--port"] == "8123"
     assert pairs["--n_threads"] == "2" and pairs["--n_ctx"] == "4096"
+    assert pairs["--verbose"] == "True"  # the bench reads llama.cpp's own timings
     with pytest.raises(FileNotFoundError, match="models prepare --llm"):
         with bench.started_llama_server(tmp_path / "missing.gguf", 2):
             pass

@@ -53,7 +53,6 @@ import re
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -66,6 +65,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.bench.tables import fmt, loadavg, machine, p50_p95, render
+from llm.local.server import LocalServerSettings
 from llm.offline.words import content_words, find_skills, has_hangul
 from stream.contract import SpeakingMetrics
 from stream.fillers import find_fillers
@@ -721,17 +721,6 @@ class ServerInfo:
     log_path: Path
 
 
-def llama_server_argv(model: Path, port: int, threads: int, context: int, alias: str) -> list[str]:
-    """The command line of llama-cpp-python's OpenAI-compatible server on loopback."""
-    return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model), "--model_alias", alias,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(context),
-        "--n_threads", str(threads), "--n_threads_batch", str(threads),
-    ]  # fmt: skip
-
-
 @contextmanager
 def started_llama_server(
     model: Path, threads: int, context: int = 4096, ready_timeout_s: float = 300.0
@@ -749,7 +738,9 @@ def started_llama_server(
         started = time.perf_counter()
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
-                llama_server_argv(model, port, threads, context, alias),
+                LocalServerSettings(
+                    model, port, threads, context, alias, verbose=True
+                ).argv(),  # the product's command line, with llama.cpp's timings on
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -50,6 +50,9 @@ class LocalServerSettings:
     #: The model's name in the API (``model`` in requests, ``/v1/models``).
     alias: str = "intervue-local"
     host: str = LOOPBACK
+    #: llama.cpp's model-loading dump and per-request timings: off, since they would flood
+    #: `up`'s log; `intervue bench llm` turns them on to read the server's own timings.
+    verbose: bool = False
 
     @classmethod
     def from_llm_settings(
@@ -90,9 +93,8 @@ class LocalServerSettings:
             str(self.threads),
             "--n_threads_batch",
             str(self.threads),
-            # llama.cpp's model-loading dump and per-request timings would flood `up`'s log.
             "--verbose",
-            "False",
+            str(self.verbose),
         ]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
