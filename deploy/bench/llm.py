@@ -1024,9 +1024,7 @@ def run_interference(
         pipeline.analyse_jpeg(jpeg)
     transcriber.transcribe(clips[0].pcm)
     answer = case.answers[0]
-    messages = prompts.evaluation_messages(
-        case.profile(), answer.question, answer.answer, answer_metrics(answer, case.language)
-    )
+    messages = prompts.evaluation_messages(case.profile(), answer.question, answer.answer)
 
     vision = Interference("vision worker per frame (decode → face → emotion)", "ms", [], [])
     whisper_time = Interference(f"Whisper {whisper_model}, transcription", "s", [], [])
