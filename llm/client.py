@@ -236,17 +236,19 @@ _FENCE_RE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGN
 
 def extract_json(text: str) -> Any:
     """Parse a model's reply as JSON, tolerating a Markdown code fence or prose around a
-    single object (servers without JSON mode often add them)."""
+    single object (servers without JSON mode often add them), and raw line breaks or tabs
+    inside strings (``strict=False``: the local model writes a multi-line model answer
+    that way, and the text is no less usable for it)."""
     match = _FENCE_RE.match(text)
     if match:
         text = match.group(1)
     try:
-        return json.loads(text)
+        return json.loads(text, strict=False)
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
         if start == -1 or end <= start:
             raise
-        return json.loads(text[start : end + 1])
+        return json.loads(text[start : end + 1], strict=False)
 
 
 class LlmClient:

@@ -68,9 +68,10 @@ KOREAN_RATINGS = ("개선 필요함", "무난함", "매우 좋음")
 
 
 @asynccontextmanager
-async def interview_stack(bus_settings, models_dir, model: str, turn: TurnSettings):
+async def interview_stack(bus_settings, models_dir, model: str, turn: TurnSettings, engine=None):
     """Every role in this process on the shared nats-server: vision, speech (Whisper
-    `model`), the offline interviewer and the gateway."""
+    `model`), the interviewer (the offline engine unless `engine` is given) and the
+    gateway."""
     from inference.pipeline import VisionPipeline
     from inference.speech.models import prepare_whisper_models
     from inference.speech.worker import SpeechSettings, SpeechWorker, load_transcriber
@@ -84,7 +85,9 @@ async def interview_stack(bus_settings, models_dir, model: str, turn: TurnSettin
     speech_settings = SpeechSettings(models_dir=models_dir, model=model, name="s")
     transcriber = await asyncio.to_thread(load_transcriber, speech_settings)
     speech = SpeechWorker(clients[1], transcriber, bus_settings, speech_settings)
-    interviewer = Orchestrator(clients[2], OfflineEngine(), bus_settings, InterviewerSettings())
+    interviewer = Orchestrator(
+        clients[2], engine or OfflineEngine(), bus_settings, InterviewerSettings()
+    )
     for role in (vision, speech, interviewer):
         await role.start()
     app = create_app(

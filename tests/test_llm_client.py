@@ -290,6 +290,12 @@ async def test_invalid_twice_is_output_error(
     assert len(server.requests) == 2
 
 
+def test_extract_json_tolerates_raw_line_breaks_inside_strings() -> None:
+    raw = '{"model_answer": "First line.' + "\n" + "Second line." + "\t" + 'Tabbed."}'
+    assert extract_json(raw) == {"model_answer": "First line.\nSecond line.\tTabbed."}
+    assert extract_json("Here: " + raw + " done") == extract_json(raw)
+
+
 def test_extract_json_tolerates_fences_and_prose() -> None:
     assert extract_json('```json\n{"a": 1}\n```') == {"a": 1}
     assert extract_json('Here you go: {"a": 1} Thanks!') == {"a": 1}

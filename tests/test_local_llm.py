@@ -240,3 +240,88 @@ def test_up_runs_the_llm_role_and_hands_it_to_the_interviewer(tmp_path, models_d
         code = _stop(up)
     assert code == 0, log.read_text()[-3000:]
     assert _exited(llm_pid)  # llama.cpp's server stopped with the rest
+
+
+# --------------------------------------------------------------------------- a whole interview
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1800)  # four model steps and Whisper on two cores: minutes, not seconds
+@pytest.mark.parametrize("language", ["en", "ko"])
+async def test_a_whole_interview_written_by_the_local_model(
+    server: LocalLlmServer, bus_settings, models_dir, tmp_path, language: str
+) -> None:
+    """As a candidate meets it: headless Chromium with a fake camera and microphone, the
+    real VAD and Whisper, and the interviewer on the local model (`build_engine` with
+    engine=local, as `intervue up` gives it): the questions and each spoken answer's
+    evaluation are the model's (an offline stand-in would say engine "offline"), in the
+    interview's language. The budgets are generous: Whisper and the vision worker share the
+    two cores with the model here, and this is about who writes, not how fast."""
+    from llm.engine import build_engine
+    from stream.turns import TurnSettings
+    from tests import test_e2e_interview as e2e
+    from tests.browser import launch_browser, logged_page
+    from tests.media import make_answer_wav, make_face_y4m
+    from tests.test_e2e_room import _export
+
+    intro = e2e.INTRO if language == "en" else e2e.INTRO_KO
+    sentences = e2e.SENTENCES[:3] if language == "en" else e2e.SENTENCES_KO[:3]
+    video = make_face_y4m(tmp_path, seconds=4.0, fps=15)
+    audio = make_answer_wav(
+        tmp_path,
+        sentences,
+        [1.5, 1.5],
+        voice="en-us" if language == "en" else "ko",
+        lead_silence=4.0,
+        trail_silence=8.0,
+    )
+    settings = local_settings(server, questions_budget_s=480.0, evaluation_budget_s=480.0)
+    engine = build_engine(settings)
+    whisper = "tiny.en" if language == "en" else "base"
+    try:
+        async with e2e.interview_stack(
+            bus_settings, models_dir, whisper, TurnSettings(), engine=engine
+        ) as stack:
+            async with launch_browser(video=video, audio=audio) as browser:
+                async with logged_page(browser, stack["url"]) as lp:
+                    page = lp.page
+                    await e2e._start(page, language, intro, job="Backend engineer")
+                    await e2e._until(page, e2e._card("0-1"), 600, "the model's questions")
+                    for index in range(3):
+                        key = f"{index}-1"
+                        if index:
+                            await page.click("#next")
+                            await e2e._until(page, e2e._card(key), 30, f"question {index + 1}")
+                        # a caption of the answer, then Done: a spoken answer to evaluate
+                        await e2e._until(
+                            page,
+                            e2e._card(key, "?.transcripts && Object.keys("
+                                      + e2e._card(key) + ".transcripts).length"),
+                            120, f"a caption of answer {index + 1}", lp.describe,
+                        )  # fmt: skip
+                        await page.keyboard.press("Control+Enter")
+                        await e2e._until(
+                            page, e2e._card(key, "?.evaluated"), 600,
+                            f"the evaluation of answer {index + 1}", lp.describe,
+                        )  # fmt: skip
+                    await page.screenshot(path=str(tmp_path / f"local-{language}.png"))
+                    text = await e2e._visible_text(page)
+                    session = await page.evaluate("window.intervue.session")
+                    e2e._no_identifiers(text, session)
+    finally:
+        await engine.aclose()
+    events = (await asyncio.to_thread(_export, session, bus_settings.nats_url))["events"]
+    steps = {step: [e["data"] for e in events if e.get("step") == step] for step in
+             ("questions", "asked", "evaluated")}  # fmt: skip
+    [questions] = steps["questions"]
+    assert questions["engine"] == "llm", questions
+    for asked in steps["asked"]:
+        assert in_language(asked["question"], language), asked["question"]
+    evaluated = steps["evaluated"]
+    assert len(evaluated) == 3
+    for step in evaluated:
+        assert step["engine"] == "llm", step  # not the offline engine standing in
+        evaluation = step["evaluation"]
+        written = " ".join([*evaluation["tips"], evaluation["model_answer"]])
+        assert in_language(written, language), written
+    print(f"\n{language}: questions {[a['question'] for a in steps['asked']]}")
