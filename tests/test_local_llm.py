@@ -259,7 +259,21 @@ def test_up_runs_the_llm_role_and_hands_it_to_the_interviewer(tmp_path, models_d
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1800)  # four model steps and Whisper on two cores: minutes, not seconds
-@pytest.mark.parametrize("language", ["en", "ko"])
+@pytest.mark.parametrize(
+    "language",
+    [
+        "en",
+        pytest.param(
+            "ko",
+            marks=pytest.mark.xfail(
+                reason="known limit of the 1.5B model (issue 14, open): in a Korean interview "
+                "one of its evaluations still falls back to the offline engine now and then "
+                "(CI run of 2026-12-06); kept running so that it shows when it holds",
+                strict=False,
+            ),
+        ),
+    ],
+)
 async def test_a_whole_interview_written_by_the_local_model(
     server: LocalLlmServer, bus_settings, models_dir, tmp_path, language: str
 ) -> None:
