@@ -19,7 +19,9 @@ client's own retries off, because the policy here is ours:
   `LlmUngroundedError` (a kind of `LlmOutputError`).
 
 The reply is constrained by the JSON schema of the pydantic model it is parsed into
-(`constraint_schema`), in the form the server understands (`response_format_for`):
+(`llm.schemas.llm_json_schema`: without string length limits, which llama.cpp 0.3.36
+unrolls into a grammar its server cannot parse), in the form the server understands
+(`response_format_for`):
 
 - the embedded llama.cpp server (engine ``local``): ``{"type": "json_object", "schema":
   …}``. llama-cpp-python 0.3.36 (``server/types.py``: ``response_format`` is a
@@ -138,23 +140,14 @@ SchemaMode = Literal["json_object", "llama_schema", "json_schema"]
 MIN_INTRO_WORDS_FOR_GROUNDING = 3
 
 
-def constraint_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema a server constrains the reply with: `llm_json_schema(model)`, which
-    leaves the strings' length limits out (llama.cpp 0.3.36 unrolls a ``maxLength`` into
-    one nested optional rule per character: an 8 kB grammar for the questions, 115 kB for
-    the rubric, and a reason's 2,000 made one its server failed to parse); the lengths are
-    still checked when the reply is parsed into `model`."""
-    return llm_json_schema(model)
-
-
 def response_format_for(mode: SchemaMode, model: type[BaseModel]) -> dict[str, Any]:
     """The ``response_format`` of a request whose reply is parsed into `model`."""
     if mode == "llama_schema":
-        return {"type": "json_object", "schema": constraint_schema(model)}
+        return {"type": "json_object", "schema": llm_json_schema(model)}
     if mode == "json_schema":
         return {
             "type": "json_schema",
-            "json_schema": {"name": model.__name__, "schema": constraint_schema(model)},
+            "json_schema": {"name": model.__name__, "schema": llm_json_schema(model)},
         }
     return {"type": "json_object"}
 
@@ -201,6 +194,57 @@ def evaluation_language_problems(content: ContentEvaluation, language: Language)
         "model_answer": content.model_answer,
     }
     return [name for name, text in parts.items() if text and not in_language(text, language)]
+
+
+#: After the one correction, an evaluation is kept when at least this many of its four
+#: content criteria are in the interview's language; the others (and tips or a model answer
+#: in another language) are the rules', labelled. Fewer, and the whole step falls back.
+MIN_MODEL_CRITERIA = 2
+CONTENT_CRITERIA = ("similarity", "clarity", "technical_explanation", "examples")
+
+_RULE_RATED_LABEL: dict[Language, str] = {
+    "ko": "언어 모델이 한국어로 쓰지 않은 부분({parts})은 규칙으로 평가했습니다.",
+    "en": "The language model did not write {parts} in English; the rules wrote those instead.",
+}
+_PART_NAMES: dict[Language, dict[str, str]] = {
+    "ko": {
+        "similarity": "참고 답안과의 유사도",
+        "clarity": "명확성",
+        "technical_explanation": "기술 설명",
+        "examples": "적절한 예시",
+        "tips": "개선 팁",
+        "model_answer": "모범 답안",
+    },
+    "en": {
+        "similarity": "similarity",
+        "clarity": "clarity",
+        "technical_explanation": "technical explanation",
+        "examples": "examples",
+        "tips": "the tips",
+        "model_answer": "the model answer",
+    },
+}
+
+
+def mend_language(
+    content: ContentEvaluation, rules: Evaluation, language: Language
+) -> tuple[ContentEvaluation, list[str]] | None:
+    """`content` with each part not written in `language` taken from the rules' evaluation
+    of the same answer (`rules`), and the parts taken; None when fewer than
+    `MIN_MODEL_CRITERIA` of its content criteria are the model's (the step falls back)."""
+    wrong = [
+        name.removesuffix(".reason") for name in evaluation_language_problems(content, language)
+    ]
+    criteria = [name for name in wrong if name in CONTENT_CRITERIA]
+    if len(CONTENT_CRITERIA) - len(criteria) < MIN_MODEL_CRITERIA:
+        return None
+    return content.model_copy(update={name: getattr(rules, name) for name in wrong}), wrong
+
+
+def rule_rated_label(parts: list[str], language: Language) -> str:
+    """The sentence the room shows when the rules wrote some parts of an evaluation."""
+    names = ", ".join(_PART_NAMES[language][part] for part in parts)
+    return _RULE_RATED_LABEL[language].format(parts=names)
 
 
 #: After the one correction, the model's questions are kept when at least this many fit the
@@ -381,16 +425,45 @@ class LlmClient:
         (`metrics`: how it was spoken; None for an answer that was not): the model's
         content criteria, tips and model answer, combined with the criteria the rules
         measure (`llm.hybrid.combine`: the offline engine's rules, and the clamps)."""
-        content = await self.evaluate_content(profile, question, answer)
+        replies: list[ContentEvaluation] = []
+        measured = self._rules.evaluation(
+            profile, question, answer[: self.settings.max_answer_chars], metrics
+        )
+        try:
+            content = await self.evaluate_content(profile, question, answer, replies=replies)
+        except LlmOutputError:
+            # The last reply parsed but was partly in another language: keep what is the
+            # model's when enough is, the rules write the rest (labelled below).
+            mended = mend_language(replies[-1], measured, profile.language) if replies else None
+            if mended is None:
+                raise
+            content, taken = mended
+            log.warning("evaluation: the rules wrote %s (not in the interview's language)", taken)
+        else:
+            taken = []
         answer = answer[: self.settings.max_answer_chars]
-        measured = self._rules.evaluation(profile, question, answer, metrics)
-        return combine(content, measured, answer, metrics, language=profile.language)
+        result = combine(content, measured, answer, metrics, language=profile.language)
+        if not taken:
+            return result
+        criteria = [name for name in taken if name in CONTENT_CRITERIA]
+        return result.model_copy(
+            update={
+                "rule_based": [*result.rule_based, *criteria],
+                "fallback_error": rule_rated_label(taken, profile.language),
+            }
+        )
 
     async def evaluate_content(
-        self, profile: Profile, question: str, answer: str
+        self,
+        profile: Profile,
+        question: str,
+        answer: str,
+        *,
+        replies: list[ContentEvaluation] | None = None,
     ) -> ContentEvaluation:
         """What the model writes about `answer`: the content criteria, tips and model
-        answer, as it wrote them (no rule applied)."""
+        answer, as it wrote them (no rule applied). `replies` collects each reply that
+        parsed, for a caller that mends the last one."""
         log.info(
             "evaluation: asking %s (question %d chars, answer %d chars)",
             self.settings.model,
@@ -402,6 +475,8 @@ class LlmClient:
         )
 
         def in_the_interviews_language(content: ContentEvaluation) -> _Problem | None:
+            if replies is not None:
+                replies.append(content)
             wrong = evaluation_language_problems(content, profile.language)
             if not wrong:
                 return None

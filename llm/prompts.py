@@ -73,7 +73,7 @@ def _schema_text(kind: str) -> str:
     """The reply's JSON schema as the system prompt shows it: without its titles and
     descriptions (English docstrings). With them, the 1.5B local model wrote a Korean
     interview's reasons in English; without them it wrote Korean, from a prompt half as
-    long (the server's constraint keeps the whole schema: `llm.client.constraint_schema`)."""
+    long (the server's constraint keeps the whole schema: `llm.schemas.llm_json_schema`)."""
     model = Questions if kind == "questions" else ContentEvaluation
     shown = _without_prose(llm_json_schema(model))
     return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))

@@ -527,10 +527,35 @@ async def test_an_evaluation_in_the_wrong_language_gets_one_correction(
     assert "similarity.reason" not in correction
 
 
-async def test_an_evaluation_still_in_the_wrong_language_is_an_output_error(
+async def test_an_evaluation_mostly_in_the_wrong_language_is_an_output_error(
     server: FakeOpenAI, client: LlmClient, profile: Profile
 ) -> None:
-    english = dict(EVALUATION, model_answer="In EmoVision I converted the model to TensorRT.")
+    english = dict(
+        EVALUATION,
+        similarity={"rating": "무난함", "match_percent": 62, "reason": "It covers part of it."},
+        clarity={"rating": "매우 좋음", "reason": "The STAR structure is clear."},
+        technical_explanation={"rating": "개선 필요함", "reason": "No reason is given."},
+    )
     server.push(Reply.json(english), Reply.json(english))
-    with pytest.raises(LlmOutputError, match="model_answer"):
+    with pytest.raises(LlmOutputError, match=r"technical_explanation\.reason"):
         await client.evaluate(profile, QUESTION, ANSWER, METRICS)
+
+
+async def test_parts_still_in_the_wrong_language_are_the_rules_and_labelled(
+    server: FakeOpenAI, client: LlmClient, profile: Profile
+) -> None:
+    english = dict(
+        EVALUATION,
+        examples={"rating": None, "reason": "The question asks for no example."},
+        model_answer="In EmoVision I converted the model to TensorRT.",
+    )
+    server.push(Reply.json(english), Reply.json(english))
+    result = await client.evaluate(profile, QUESTION, ANSWER, METRICS)
+    rules = OfflineEngine().evaluation(profile, QUESTION, ANSWER, METRICS)
+    assert result.engine == "llm"
+    assert result.examples == rules.examples and result.model_answer == rules.model_answer
+    assert result.clarity.reason.startswith("STAR")  # the model's, in Korean, kept
+    assert "examples" in result.rule_based and "clarity" not in result.rule_based
+    assert result.fallback_error == (
+        "언어 모델이 한국어로 쓰지 않은 부분(적절한 예시, 모범 답안)은 규칙으로 평가했습니다."
+    )

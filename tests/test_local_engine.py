@@ -18,7 +18,6 @@ from llm.client import (
     LlmTooSlowError,
     LlmUnavailableError,
     LlmUngroundedError,
-    constraint_schema,
     question_problems,
     response_format_for,
 )
@@ -42,7 +41,7 @@ from llm.offline.words import (
     ungrounded_questions,
 )
 from llm.prompts import grounding_message
-from llm.schemas import Evaluation, Profile, Questions
+from llm.schemas import Evaluation, Profile, Questions, llm_json_schema
 from llm.settings import LlmSettings
 
 GIB = 1024**3
@@ -210,21 +209,21 @@ async def test_a_child_waits_for_the_one_it_comes_after() -> None:
 
 
 def test_constraint_schema_drops_string_lengths_only() -> None:
-    schema = constraint_schema(Questions)
+    schema = llm_json_schema(Questions)
     assert "maxLength" not in json.dumps(schema)
     questions = schema["properties"]["questions"]
     assert questions["minItems"] == questions["maxItems"] == 3
     assert "engine" not in schema["properties"]
-    assert "maxLength" not in json.dumps(constraint_schema(Evaluation))
+    assert "maxLength" not in json.dumps(llm_json_schema(Evaluation))
 
 
 def test_response_format_per_server() -> None:
     assert response_format_for("json_object", Questions) == {"type": "json_object"}
     local = response_format_for("llama_schema", Questions)
-    assert local["type"] == "json_object" and local["schema"] == constraint_schema(Questions)
+    assert local["type"] == "json_object" and local["schema"] == llm_json_schema(Questions)
     remote = response_format_for("json_schema", Questions)
     assert remote["type"] == "json_schema"
-    assert remote["json_schema"]["schema"] == constraint_schema(Questions)
+    assert remote["json_schema"]["schema"] == llm_json_schema(Questions)
 
 
 def test_client_schema_mode_follows_the_engine() -> None:

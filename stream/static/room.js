@@ -472,7 +472,10 @@ function evaluationNodes(data) {
     nodes.push(el("h3", { text: t("model") }));
     nodes.push(el("p", { text: ev.model_answer }));
   }
-  if (data.engine === "offline") nodes.push(el("p", { class: "muted", text: t("engineOffline") }));
+  // Why the rules wrote this (or part of it) when a language model was asked: the
+  // engine's sentence, in the interview's language; "no language model" only when none was.
+  const note = ev.fallback_error || (data.engine === "offline" ? t("engineOffline") : "");
+  if (note) nodes.push(el("p", { class: "muted engine-note", text: note }));
   return nodes;
 }
 
