@@ -426,9 +426,8 @@ class LlmClient:
         content criteria, tips and model answer, combined with the criteria the rules
         measure (`llm.hybrid.combine`: the offline engine's rules, and the clamps)."""
         replies: list[ContentEvaluation] = []
-        measured = self._rules.evaluation(
-            profile, question, answer[: self.settings.max_answer_chars], metrics
-        )
+        clipped = answer[: self.settings.max_answer_chars]
+        measured = self._rules.evaluation(profile, question, clipped, metrics)
         try:
             content = await self.evaluate_content(profile, question, answer, replies=replies)
         except LlmOutputError:
@@ -441,8 +440,7 @@ class LlmClient:
             log.warning("evaluation: the rules wrote %s (not in the interview's language)", taken)
         else:
             taken = []
-        answer = answer[: self.settings.max_answer_chars]
-        result = combine(content, measured, answer, metrics, language=profile.language)
+        result = combine(content, measured, clipped, metrics, language=profile.language)
         if not taken:
             return result
         criteria = [name for name in taken if name in CONTENT_CRITERIA]

@@ -466,11 +466,16 @@ class ContentEvaluation(BaseModel):
         return _non_empty_tips(value)
 
 
+#: A number a model puts before a tip ("Tip 1:", "팁 2.", "3)"): the page numbers them.
+_TIP_NUMBER = re.compile(r"^\s*(?:tip|팁)?\s*\d+\s*(?:[:)]|\.(?!\d))\s*", re.IGNORECASE)
+
+
 def _non_empty_tips(value: list[str]) -> list[str]:
-    for index, tip in enumerate(value, start=1):
-        if not tip.strip():
+    tips = [_TIP_NUMBER.sub("", tip, count=1).strip() for tip in value]
+    for index, tip in enumerate(tips, start=1):
+        if not tip:
             raise ValueError(f"tip {index} is empty")
-    return [tip.strip() for tip in value]
+    return tips
 
 
 #: String limits left out of the schema a model is shown and constrained by.

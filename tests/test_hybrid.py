@@ -380,3 +380,18 @@ def test_the_schema_the_model_is_given_has_no_string_limits_but_the_reply_is_hel
     assert llm_json_schema(ContentEvaluation)["properties"]["tips"]["maxItems"] == 3
     with pytest.raises(ValidationError):
         _content(clarity={"rating": "무난함", "reason": "x" * 2001})
+
+
+def test_a_number_the_model_puts_before_a_tip_is_dropped_as_the_page_numbers_tips() -> None:
+    from llm.schemas import ContentEvaluation
+
+    base = {
+        "similarity": {"match_percent": 50, "reason": "일부를 다룹니다."},
+        "clarity": {"rating": "무난함", "reason": "구조가 보입니다."},
+        "technical_explanation": {"rating": "무난함", "reason": "이유가 있습니다."},
+        "examples": {"rating": None, "reason": "예시가 필요 없습니다."},
+        "model_answer": "모범 답안입니다.",
+    }
+    tips = ["Tip 1: Say the result.", "팁 2. 이유를 말하세요", "1.5배 빨라진 결과를 말하세요"]
+    parsed = ContentEvaluation.model_validate({**base, "tips": tips})
+    assert parsed.tips == ["Say the result.", "이유를 말하세요", "1.5배 빨라진 결과를 말하세요"]

@@ -50,7 +50,6 @@ import logging
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -65,7 +64,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.bench.tables import fmt, loadavg, machine, p50_p95, render
-from llm.local.server import LocalServerSettings
+from llm.local.server import LocalServerSettings, free_port
 from llm.offline.words import content_words, find_skills, has_hangul
 from stream.contract import SpeakingMetrics
 from stream.fillers import find_fillers
@@ -702,12 +701,6 @@ class RecordingOpenAI:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
