@@ -186,6 +186,7 @@ def gateway(
 
 def _run_role(verbose: bool, role: str, settings_cls, run) -> None:  # type: ignore[no-untyped-def]
     """Validate the bus and role settings, then serve the role until Ctrl-C/SIGTERM."""
+    from llm.local.choice import EngineChoiceError
     from stream.bus import BusUnavailableError
 
     setup_logging(verbose)
@@ -195,6 +196,9 @@ def _run_role(verbose: bool, role: str, settings_cls, run) -> None:  # type: ign
         asyncio.run(run(bus_settings, settings))
     except KeyboardInterrupt:
         pass
+    except EngineChoiceError as exc:  # e.g. INTERVUE_LLM_ENGINE=local with no server to use
+        typer.echo(f"{role}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     except BusUnavailableError as exc:
         typer.echo(_bus_error(exc), err=True)
         raise typer.Exit(1) from exc

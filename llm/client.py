@@ -55,6 +55,7 @@ from pydantic import BaseModel, ValidationError
 from llm import prompts
 from llm.hybrid import combine
 from llm.offline import OfflineEngine
+from llm.offline.grammar import in_plain_words
 from llm.offline.words import (
     content_words,
     copies_intro,
@@ -65,6 +66,7 @@ from llm.offline.words import (
     ungrounded_questions,
 )
 from llm.schemas import (
+    CONTENT_CRITERIA,
     ContentEvaluation,
     Evaluation,
     Language,
@@ -196,11 +198,24 @@ def evaluation_language_problems(content: ContentEvaluation, language: Language)
     return [name for name, text in parts.items() if text and not in_language(text, language)]
 
 
+def content_in_plain_words(content: ContentEvaluation, language: Language) -> ContentEvaluation:
+    """`content` with no field name in what the candidate reads (the criteria's reasons,
+    the tips, the model answer): `in_plain_words`."""
+    update: dict[str, Any] = {
+        name: getattr(content, name).model_copy(
+            update={"reason": in_plain_words(getattr(content, name).reason, language)}
+        )
+        for name in CONTENT_CRITERIA
+    }
+    update["tips"] = [in_plain_words(tip, language) for tip in content.tips]
+    update["model_answer"] = in_plain_words(content.model_answer, language)
+    return content.model_copy(update=update)
+
+
 #: After the one correction, an evaluation is kept when at least this many of its four
 #: content criteria are in the interview's language; the others (and tips or a model answer
 #: in another language) are the rules', labelled. Fewer, and the whole step falls back.
 MIN_MODEL_CRITERIA = 2
-CONTENT_CRITERIA = ("similarity", "clarity", "technical_explanation", "examples")
 
 _RULE_RATED_LABEL: dict[Language, str] = {
     "ko": "언어 모델이 한국어로 쓰지 않은 부분({parts})은 규칙으로 평가했습니다.",
@@ -375,7 +390,8 @@ class LlmClient:
             return questions.model_copy(
                 update={
                     "questions": [
-                        trim_retold_intro(q, profile.self_intro) for q in questions.questions
+                        in_plain_words(trim_retold_intro(q, profile.self_intro), profile.language)
+                        for q in questions.questions
                     ]
                 }
             )
@@ -489,6 +505,7 @@ class LlmClient:
             ContentEvaluation,
             "evaluation",
             profile.language,
+            repair=lambda content: content_in_plain_words(content, profile.language),
             check=in_the_interviews_language,
         )
 

@@ -65,6 +65,7 @@ from llm.offline.rating import (
 )
 from llm.offline.tips import tip_for
 from llm.schemas import (
+    CONTENT_CRITERIA,
     ContentEvaluation,
     Criterion,
     Evaluation,
@@ -76,8 +77,6 @@ from llm.schemas import (
 )
 from stream.contract import SpeakingMetrics
 
-#: The criteria the model writes.
-CONTENT_CRITERIA = ("similarity", "clarity", "technical_explanation", "examples")
 #: The criteria measured from the speaking metrics by the offline engine's rules.
 MEASURED_CRITERIA = ("communication", "natural_delivery")
 #: Every criterion the rules rate in a hybrid evaluation (overall: over the others).

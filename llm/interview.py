@@ -156,7 +156,10 @@ class InterviewState(StepFold):
         if self.profile is None or self.failed:
             return None
         if not self.questions:
-            return Action("questions")
+            # A candidate who left before their questions came wants none: an interviewer
+            # that starts late (its durable consumer holds every session opened meanwhile)
+            # must not spend a model's minutes on them while a present candidate waits.
+            return None if self.ended else Action("questions")
         turn = self.current
         if turn is None:
             return None if self.ended else Action("ask", 0)

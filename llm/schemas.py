@@ -440,6 +440,10 @@ def rule_based_note(fields: list[str], language: Language = "ko") -> str:
     )
 
 
+#: The criteria the language model writes (the rest of the rubric is the rules').
+CONTENT_CRITERIA = ("similarity", "clarity", "technical_explanation", "examples")
+
+
 class ContentEvaluation(BaseModel):
     """What the language model writes about an answer: the content criteria, three tips
     and a model answer. The rest of the rubric (overall, communication, natural delivery)

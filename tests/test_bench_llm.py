@@ -162,6 +162,23 @@ def _step(task, seconds, outcome="first", tokens=(300, 100), **kw):
     )
 
 
+def test_a_streamed_reply_is_counted_by_llama_cpps_own_timers():
+    """The product streams its replies, and a stream carries no usage: the token columns
+    come from the server's log then (they were empty in the first table)."""
+    log = (
+        "llama_perf_context_print: prompt eval time =    9000.00 ms /   315 tokens\n"
+        "llama_perf_context_print:        eval time =   20000.00 ms /   160 runs\n"
+    )
+    step = _step(
+        "evaluation-en", 30.0, tokens=(None, None), server_perf=bench.ServerPerf.parse(log)
+    )
+    assert (step.prompt_tokens, step.completion_tokens) == (315, 160)
+    summary = bench.TaskSummary.of("evaluation-en", [step])
+    assert summary.completion_tokens == 160 and summary.tokens_per_s == pytest.approx(160 / 30)
+    # usage, when a server sends it, is what counts
+    assert _step("evaluation-en", 30.0).completion_tokens == 100
+
+
 def test_summary_counts_and_table_cells():
     case = next(c for c in bench.load_cases() if c.id == "ko-data")
     good = _step("questions-ko", 20.0)

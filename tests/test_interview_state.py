@@ -230,6 +230,14 @@ def test_no_more_questions_after_the_session_ended():
     assert state.next_action() is None
 
 
+def test_no_questions_for_a_candidate_who_left_before_they_came():
+    state = InterviewState("s1")
+    state.apply(_profile())
+    assert state.next_action().kind == "questions"
+    state.apply(contract.SessionEvent(session="s1", event="ended", at_ms=2.0))
+    assert state.next_action() is None
+
+
 def test_an_answer_cut_by_the_session_end_is_still_evaluated():
     state = _started(InterviewState("s1"))
     state.apply(_step("asked", {"index": 0, "attempt": 1}, at=0))

@@ -19,6 +19,7 @@ from llm.client import (
 )
 from llm.engine import EngineFailure, FallbackEngine, InterviewEngine, build_engine
 from llm.offline import OfflineEngine
+from llm.offline.grammar import in_plain_words
 from llm.prompts import neutralise
 from llm.schemas import Evaluation, Profile, Questions, Rating
 from llm.settings import LlmSettings
@@ -165,6 +166,33 @@ async def test_evaluation_parsed_and_rendered(
     assert Evaluation.headers("en") == ("Criterion", "Rating", "Reason")
     markdown = result.as_markdown("ko")
     assert "| 명확성 | 무난함 |" in markdown and "정해진 규칙으로 평가" in markdown
+
+
+async def test_field_names_the_model_writes_are_plain_words_on_the_page(
+    server: FakeOpenAI, client: LlmClient, profile: Profile
+) -> None:
+    """A small model wrote "compared with the model_answer" (seen in the whole-interview
+    run): the candidate reads the words, in the interview's language, not the field."""
+    reply = dict(EVALUATION)
+    reply["similarity"] = {
+        "rating": "무난함",
+        "match_percent": 62,
+        "reason": "`model_answer`와 비교하면 match_percent는 62입니다.",
+    }
+    reply["tips"] = ["model_answer처럼 결과를 말하세요.", "이유를 설명하세요.", "군말을 줄이세요."]
+    server.push(Reply.json(reply))
+    result = await client.evaluate(profile, QUESTION, ANSWER, METRICS)
+    assert result.similarity.reason == "모범 답안과 비교하면 일치율은 62입니다."
+    assert result.tips[0] == "모범 답안처럼 결과를 말하세요."
+    assert result.engine == "llm" and result.fallback_error is None
+
+
+def test_in_plain_words_keeps_the_candidates_own_identifiers() -> None:
+    text = "Unlike the model_answer, you named user_service and my_model_answer_v2."
+    assert in_plain_words(text, "en") == (
+        "Unlike the model answer, you named user_service and my_model_answer_v2."
+    )
+    assert in_plain_words("self_intro에 쓴 job_title", "ko") == "자기소개서에 쓴 지원 직무"
 
 
 async def test_english_ratings_and_percent_strings_accepted(

@@ -30,7 +30,7 @@ from llm.local.choice import (
     decide_engine,
     mem_available,
 )
-from llm.local.server import LocalServerSettings, free_port
+from llm.local.server import LocalServerSettings
 from llm.offline import OfflineEngine
 from llm.offline.words import (
     copies_intro,
@@ -141,6 +141,19 @@ def test_build_engine_never_starts_a_server() -> None:
 # --------------------------------------------------------------------------- the server
 
 
+def test_the_interviewer_alone_on_the_local_engine_says_what_to_do() -> None:
+    """`intervue interviewer` in its own terminal with the local engine and no server to
+    talk to: one sentence naming the setting (or the setup), no traceback."""
+    from tests._cli import run_cli
+
+    done = run_cli({"INTERVUE_LLM_ENGINE": "local"}, "interviewer")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("interviewer: INTERVUE_LLM_ENGINE=local") or (
+        "scripts/setup.sh --local-llm" in done.stderr
+    ), done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_server_command_line_is_loopback_with_the_settings() -> None:
     server = LocalServerSettings(MODEL, port=8123, threads=2, context=4096, alias="m")
     argv = server.argv("/venv/bin/python")
@@ -155,6 +168,7 @@ def test_server_command_line_is_loopback_with_the_settings() -> None:
         "--n_threads": "2",
         "--n_threads_batch": "2",
         "--verbose": "False",
+        "--interrupt_requests": "False",  # a second session waits, it does not cut the first
     }
     assert "--chat_format" not in argv  # the GGUF's own chat template
     assert server.base_url == "http://127.0.0.1:8123/v1"
@@ -166,7 +180,6 @@ def test_server_settings_from_llm_settings() -> None:
     server = LocalServerSettings.from_llm_settings(settings, MODEL)
     assert (server.port, server.threads, server.context) == (9000, 3, 2048)
     assert LocalServerSettings.from_llm_settings(LlmSettings(), MODEL).port > 0  # a free one
-    assert free_port() != free_port() or True  # any port the OS gives
 
 
 def test_up_runs_an_llm_role_only_for_the_local_engine() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,8 @@ from llm.offline.words import hangul_share, in_language
 from llm.schemas import Evaluation, Profile, Questions
 from llm.settings import LlmSettings
 from stream.contract import SpeakingMetrics
+from stream.settings import BusSettings
+from tests.conftest import own_nats_server
 
 pytestmark = pytest.mark.slow
 
@@ -107,6 +109,15 @@ async def server() -> AsyncIterator[LocalLlmServer]:
         print(f"llama.cpp server RSS at the end {rss_kib(running.process.pid) / 1024**2:.2f} GiB")
 
 
+@pytest.fixture
+def own_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BusSettings]:
+    """A nats-server of the test's own: on the session's shared one, the interviewer's
+    durable consumer still holds the start events of sessions that earlier tests opened
+    with no interviewer running, and would ask the model for their questions too."""
+    for running in own_nats_server(tmp_path_factory, "local-llm-nats"):
+        yield BusSettings(nats_url=running.url)
+
+
 @pytest.fixture(scope="module")
 async def client(server: LocalLlmServer) -> AsyncIterator[LlmClient]:
     async with LlmClient(local_settings(server)) as llm:
@@ -171,6 +182,35 @@ async def test_an_evaluation_in_the_answers_language(
         assert hangul_share(written) > 0.5, written  # prose, mostly Korean
     else:
         assert not HANGUL.search(written), written
+
+
+async def test_two_sessions_at_once_each_get_a_whole_reply(server: LocalLlmServer) -> None:
+    """Two candidates' steps reach the one model together: the second waits its turn.
+    (llama-cpp-python's server, by default, ends the first streamed reply as soon as a
+    second request waits: an empty reply, and a step fallen back for nothing.)"""
+    import openai
+
+    api = openai.AsyncOpenAI(base_url=server.base_url, api_key="local", max_retries=0)
+
+    async def count_to(n: int) -> str:
+        stream = await api.chat.completions.create(
+            model=server.settings.alias,
+            messages=[{"role": "user", "content": f"Count from 1 to {n}, digits only."}],
+            max_tokens=48,
+            temperature=0,
+            stream=True,
+        )
+        parts = [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+        return "".join(parts)
+
+    try:
+        first = asyncio.create_task(count_to(20))
+        await asyncio.sleep(1.0)  # the first is streaming when the second arrives
+        replies = await asyncio.gather(first, count_to(10))
+    finally:
+        await api.close()
+    for reply in replies:
+        assert re.sub(r"\D", "", reply).startswith("12345"), replies
 
 
 # --------------------------------------------------------------------------- fallbacks
@@ -261,7 +301,7 @@ def test_up_runs_the_llm_role_and_hands_it_to_the_interviewer(tmp_path, models_d
 @pytest.mark.timeout(1800)  # four model steps and Whisper on two cores: minutes, not seconds
 @pytest.mark.parametrize("language", ["en", "ko"])
 async def test_a_whole_interview_written_by_the_local_model(
-    server: LocalLlmServer, bus_settings, models_dir, tmp_path, language: str
+    server: LocalLlmServer, own_bus: BusSettings, models_dir, tmp_path, language: str
 ) -> None:
     """As a candidate meets it: headless Chromium with a fake camera and microphone, the
     real VAD and Whisper, and the interviewer on the local model (`build_engine` with
@@ -292,7 +332,7 @@ async def test_a_whole_interview_written_by_the_local_model(
     whisper = "tiny.en" if language == "en" else "base"
     try:
         async with e2e.interview_stack(
-            bus_settings, models_dir, whisper, TurnSettings(), engine=engine
+            own_bus, models_dir, whisper, TurnSettings(), engine=engine
         ) as stack:
             async with launch_browser(video=video, audio=audio) as browser:
                 async with logged_page(browser, stack["url"]) as lp:
@@ -322,7 +362,7 @@ async def test_a_whole_interview_written_by_the_local_model(
                     e2e._no_identifiers(text, session)
     finally:
         await engine.aclose()
-    events = (await asyncio.to_thread(_export, session, bus_settings.nats_url))["events"]
+    events = (await asyncio.to_thread(_export, session, own_bus.nats_url))["events"]
     steps = {step: [e["data"] for e in events if e.get("step") == step] for step in
              ("questions", "asked", "evaluated")}  # fmt: skip
     [questions] = steps["questions"]

@@ -404,11 +404,25 @@ class StepResult:
 
     @property
     def prompt_tokens(self) -> int | None:
-        return _sum(c.prompt_tokens for c in self.calls)
+        """From the server's ``usage``; a streamed reply carries none (llama-cpp-python
+        0.3.36 has no ``stream_options``), so then llama.cpp's own count of the prompt
+        tokens it evaluated (a prefix cached from the previous request not among them)."""
+        usage = _sum(c.prompt_tokens for c in self.calls)
+        if usage is None and self.server_perf is not None:
+            return self.server_perf.prompt_tokens
+        return usage
 
     @property
     def completion_tokens(self) -> int | None:
-        return _sum(c.completion_tokens for c in self.calls)
+        """From the server's ``usage``, else the tokens llama.cpp says it decoded."""
+        usage = _sum(c.completion_tokens for c in self.calls)
+        if usage is None and self.server_perf is not None:
+            return self.server_perf.decoded_tokens
+        return usage
+
+    @property
+    def call_seconds(self) -> float:
+        return sum(c.seconds for c in self.calls)
 
     @property
     def grounded(self) -> list[bool]:
@@ -470,9 +484,9 @@ class TaskSummary:
     @classmethod
     def of(cls, task: str, steps: Sequence[StepResult]) -> TaskSummary:
         latencies = [s.seconds for s in steps]
-        calls = [c for s in steps for c in s.calls if c.completion_tokens is not None]
-        tokens = sum(c.completion_tokens or 0 for c in calls)
-        call_seconds = sum(c.seconds for c in calls)
+        counted = [s for s in steps if s.completion_tokens is not None]
+        tokens = sum(s.completion_tokens or 0 for s in counted)
+        call_seconds = sum(s.call_seconds for s in counted)
         prompt = [s.prompt_tokens for s in steps if s.prompt_tokens is not None]
         completion = [s.completion_tokens for s in steps if s.completion_tokens is not None]
         perfs = [s.server_perf for s in steps if s.server_perf is not None]
@@ -607,7 +621,9 @@ def render_report(
         *summary_table(summaries),
         "",
         "Latency: one step as the interviewer waits for it (a corrective retry included). "
-        "Tokens: mean per step from the server's usage; output tok/s = completion tokens "
+        "Tokens: mean per step from the server's usage, or for a streamed reply (no "
+        "usage) llama.cpp's own counts from its log (prompt: the tokens it evaluated); "
+        "output tok/s = completion tokens "
         "over the calls' seconds (prompt processing included); prompt eval and decode "
         "tok/s: llama.cpp's own timers from its log (a server the bench started; a prompt "
         "prefix cached from the previous request is not evaluated again). Language: Korean ≥ "

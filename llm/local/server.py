@@ -95,6 +95,12 @@ class LocalServerSettings:
             str(self.threads),
             "--verbose",
             str(self.verbose),
+            # llama-cpp-python's server ends a streaming reply as soon as another request
+            # waits for the model (its default): a second candidate's question would cut
+            # the first one's evaluation short, an empty reply. Requests wait their turn
+            # instead; each step's budget bounds the wait.
+            "--interrupt_requests",
+            "False",
         ]
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from llm.offline.vocabulary import KO_SKILL_NAMES
+from llm.schemas import Language
 
 #: How Korean speakers read the tool names whose last sound the spelling does not tell
 #: (acronyms are read by their letters: ONNX → …엑스, SQL → …엘); `josa` reads them.
@@ -174,3 +175,47 @@ def duration_ko(seconds: float) -> str:
 
 def window_text(window: tuple[float, float], sep: str) -> str:
     return f"{window[0]:g}{sep}{window[1]:g}"
+
+
+#: The identifiers a model sees in its prompt and schema, in the words a candidate reads:
+#: (Korean, English). A small model sometimes writes "compared with the model_answer";
+#: the page must not show a field name (`in_plain_words`). Only these are replaced: a
+#: snake_case word of the candidate's own (a service they built) is theirs to keep.
+FIELD_WORDS: dict[str, tuple[str, str]] = {
+    "model_answer": ("모범 답안", "model answer"),
+    "match_percent": ("일치율", "match percentage"),
+    "technical_explanation": ("기술 설명", "technical explanation"),
+    "natural_delivery": ("자연스러운 답변", "natural delivery"),
+    "self_introduction": ("자기소개서", "self-introduction"),
+    "self_intro": ("자기소개서", "self-introduction"),
+    "job_title": ("지원 직무", "job title"),
+    "answer_transcript": ("답변", "answer"),
+    "candidate_profile": ("지원자 정보", "profile"),
+    "speaking_metrics": ("말하기 지표", "speaking metrics"),
+    "words_per_minute": ("분당 단어 수", "words per minute"),
+    "filler_count": ("군말 횟수", "filler words"),
+    "longest_pause_s": ("가장 긴 멈춤", "longest pause"),
+}
+
+#: One of `FIELD_WORDS`, in backticks or not, not inside a longer identifier, and the
+#: Korean particle written straight after it (re-chosen for the words: "모범 답안과", not
+#: "모범 답안와"). No \b: in "model_answer를" the Hangul is a word character too.
+_FIELD_NAME = re.compile(
+    r"`?(?<![A-Za-z0-9_])("
+    + "|".join(sorted(FIELD_WORDS, key=len, reverse=True))
+    + r")(?![A-Za-z0-9_])`?(으로|로|을|를|이|가|은|는|과|와)?"
+)
+
+
+def in_plain_words(text: str, language: Language) -> str:
+    """`text` with each field name of `FIELD_WORDS` written as the words a candidate
+    reads in `language`."""
+
+    def words(match: re.Match[str]) -> str:
+        ko, en = FIELD_WORDS[match.group(1)]
+        particle = match.group(2) or ""
+        if language != "ko":
+            return en + particle
+        return ko + (josa(ko, particle) if particle else "")
+
+    return _FIELD_NAME.sub(words, text)
