@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from deploy.browser import launch_browser, logged_page
 from stream import bus, contract
 from tests._dashboard_events import ANSWERS, QUESTIONS, interview_session, publish
 from tests._dashboard_server import running_dashboard
-from tests.browser import launch_browser, logged_page
 
 pytestmark = pytest.mark.e2e
 

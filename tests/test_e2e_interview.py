@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from deploy.browser import launch_browser, logged_page
+from deploy.fake_media import make_answer_wav, make_face_y4m
 from inference.vision_worker import VisionSettings, VisionWorker
 from llm.orchestrator import InterviewerSettings, Orchestrator
 from stream import bus
@@ -24,8 +26,6 @@ from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
 from stream.turns import TurnSettings
 from tests._servers import serve_app
-from tests.browser import launch_browser, logged_page
-from tests.media import make_answer_wav, make_face_y4m
 from tests.test_e2e_room import _export
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from deploy.browser import launch_browser, logged_page, new_logged_page
+from deploy.fake_media import make_face_y4m, make_noface_y4m, make_speech_wav
 from inference.labels import KOREAN_CLASS_NAMES
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, contract, tokens
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
 from tests._servers import serve_app
-from tests.browser import launch_browser, logged_page, new_logged_page
-from tests.media import make_face_y4m, make_noface_y4m, make_speech_wav
 
 #: What the (Korean by default) room page shows for each emotion class and score band.
 KOREAN_NAMES = {label: korean for korean, label in KOREAN_CLASS_NAMES.items()}

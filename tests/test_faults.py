@@ -225,7 +225,7 @@ async def test_vision_worker_killed_mid_session(fault_bus, models_dir, frames, t
 
 @pytest.fixture(scope="module")
 def long_answer_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    from tests.media import make_speech_wav, read_wav
+    from deploy.fake_media import make_speech_wav, read_wav
 
     text = (
         "In my last project I wrote the python service and the database schema. "

@@ -309,11 +309,11 @@ async def test_a_whole_interview_written_by_the_local_model(
     evaluation are the model's (an offline stand-in would say engine "offline"), in the
     interview's language. The budgets are generous: Whisper and the vision worker share the
     two cores with the model here, and this is about who writes, not how fast."""
+    from deploy.browser import launch_browser, logged_page
+    from deploy.fake_media import make_answer_wav, make_face_y4m
     from llm.engine import build_engine
     from stream.turns import TurnSettings
     from tests import test_e2e_interview as e2e
-    from tests.browser import launch_browser, logged_page
-    from tests.media import make_answer_wav, make_face_y4m
     from tests.test_e2e_room import _export
 
     intro = e2e.INTRO if language == "en" else e2e.INTRO_KO

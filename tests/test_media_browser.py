@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from tests import browser as tb
-from tests import media
+from deploy import browser as tb
+from deploy import fake_media as media
 
 SPEECH_EN = "Hello, I am ready for the interview. Thank you for having me today."
 SPEECH_KO = "안녕하세요. 오늘 면접 기회를 주셔서 감사합니다."

@@ -295,6 +295,7 @@ async def test_every_role_does_its_work_with_its_own_user(locked, models_dir, tm
     refuses nothing."""
     from dashboard.store import EventStore
     from deploy.bench.media import face_frames
+    from deploy.fake_media import make_speech_wav, read_wav
     from inference.pipeline import VisionPipeline
     from inference.speech.models import prepare_whisper_models
     from inference.speech.transcriber import Transcriber
@@ -302,7 +303,6 @@ async def test_every_role_does_its_work_with_its_own_user(locked, models_dir, tm
     from inference.vision_worker import VisionSettings, VisionWorker
     from llm.offline import OfflineEngine
     from llm.orchestrator import InterviewerSettings, Orchestrator
-    from tests.media import make_speech_wav, read_wav
 
     caplog.set_level(logging.WARNING, logger="stream.bus")
     await asyncio.to_thread(prepare_whisper_models, models_dir, names=("tiny.en",))

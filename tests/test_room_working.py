@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from deploy.browser import launch_browser, logged_page
 from stream import contract
-from tests.browser import launch_browser, logged_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

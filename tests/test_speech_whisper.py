@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deploy.fake_media import make_speech_wav, read_wav
 from inference.speech import models as whisper_models
 from inference.speech.metrics import speaking_metrics
 from inference.speech.models import (
@@ -19,7 +20,6 @@ from inference.speech.models import (
 )
 from inference.speech.token_text import TokenText
 from inference.speech.transcriber import BadAudioError, Transcriber
-from tests.media import make_speech_wav, read_wav
 
 SR = 16_000
 HANGUL = re.compile(r"[\uac00-\ud7a3]")

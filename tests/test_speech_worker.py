@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from deploy.fake_media import make_speech_wav, read_wav
 from inference.speech.models import prepare_whisper_models
 from inference.speech.transcriber import Transcriber, TranscriptionError
 from inference.speech.worker import (
@@ -16,7 +17,6 @@ from inference.speech.worker import (
     ensure_speech_consumer,
 )
 from stream import bus, contract
-from tests.media import make_speech_wav, read_wav
 
 SR = 16_000
 

@@ -20,14 +20,14 @@ import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
 
+from deploy.browser import launch_browser, logged_page
+from deploy.fake_media import make_face_y4m
 from deploy.nats_server import free_port
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, ice
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
 from tests._servers import serve_app
-from tests.browser import launch_browser, logged_page
-from tests.media import make_face_y4m
 
 TURN_SECRET = "turn-rest-shared-secret-for-tests-0123"
 RELAY_PORTS = (49300, 49399)

@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
+from deploy.fake_media import make_silence_wav, make_speech_wav, read_wav
 from stream.audio import AudioConverter, AudioFormatError, resample_to_16k_mono
 from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
-from tests.media import make_silence_wav, make_speech_wav, read_wav
 
 SR = 16_000
 CHUNK = 320  # 20 ms at 16 kHz, what AudioConverter yields per 48 kHz aiortc frame

@@ -17,8 +17,8 @@ import webrtcvad
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from deploy.fake_media import make_speech_wav, read_wav
 from stream.vad import SpeechStarted, UtteranceAudio, VadSegmenter, VadSettings
-from tests.media import make_speech_wav, read_wav
 
 SR = 16_000
 FRAME = 320  # 20 ms, the default frame_ms

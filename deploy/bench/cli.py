@@ -76,6 +76,58 @@ def bench_vision(
 bench_app.command("load")(bench_load)
 
 
+@bench_app.command("room")
+def bench_room(
+    candidates: int = typer.Option(1, "--candidates", help="Real Chromium candidates at once"),
+    fps: float = typer.Option(15.0, "--fps", help="The fake camera's frame rate"),
+    language: str = typer.Option("en", "--language", help="en or ko"),
+    answers: int = typer.Option(3, "--answers", help="Answers per candidate (1–3)"),
+    ends: str = typer.Option(
+        "done,silence", "--ends", help="How answers end, in turn: done (pressed), silence"
+    ),
+    buffers: str = typer.Option(
+        "marker,stock", "--buffers", help="Jitter buffers, each on a fresh `intervue up`"
+    ),
+    whisper: str = typer.Option("base", "--whisper", help="Whisper model of the stack"),
+    llm: str = typer.Option("offline", "--llm", help="INTERVUE_LLM_ENGINE of the stack"),
+    url: str = typer.Option(
+        None, "--url", help="A room link of a running stack instead (no baseline)"
+    ),
+    step_timeout: float = typer.Option(120.0, "--step-timeout", help="Seconds per wait"),
+    output: Path = typer.Option(None, help="Also write the Markdown table here"),
+    json_path: Path = typer.Option(None, "--json", help="Also write every figure as JSON here"),
+) -> None:
+    """What a candidate feels, in real headless Chromium against `intervue up`:
+    glass-to-emotion, end of answer → transcript and evaluation on the page, question
+    shown → spoken; p50/p95 per jitter buffer, the stock one as the baseline."""
+    from deploy.bench.room import RoomBenchError, run_room_bench, write_json
+
+    setup_logging()
+    try:
+        report, data = run_room_bench(
+            candidates=candidates,
+            fps=fps,
+            language=language,
+            answers=answers,
+            ends=_csv(ends),
+            buffers=_csv(buffers),
+            whisper=whisper,
+            llm=llm,
+            url=url,
+            step_timeout_s=step_timeout,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except (RoomBenchError, FileNotFoundError) as exc:
+        typer.echo(f"bench room: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report)
+    if output:
+        output.write_text(report, encoding="utf-8")
+    if json_path:
+        write_json(json_path, data)
+
+
 @bench_app.command("llm")
 def bench_llm(
     profiles: int = typer.Option(

@@ -25,6 +25,7 @@ const state = {
   band: "normal",
   latencies: [],      // glass-to-result ms: capture → shown here (any capture clock)
   glass: [],          // the same, only where the capture time came from the browser's clock
+  glassCount: 0,      // how many glass latencies were ever pushed (the list keeps the last ≤ 1000)
   captureSources: {}, // how capture times were known: rtcp | gateway
   stats: null,
   ended: null,        // the end code once the session is over
@@ -336,6 +337,7 @@ function onEmotion(msg) {
   if (state.latencies.length > 1000) state.latencies.splice(0, 500);
   if (msg.capture_source === "rtcp") {
     state.glass.push(latency);
+    state.glassCount += 1;
     if (state.glass.length > 1000) state.glass.splice(0, 500);
   }
   state.captureSources[msg.capture_source] = (state.captureSources[msg.capture_source] || 0) + 1;
@@ -547,15 +549,18 @@ function choose(kind, card) {
   renderCard(card);
 }
 
-function speak(text) {
+function speak(text, card) {
   // The question is read aloud by the browser's own speech synthesis (no server TTS).
-  if (!window.speechSynthesis) return;
+  // When it starts speaking (or why it could not) is kept on the card for benchmarks.
+  if (!window.speechSynthesis) { card.speechError = "no speech synthesis"; return; }
   try {
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = lang() === "ko" ? "ko-KR" : "en-US";
+    utterance.addEventListener("start", () => { card.spokenAt = Date.now(); });
+    utterance.addEventListener("error", (e) => { card.speechError = e.error || "error"; });
     window.speechSynthesis.cancel();
     window.speechSynthesis.speak(utterance);
-  } catch (e) { /* no voices installed: the question is on screen anyway */ }
+  } catch (e) { card.speechError = String(e); /* the question is on screen anyway */ }
 }
 
 function onInterview(msg) {
@@ -582,7 +587,8 @@ function onInterview(msg) {
     $("progress").textContent = t("progress", data.index + 1, data.total || iv.questions.length || 3);
     refreshCards(); // earlier cards lose their buttons
     if (!msg.replay) {
-      speak(data.question);
+      card.askedAt = Date.now();
+      speak(data.question, card);
       $(`card-${iv.current}`).scrollIntoView({ behavior: "smooth", block: "start" });
     }
   } else if (msg.step === "answered") {

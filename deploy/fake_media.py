@@ -1,7 +1,7 @@
 """Deterministic test media: fake-camera Y4M videos and fake-microphone WAV files.
 
 The files are what headless Chromium plays through ``--use-file-for-fake-video-capture``
-and ``--use-file-for-fake-audio-capture`` (see ``tests/browser.py``):
+and ``--use-file-for-fake-audio-capture`` (see ``deploy/browser.py``):
 
 * ``make_face_y4m``: the real face photo that scikit-image ships (``skimage.data.astronaut``),
   cropped around the face, scaled so the face is ~45 % of the frame height (216 px at 480p),
