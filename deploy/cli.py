@@ -104,14 +104,15 @@ def invite(
     base_url: str = typer.Option("http://127.0.0.1:8080/", help="The gateway's public URL"),
 ) -> None:
     """Print a signed, expiring invitation link to a room (uses the gateway's key:
-    INTERVUE_GATEWAY_TOKEN_SECRET_FILE or _TOKEN_SECRET). Its nonce, to revoke it with
-    `intervue revoke`, goes to stderr."""
+    INTERVUE_GATEWAY_TOKEN_SECRET_FILE or _TOKEN_SECRET, else the one `intervue up` made in
+    its data directory). Its nonce, to revoke it with `intervue revoke`, goes to stderr."""
     import time
 
+    from deploy.up import local_invitation_settings, up_data_dir
     from stream import tokens
     from stream.settings import GatewaySettings
 
-    settings = _settings_or_exit(GatewaySettings)
+    settings = local_invitation_settings(_settings_or_exit(GatewaySettings), up_data_dir())
     try:
         key = settings.secret()
         if key is None:

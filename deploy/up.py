@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from llm.local.choice import EngineChoice
     from llm.local.server import LocalServerSettings
     from llm.settings import LlmSettings
+    from stream.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,21 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     child.process.kill()
                 await child.process.wait()
+
+
+#: The invitation signing key `up` generates in its data directory when none is configured.
+INVITATION_KEY_FILE = "invitation.key"
+
+
+def local_invitation_settings(settings: GatewaySettings, data_dir: Path) -> GatewaySettings:
+    """`settings`, or, when no signing key is configured and dev mode is off, the same with
+    the key an `intervue up` generated in `data_dir` (if there is one): so `intervue invite`
+    and `intervue bench load` on up's machine sign links its gateway accepts, as they are."""
+    configured = settings.token_secret is not None or settings.token_secret_file is not None
+    key_file = data_dir / INVITATION_KEY_FILE
+    if configured or settings.dev_mode or not key_file.is_file():
+        return settings
+    return settings.model_copy(update={"token_secret_file": key_file})
 
 
 def ensure_signing_key(path: Path) -> Path:
@@ -589,7 +605,7 @@ async def run_up(
         )
     else:
         if gateway_settings.token_secret is None and gateway_settings.token_secret_file is None:
-            key_file = ensure_signing_key(settings.data_dir / "invitation.key")
+            key_file = ensure_signing_key(settings.data_dir / INVITATION_KEY_FILE)
             env["INTERVUE_GATEWAY_TOKEN_SECRET_FILE"] = str(key_file)
             gateway_settings = GatewaySettings(token_secret_file=key_file)
         token = tokens.issue(

@@ -172,3 +172,13 @@ async def test_one_candidate_against_intervue_up(tmp_path, models_dir, monkeypat
         assert summary[figure]["n"] == 1, figure
     assert "| glass-to-emotion, ms | " in report
     json.dumps(data)  # all of it serialisable
+
+
+def test_done_to_transcript_splits_into_its_stages() -> None:
+    answer = _answer(
+        "done", done_ms=1000.0, caption_ms=2000.0, caption_whisper_ms=700.0, answered_ms=2100.0
+    )
+    assert answer.stages_s() == pytest.approx((0.3, 0.7, 0.1))
+    # the last part was transcribed before Done: nothing of it is Done's wait
+    answer.caption_ms = 900.0
+    assert answer.stages_s() is None

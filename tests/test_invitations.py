@@ -213,3 +213,21 @@ async def test_the_invitation_is_checked_before_the_address_rate_limit(nc, bus_s
         token = tokens.issue(KEY.encode(), "r", 600, time.time(), uses=2)
         assert (await _create(client, token, "203.0.113.77")).status == 201
         await _end_all(client)
+
+
+def test_invite_signs_with_the_key_up_made_when_none_is_configured(tmp_path):
+    """The banner of `intervue up` says "more with `intervue invite ROOM`": that must work
+    as it is, in another terminal, with no key configured."""
+    import time
+
+    from deploy.up import INVITATION_KEY_FILE, ensure_signing_key
+    from stream import tokens
+    from tests._cli import run_cli
+
+    nothing = run_cli({"INTERVUE_UP_DATA_DIR": str(tmp_path)}, "invite", "demo")
+    assert nothing.returncode == 2 and "signing key" in nothing.stderr
+    key = ensure_signing_key(tmp_path / INVITATION_KEY_FILE).read_bytes().strip()
+    done = run_cli({"INTERVUE_UP_DATA_DIR": str(tmp_path)}, "invite", "demo", "--uses", "4")
+    assert done.returncode == 0, done.stderr
+    _, room, token = tokens.split_invite_url(done.stdout.strip())
+    assert room == "demo" and tokens.verify(key, token, room, time.time()).uses == 4

@@ -31,6 +31,42 @@ def test_the_room_link_carries_the_invitation():
         bench._parse_url("127.0.0.1:8080", "", "")
 
 
+def test_each_candidate_gets_its_own_single_use_invitation():
+    import time
+
+    from stream import tokens
+
+    key = b"k" * 40
+    minted = bench.candidate_tokens(3, "demo", "shared", key, 600.0)
+    assert len(set(minted)) == 3 and "shared" not in minted
+    for token in minted:
+        invitation = tokens.verify(key, token, "demo", time.time())
+        assert invitation.uses == 1
+    # Without the key (a gateway elsewhere, or dev mode) they share the link's.
+    assert bench.candidate_tokens(3, "demo", "shared", None, 600.0) == ["shared"] * 3
+    with pytest.raises(load.LoadError, match="room"):
+        bench.candidate_tokens(2, "", "", key, 600.0)
+
+
+def test_the_key_up_made_signs_invitations_when_none_is_configured(tmp_path, monkeypatch):
+    from deploy.up import INVITATION_KEY_FILE, ensure_signing_key, local_invitation_settings
+    from stream.settings import GatewaySettings
+
+    for name in ("TOKEN_SECRET", "TOKEN_SECRET_FILE", "DEV_MODE"):
+        monkeypatch.delenv(f"INTERVUE_GATEWAY_{name}", raising=False)
+    bare = GatewaySettings(_env_file=None)
+    assert local_invitation_settings(bare, tmp_path) is bare  # no `up` here: unchanged
+    with pytest.raises(ValueError, match="signing key"):
+        bare.secret()
+    ensure_signing_key(tmp_path / INVITATION_KEY_FILE)
+    found = local_invitation_settings(bare, tmp_path)
+    assert found.secret() == (tmp_path / INVITATION_KEY_FILE).read_bytes().strip()
+    configured = GatewaySettings(_env_file=None, token_secret="c" * 40)
+    assert local_invitation_settings(configured, tmp_path).secret() == b"c" * 40
+    dev = GatewaySettings(_env_file=None, dev_mode=True)
+    assert local_invitation_settings(dev, tmp_path).secret() is None
+
+
 def _window(start: float, p95: float) -> bench.Window:
     return bench.Window(start, start + 10, 1, 10, 1.0, 1.0, p95 / 2, p95, 10, 0, 0, 10, 0,
                        None, {}, {}, 0.0, 0.0)  # fmt: skip
@@ -75,10 +111,14 @@ async def test_a_short_run_against_an_in_process_stack(nc, bus_settings, models_
         worker_nc, VisionPipeline.load(models_dir), bus_settings, VisionSettings(name="lw")
     )
     await worker.start()
-    runner, base = await serve_app(create_app(GatewaySettings(dev_mode=True), bus_settings, nc=nc))
+    # One live session per invitation here: both connect only because each candidate signs
+    # its own (as `intervue bench load` does with up's key).
+    key = b"load-test-key-" * 3
+    gateway = GatewaySettings(token_secret=key.decode(), max_sessions_per_invitation=1)
+    runner, base = await serve_app(create_app(gateway, bus_settings, nc=nc))
     try:
         report = await bench.run_load_async(
-            f"{base}/",
+            f"{base}/?room=load",
             2,
             6.0,
             report_every_s=2.0,
@@ -86,6 +126,7 @@ async def test_a_short_run_against_an_in_process_stack(nc, bus_settings, models_
             drain_s=0.0,
             loopback_ice=True,
             progress=lambda text: None,
+            invitation_key=key,
         )
     finally:
         aioice.ice.get_host_addresses = original

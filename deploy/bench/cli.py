@@ -79,6 +79,7 @@ bench_app.command("load")(bench_load)
 @bench_app.command("room")
 def bench_room(
     candidates: int = typer.Option(1, "--candidates", help="Real Chromium candidates at once"),
+    rounds: int = typer.Option(1, "--rounds", help="Interviews per candidate, one after another"),
     fps: float = typer.Option(15.0, "--fps", help="The fake camera's frame rate"),
     language: str = typer.Option("en", "--language", help="en or ko"),
     answers: int = typer.Option(3, "--answers", help="Answers per candidate (1–3)"),
@@ -106,6 +107,7 @@ def bench_room(
     try:
         report, data = run_room_bench(
             candidates=candidates,
+            rounds=rounds,
             fps=fps,
             language=language,
             answers=answers,

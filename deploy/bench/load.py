@@ -304,6 +304,20 @@ def _parse_url(url: str, room: str, token: str) -> tuple[str, str, str]:
     return base, room or link_room, token or link_token
 
 
+def candidate_tokens(
+    sessions: int, room: str, token: str, invitation_key: bytes | None, ttl_s: float
+) -> list[str]:
+    """Each candidate's invitation: with the gateway's signing key at hand, a single-use one
+    of its own (a gateway holds only a few live sessions per invitation,
+    INTERVUE_GATEWAY_MAX_SESSIONS_PER_INVITATION, 2 by default); otherwise `token` for all."""
+    if invitation_key is None:
+        return [token] * sessions
+    if not room:
+        raise LoadError("a room is needed to invite the candidates: --room, or a room link")
+    now = time.time()
+    return [tokens.issue(invitation_key, room, ttl_s, now, uses=1) for _ in range(sessions)]
+
+
 async def run_load_async(
     url: str,
     sessions: int,
@@ -321,8 +335,11 @@ async def run_load_async(
     loopback_ice: bool = False,
     language: str = "en",
     progress: Any = None,
+    invitation_key: bytes | None = None,
 ) -> LoadReport:
-    """Run the load and return the report (see the module docstring)."""
+    """Run the load and return the report (see the module docstring). With
+    `invitation_key` (the gateway's signing key) each candidate gets its own invitation to
+    `room`; without it they all share `token`."""
     import aiohttp
 
     if sessions < 1 or duration_s <= 0 or fps <= 0 or report_every_s <= 0:
@@ -330,6 +347,9 @@ async def run_load_async(
     if loopback_ice:
         force_loopback_ice()
     base, room, token = _parse_url(url, room, token)
+    # Valid for the whole run: connecting, measuring, draining, and a margin.
+    ttl_s = connect_timeout_s + duration_s + drain_s + 3600.0
+    invitations = candidate_tokens(sessions, room, token, invitation_key, ttl_s)
     say = progress or (lambda text: log.info("%s", text))
     clip = await asyncio.to_thread(speech_clip)
     frames = await asyncio.to_thread(camera_frames)
@@ -355,7 +375,7 @@ async def run_load_async(
                 http,
                 base,
                 room,
-                token,
+                invitations[i],
                 make_camera(frames, fps),
                 make_microphone(clip, speech_every_s, rng.uniform(1.0, speech_every_s)),
                 language=language,
@@ -718,6 +738,18 @@ def run_load(
     return report.markdown()
 
 
+def local_invitation_key() -> bytes | None:
+    """The gateway's signing key when this machine has it (configured, or the one
+    `intervue up` made), else None (dev mode, or a gateway elsewhere)."""
+    from deploy.up import local_invitation_settings, up_data_dir
+    from stream.settings import GatewaySettings
+
+    try:
+        return local_invitation_settings(GatewaySettings(), up_data_dir()).secret()
+    except (ValueError, OSError):  # pydantic's ValidationError is a ValueError
+        return None
+
+
 def bench_load(
     sessions: int = typer.Option(8, "--sessions", "-n", help="Synthetic candidates"),
     duration: float = typer.Option(60.0, "--duration", "-d", help="Measured seconds"),
@@ -738,6 +770,12 @@ def bench_load(
         0, help="Count CPU/memory only under this process (e.g. `intervue up`'s pid)"
     ),
     json_output: Path | None = typer.Option(None, "--json", help="Also write raw figures"),
+    own_invitations: bool = typer.Option(
+        True,
+        "--own-invitations/--shared-invitation",
+        help="Sign one invitation per candidate with the gateway's key when this machine has "
+        "it (configured, or `intervue up`'s); else all use the link's",
+    ),
 ) -> None:
     """N synthetic candidates (aiortc: face video + espeak-ng speech) against a running
     stack: analysed fps, glass-to-result over time, drops, CPU/memory per role,
@@ -745,6 +783,23 @@ def bench_load(
     from deploy.log_setup import setup_logging
 
     setup_logging()
+    key = local_invitation_key() if own_invitations else None
+    if key is not None and not room and "room=" not in url:
+        from deploy.up import UpSettings
+
+        with contextlib.suppress(ValueError):  # an invalid INTERVUE_UP_ setting
+            room = UpSettings().room
+    if key is not None:
+        typer.echo(
+            "each candidate gets its own single-use invitation (signing key found)", err=True
+        )
+    elif sessions > 2:
+        typer.echo(
+            "all candidates share one invitation (no signing key here): a gateway holds "
+            "2 live sessions per invitation unless INTERVUE_GATEWAY_MAX_SESSIONS_PER_INVITATION "
+            "says more",
+            err=True,
+        )
     try:
         report = asyncio.run(
             run_load_async(
@@ -753,6 +808,7 @@ def bench_load(
                 duration,
                 room=room,
                 token=token,
+                invitation_key=key,
                 fps=fps,
                 report_every_s=report_every,
                 speech_every_s=speech_every,

@@ -75,6 +75,8 @@ LEAD_S = 8.0
 GAP_S = 12.0
 #: A sample louder than this (of full scale) is speech, for finding an answer's last word.
 SPEECH_LEVEL = 0.02
+#: Answers per candidate at most: an interview has three questions.
+MAX_ANSWERS = 3
 #: The room's answer-end rules as the page tells them apart.
 END_MODES = ("done", "silence")
 
@@ -168,8 +170,8 @@ def make_interview_media(
     from deploy.fake_media import make_face_y4m, make_speech_wav
 
     script = SCRIPTS[language]
-    if not 1 <= answers <= len(script["answers"]):
-        raise ValueError(f"answers: 1 to {len(script['answers'])} for {language}")
+    if not 1 <= answers <= MAX_ANSWERS:
+        raise ValueError(f"answers: 1 to {MAX_ANSWERS}")
     rate = 48_000
     chunks: list[np.ndarray] = [np.zeros(round(LEAD_S * rate), np.int16)]
     position = len(chunks[0])
@@ -223,6 +225,27 @@ class AnswerTiming:
     ended_ms: float | None = None
     answered_ms: float | None = None
     evaluated_ms: float | None = None
+    #: The answer's last caption (transcribed part) reaching the page, and its
+    #: cut → transcribed time (the speech worker's queue and Whisper).
+    caption_ms: float | None = None
+    caption_whisper_ms: float | None = None
+
+    def stages_s(self) -> tuple[float, float, float] | None:
+        """Done → transcript complete in three stages, for an answer whose last caption
+        came after Done: (Done → the last part cut and on the bus, plus the caption's way
+        back; the speech worker's queue and Whisper; the caption → the interviewer's
+        ``answered`` step on the page)."""
+        if None in (self.done_ms, self.caption_ms, self.caption_whisper_ms, self.answered_ms):
+            return None
+        if self.caption_ms < self.done_ms:  # type: ignore[operator]
+            return None  # everything was transcribed before Done
+        whisper = self.caption_whisper_ms / 1000.0  # type: ignore[operator]
+        to_caption = (self.caption_ms - self.done_ms) / 1000.0  # type: ignore[operator]
+        return (
+            to_caption - whisper,
+            whisper,
+            (self.answered_ms - self.caption_ms) / 1000.0,  # type: ignore[operator]
+        )
 
     def span_s(self, start: str, end: str) -> float | None:
         a, b = getattr(self, f"{start}_ms"), getattr(self, f"{end}_ms")
@@ -267,6 +290,21 @@ METRICS: tuple[tuple[str, str, Any], ...] = (
         "Done → transcript complete",
         "s",
         lambda v: [a.span_s("done", "answered") for a in v.usable("done")],
+    ),
+    (
+        "· Done → last part on the bus, and its caption back",
+        "s",
+        lambda v: [st[0] for a in v.usable("done") if (st := a.stages_s())],
+    ),
+    (
+        "· the last part's queue and Whisper",
+        "s",
+        lambda v: [st[1] for a in v.usable("done") if (st := a.stages_s())],
+    ),
+    (
+        "· its caption → transcript complete (interviewer)",
+        "s",
+        lambda v: [st[2] for a in v.usable("done") if (st := a.stages_s())],
     ),
     (
         "Done → evaluation shown",
@@ -353,8 +391,9 @@ def render_report(variants: Sequence[VariantRun], meta: dict[str, Any]) -> str:
         "### The room as a candidate feels it — `intervue bench room`",
         "",
         f"Machine: {meta['machine']}. {meta['candidates']} candidate(s) at once, each its "
-        f"own headless Chromium; camera {meta['fps']:g} fps; language {meta['language']}; "
-        f"Whisper `{meta['whisper']}`; interviewer: {meta['llm']}; answers per candidate: "
+        f"own headless Chromium, {meta.get('rounds', 1)} interview(s) each; camera "
+        f"{meta['fps']:g} fps; language {meta['language']}; "
+        f"Whisper `{meta['whisper']}`; interviewer: {meta['llm']}; answers per interview: "
         f"{meta['answers']} (ended by: {', '.join(meta['ends'])}; Done {DONE_AFTER_S:g} s "
         f"after the last word; the silence rule {meta['silence_end_s']:g} s).",
         "",
@@ -449,7 +488,9 @@ _CARD_FIELDS = (
     "({askedAt: c.askedAt ?? null, spokenAt: c.spokenAt ?? null, speechError: "
     "c.speechError ?? null, doneAt: c.doneAt ?? null, endedAt: c.endedAt ?? null, "
     "answeredAt: c.answeredAt ?? null, evaluatedAt: c.evaluatedAt ?? null, "
-    "reason: c.reason ?? null, evaluated: !!c.evaluated})"
+    "reason: c.reason ?? null, evaluated: !!c.evaluated, lastCaption: Object.values("
+    "c.transcripts || {}).filter((x) => x.receivedAt).reduce((a, x) => (!a || "
+    "x.receivedAt > a.receivedAt ? x : a), null)})"
 )
 
 
@@ -582,6 +623,9 @@ async def _one_answer(
     timing.ended_ms = card.get("endedAt")
     timing.answered_ms = card.get("answeredAt")
     timing.evaluated_ms = card.get("evaluatedAt")
+    caption = card.get("lastCaption") or {}
+    timing.caption_ms = caption.get("receivedAt")
+    timing.caption_whisper_ms = caption.get("latency_ms")
     if end == "done" and timing.reason not in (None, "done"):
         timing.error = timing.error or f"answer {index + 1} ended by {timing.reason}, not Done"
     return timing
@@ -603,21 +647,28 @@ async def run_variant(
     language: str,
     ends: Sequence[str],
     step_timeout_s: float,
+    rounds: int = 1,
     stagger_s: float = 1.0,
 ) -> VariantRun:
+    """`candidates` at once, `rounds` times over (each a new session: an interview has
+    three questions, so more answers need more interviews)."""
     started, load_start = time.monotonic(), _load()
 
     async def candidate(number: int) -> CandidateRun:
-        await asyncio.sleep(number * stagger_s)
+        await asyncio.sleep((number % candidates) * stagger_s)
         return await run_candidate(number + 1, url, media, language, ends, step_timeout_s)
 
-    runs = await asyncio.gather(*(candidate(n) for n in range(candidates)))
-    return VariantRun(buffer, list(runs), time.monotonic() - started, load_start, _load())
+    runs: list[CandidateRun] = []
+    for round_ in range(rounds):
+        first = round_ * candidates
+        runs += await asyncio.gather(*(candidate(first + n) for n in range(candidates)))
+    return VariantRun(buffer, runs, time.monotonic() - started, load_start, _load())
 
 
 async def run_room_bench_async(
     *,
     candidates: int = 1,
+    rounds: int = 1,
     fps: float = 15.0,
     language: str = "en",
     answers: int = 3,
@@ -640,8 +691,8 @@ async def run_room_bench_async(
         raise ValueError(f"end modes: {', '.join(END_MODES)} (not {', '.join(unknown)})")
     if unknown := [b for b in buffers if b not in ("marker", "stock")]:
         raise ValueError(f"buffers: marker, stock (not {', '.join(unknown)})")
-    if candidates < 1:
-        raise ValueError("candidates: at least 1")
+    if candidates < 1 or rounds < 1:
+        raise ValueError("candidates and rounds: at least 1")
     silence_end_s = TurnSettings().silence_end_s
     if "silence" in ends and not 0 < silence_end_s < GAP_S - 4:
         raise ValueError(
@@ -652,8 +703,15 @@ async def run_room_bench_async(
     workdir = Path(tempfile.mkdtemp(prefix="intervue-bench-room-")) if own else workdir
     media = await asyncio.to_thread(make_interview_media, workdir, language, answers, fps)
     variants: list[VariantRun] = []
-    env = {"INTERVUE_SPEECH_MODEL": whisper, "INTERVUE_LLM_ENGINE": llm}
-    common = dict(candidates=candidates, language=language, ends=ends,
+    env = {
+        "INTERVUE_SPEECH_MODEL": whisper,
+        "INTERVUE_LLM_ENGINE": llm,
+        # Every candidate opens the one room link the banner printed: it must hold them all
+        # at once (the gateway's default is 2 live sessions per invitation) and every round.
+        "INTERVUE_GATEWAY_MAX_SESSIONS_PER_INVITATION": str(max(2, candidates)),
+        "INTERVUE_UP_INVITE_USES": str(min(1000, max(20, candidates * rounds))),
+    }
+    common = dict(candidates=candidates, rounds=rounds, language=language, ends=ends,
                   step_timeout_s=step_timeout_s)  # fmt: skip
     if url is not None:
         variants.append(await run_variant("running", url, media, **common))
@@ -665,6 +723,7 @@ async def run_room_bench_async(
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}",
         "candidates": candidates,
+        "rounds": rounds,
         "fps": fps,
         "language": language,
         "answers": answers,

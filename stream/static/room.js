@@ -620,7 +620,7 @@ function onTranscript(msg) {
   const card = cardOf(msg.question, msg.attempt);
   const key = `${msg.utterance_id}#${msg.part}`;
   if (card.transcripts[key]) return;
-  card.transcripts[key] = { text: msg.text, order: Object.keys(card.transcripts).length, latency_ms: msg.latency_ms };
+  card.transcripts[key] = { text: msg.text, order: Object.keys(card.transcripts).length, latency_ms: msg.latency_ms, receivedAt: msg.replay ? null : Date.now() };
   renderCard(card);
 }
 
