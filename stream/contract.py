@@ -342,6 +342,14 @@ class Utterance(msgspec.Struct, tag="utterance", kw_only=True):
     #: open, e.g. while the candidate read their feedback) and its attempt (1, 2, …).
     question: int = -1
     attempt: int = 0
+    #: A guess sent at a pause in the speech (the VAD's `SpeechPaused`): the part as it
+    #: would be cut if the answer ended there. A worker transcribes it ahead and keeps the
+    #: result; it is never an answer's part and never published as a transcript.
+    speculative: bool = False
+    #: Nonzero: in a speculative part, its number; in a real part, "this is the same
+    #: speech as speculative part N of this utterance and part" (only trailing silence
+    #: differs), so its transcript can stand for this one.
+    speculation: int = 0
 
     @property
     def part_key(self) -> str:

@@ -41,7 +41,14 @@ from stream.score import EmotionScore
 from stream.settings import GatewaySettings
 from stream.stats import percentile
 from stream.turns import AnswerTurn, TurnSettings
-from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
+from stream.vad import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    UtteranceAudio,
+    VadSegmenter,
+    VadSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +197,9 @@ class SessionCounters:
     no_face_results: int = 0
     late_results: int = 0
     utterances: int = 0
+    #: Speculative parts sent at pauses (`_speculate`); not answers' parts (kept out of
+    #: `as_dict`: the page's stats message has no such field).
+    speculations: int = 0
     publish_errors: int = 0
     #: Data-channel messages from the page that were not a room request (ignored).
     refused_page_messages: int = 0
@@ -661,6 +671,8 @@ class RoomSession:
         now = contract.now_ms()
         if isinstance(event, SpeechStarted):
             await self._set_speaking(True, stream_t0_ms + event.start_ms)
+        elif isinstance(event, SpeechPaused):
+            await self._speculate(event.utterance, stream_t0_ms)
         elif isinstance(event, SpeechEnded):
             audio = event.utterance
             async with self._utterance_lock:
@@ -681,6 +693,7 @@ class RoomSession:
                     language=self.profile.language if self.profile else "",
                     question=turn.question if turn else -1,
                     attempt=turn.attempt if turn else 0,
+                    speculation=audio.speculation,
                 )
                 try:
                     await self.js.publish(
@@ -694,6 +707,35 @@ class RoomSession:
                     log.warning("session %s: cannot queue utterance: %s", self.id, exc)
             if audio.final:
                 await self._set_speaking(False, stream_t0_ms + audio.end_ms)
+
+    async def _speculate(self, audio: UtteranceAudio, stream_t0_ms: float) -> None:
+        """Send the answer so far at a pause, so that its transcript is ready (or under
+        way) if the turn ends in this pause: a speculative part, never an answer's part.
+        Only inside an open answer turn: elsewhere nobody waits for the words."""
+        turn = self.turn if self.turn is not None and self.turn.open else None
+        start_ms = stream_t0_ms + audio.start_ms
+        if turn is None or start_ms < turn.opened_ms - TURN_PREROLL_MS:
+            return
+        utterance = contract.Utterance(
+            session=self.id,
+            utterance_id=f"{self.id}-{audio.utterance_id}",
+            part=audio.part,
+            final=audio.final,
+            start_ms=start_ms,
+            end_ms=stream_t0_ms + audio.end_ms,
+            cut_ms=contract.now_ms(),
+            pcm=audio.pcm.astype("<i2").tobytes(),
+            language=self.profile.language if self.profile else "",
+            question=turn.question,
+            attempt=turn.attempt,
+            speculative=True,
+            speculation=audio.speculation,
+        )
+        try:
+            await self.js.publish(contract.utterances_subject(self.id), contract.encode(utterance))
+            self.counters.speculations += 1
+        except Exception as exc:  # a guess: the real part follows anyway
+            log.debug("session %s: cannot send a speculative part: %s", self.id, exc)
 
     async def _set_speaking(self, speaking: bool, at_ms: float) -> None:
         self.speaking = speaking

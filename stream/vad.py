@@ -50,6 +50,14 @@ How an utterance is cut (all lengths in `VadSettings`, multiples of ``frame_ms``
   audio), and each holds voiced frames: the next part starts with speech (or with the
   rest of a pause and then speech). ``end_silence_ms + split_search_ms`` must be shorter
   than the cap so that a part has room for such a pause.
+* Pause: once the speech has paused for ``speculate_after_ms`` (no voiced frame since),
+  `SpeechPaused` carries the current part as `flush` would cut it at that moment (a
+  snapshot, numbered ``speculation`` 1, 2, … per segmenter). If the part then ends with no
+  voiced frame after the snapshot (the VAD's end silence, or `flush` when the caller knows
+  the turn is over), its `SpeechEnded` carries the same number: the same speech, only more
+  trailing silence, so a transcript made from the snapshot while the candidate was still
+  deciding whether to go on stands for it. Speech that resumes makes the snapshot stale
+  (its number never comes back). ``0`` turns pauses off.
 """
 
 from __future__ import annotations
@@ -100,6 +108,11 @@ class VadSettings(BaseSettings):
     #: A part that reaches the cap is split at the quietest frame in this stretch before
     #: the speech that goes on.
     split_search_ms: int = Field(1_000, ge=10, le=10_000)
+    #: A pause this long inside speech sends the part so far ahead (`SpeechPaused`), so
+    #: that its transcript is ready, or under way, when the turn ends within the pause:
+    #: Done pressed, or the end silence above. 0: off. At least `end_padding_ms` (the
+    #: snapshot holds the same padding a cut would) and shorter than `end_silence_ms`.
+    speculate_after_ms: int = Field(300, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> VadSettings:
@@ -112,6 +125,13 @@ class VadSettings(BaseSettings):
             # must have room for it plus the search stretch and some speech.
             raise ValueError(
                 "end_silence_ms + split_search_ms must be shorter than max_utterance_ms"
+            )
+        if self.speculate_after_ms and not (
+            self.end_padding_ms <= self.speculate_after_ms < self.end_silence_ms
+        ):
+            raise ValueError(
+                "speculate_after_ms (0: off) must be at least end_padding_ms and shorter "
+                "than end_silence_ms"
             )
         return self
 
@@ -129,6 +149,9 @@ class UtteranceAudio:
     part: int
     final: bool
     utterance_id: str
+    #: Nonzero: the same speech as the `SpeechPaused` snapshot with this number (in a
+    #: snapshot: its own number).
+    speculation: int = 0
 
     @property
     def duration_ms(self) -> float:
@@ -150,7 +173,16 @@ class SpeechEnded:
     utterance: UtteranceAudio
 
 
-VadEvent = SpeechStarted | SpeechEnded
+@dataclass
+class SpeechPaused:
+    """The speech paused for `speculate_after_ms`: `utterance` is the current part as it
+    would be cut now (``final=True``, its ``speculation`` number). Nothing ends: speech
+    may go on; see the module docstring for when a later part carries the number."""
+
+    utterance: UtteranceAudio
+
+
+VadEvent = SpeechStarted | SpeechEnded | SpeechPaused
 
 
 def _dbfs(frame: np.ndarray) -> float:
@@ -180,6 +212,7 @@ class VadSegmenter:
         self._min_frames = s.min_utterance_ms // s.frame_ms
         self._max_frames = s.max_utterance_ms // s.frame_ms
         self._search = frames(s.split_search_ms)
+        self._speculate = frames(s.speculate_after_ms) if s.speculate_after_ms else 0
         self._id_prefix = id_prefix if id_prefix is not None else uuid.uuid4().hex[:8]
 
         self._pending = np.zeros(0, np.int16)  # samples short of a whole frame
@@ -198,6 +231,10 @@ class VadSegmenter:
         self._tail_voiced: deque[bool] = deque(maxlen=self._end_window)
         self._count = 0
         self._utterance_id = ""
+        self._speculations = 0
+        # The latest snapshot of the current part: (its number, the absolute index of the
+        # last voiced frame it holds); None once the part is emitted.
+        self._snapshot: tuple[int, int] | None = None
         self.frames_seen = 0
         self.frames_voiced = 0
         self.blips_dropped = 0
@@ -289,6 +326,12 @@ class VadSegmenter:
             return
         if self._started_emitted and len(self._part_frames) > self._max_frames:
             self._past_cap(events)
+        elif (
+            self._speculate
+            and self._started_emitted
+            and index - self._last_voiced == self._speculate
+        ):
+            self._pause(events)
 
     def _maybe_start(self, events: list[VadEvent]) -> None:
         window = list(self._recent)[-self._window :]
@@ -312,20 +355,35 @@ class VadSegmenter:
             self._started_emitted = True
             events.append(SpeechStarted(self._ms(self._part_frames[0][0])))
 
-    def _emit(self, frames: list, final: bool, events: list[VadEvent]) -> None:
-        pcm = np.concatenate([f for _, f, _, _ in frames])
-        events.append(
-            SpeechEnded(
-                UtteranceAudio(
-                    pcm=pcm,
-                    start_ms=self._ms(frames[0][0]),
-                    end_ms=self._ms(frames[-1][0] + 1),
-                    part=self._part,
-                    final=final,
-                    utterance_id=self._utterance_id,
-                )
-            )
+    def _audio(self, frames: list, final: bool, speculation: int) -> UtteranceAudio:
+        return UtteranceAudio(
+            pcm=np.concatenate([f for _, f, _, _ in frames]),
+            start_ms=self._ms(frames[0][0]),
+            end_ms=self._ms(frames[-1][0] + 1),
+            part=self._part,
+            final=final,
+            utterance_id=self._utterance_id,
+            speculation=speculation,
         )
+
+    def _emit(self, frames: list, final: bool, events: list[VadEvent]) -> None:
+        speculation = 0
+        if final and self._snapshot is not None:
+            number, last_voiced = self._snapshot
+            # the snapshot's speech, and nothing voiced after it, is in this part
+            if last_voiced == self._last_voiced and frames[-1][0] >= last_voiced:
+                speculation = number
+        self._snapshot = None
+        events.append(SpeechEnded(self._audio(frames, final, speculation)))
+
+    def _pause(self, events: list[VadEvent]) -> None:
+        """The part as `flush` would cut it now, ahead of the turn's end."""
+        last_voiced = self._last_voiced - self._part_frames[0][0]
+        cut = min(last_voiced + 1 + self._pad_end, len(self._part_frames))
+        self._speculations += 1
+        self._snapshot = (self._speculations, self._last_voiced)
+        frames = self._part_frames[:cut]
+        events.append(SpeechPaused(self._audio(frames, True, self._speculations)))
 
     def _finish(self, cut: int, events: list[VadEvent]) -> None:
         """End the utterance after the first `cut` frames of the current part; the frames
@@ -336,6 +394,7 @@ class VadSegmenter:
             self._emit(kept, True, events)
         else:
             self.blips_dropped += 1
+        self._snapshot = None
         self._speaking = False
         self._started_emitted = False
         self._part_frames = []

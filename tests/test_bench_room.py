@@ -89,6 +89,19 @@ def test_the_table_has_each_figure_per_buffer_and_the_baseline_ratio() -> None:
     assert "1 failed: answer 2: TimeoutError)" in report
 
 
+def test_each_baseline_has_its_ratio_column() -> None:
+    marker = _variant("marker", [10.0], done_s=0.5)
+    nopause = _variant("nopause", [10.0], done_s=1.5)
+    stock = _variant("stock", [40.0], done_s=0.5)
+    table = room.room_table([marker, stock, nopause])
+    assert table[0].endswith("| p50 stock ÷ marker | p50 nopause ÷ marker |")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert rows["glass-to-emotion, ms"].endswith("| 4.0× | 1.0× |")
+    assert rows["Done → transcript complete, s"].endswith("| 1.0× | 3.0× |")
+    # without marker there is nothing to compare with
+    assert "÷" not in room.room_table([stock, nopause])[0]
+
+
 def test_one_buffer_has_no_ratio_column() -> None:
     table = room.room_table([_variant("running", [10.0], done_s=1.0)])
     assert "÷" not in table[0] and table[1].count("---") == 2
@@ -132,8 +145,10 @@ def test_bad_arguments_are_refused_before_anything_starts() -> None:
         room.run_room_bench(language="fr")
     with pytest.raises(ValueError, match="end modes"):
         room.run_room_bench(ends=["wait"])
-    with pytest.raises(ValueError, match="buffers"):
+    with pytest.raises(ValueError, match="variants: marker, stock, nopause"):
         room.run_room_bench(buffers=["fast"])
+    with pytest.raises(ValueError, match="done after"):
+        room.run_room_bench(done_after_s=5.0)  # the silence rule would end it first
 
 
 @pytest.mark.e2e

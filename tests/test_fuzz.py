@@ -31,7 +31,7 @@ from stream import contract, tokens
 from stream.audio import AudioConverter, AudioFormatError, resample_to_16k_mono
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
-from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
+from stream.vad import SpeechEnded, SpeechPaused, SpeechStarted, VadSegmenter, VadSettings
 
 FUZZ = settings(
     max_examples=60,
@@ -935,7 +935,7 @@ def test_audio_converter_on_odd_frames(fmt, layout, rate, sizes, seed):
             continue
         assert out.dtype == np.int16 and out.ndim == 1
         for event in segmenter.push(out):
-            assert isinstance(event, SpeechStarted | SpeechEnded)
+            assert isinstance(event, SpeechStarted | SpeechEnded | SpeechPaused)
     tail = converter.flush()
     assert tail.dtype == np.int16
 
@@ -970,7 +970,7 @@ def test_vad_on_any_chunking_of_odd_audio(chunks, seed, max_ms):
         events += segmenter.push(x)
     events += segmenter.flush()
     for event in events:
-        if isinstance(event, SpeechEnded):
+        if isinstance(event, SpeechEnded | SpeechPaused):
             pcm = event.utterance.pcm
             assert pcm.dtype == np.int16 and pcm.ndim == 1 and pcm.size > 0
             assert event.utterance.duration_ms <= max_ms + settings_.frame_ms * 2

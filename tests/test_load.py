@@ -19,6 +19,7 @@ def test_roles_are_read_from_command_lines():
     assert bench.role_of([py, "-m", "deploy.cli", "gateway", "--port", "1"]) == "gateway"
     assert bench.role_of(["/venv/bin/intervue", "up"]) == "up"
     assert bench.role_of(["/venv/bin/nats-server", "--jetstream"]) == "nats"
+    assert bench.role_of([py, "-m", "llama_cpp.server", "--model", "m.gguf"]) == "llm"
     assert bench.role_of([py, "-m", "deploy.cli", "bench", "load"]) is None  # a harness
     assert bench.role_of([py, "-m", "pytest"]) is None
 

@@ -289,3 +289,84 @@ async def test_silent_parts_of_a_split_utterance(nc, bus_settings, tiny, answer_
     assert "python" in found[1].text.lower() and not found[1].dropped_reason
     assert found[2].text == "" and found[2].dropped_reason == "silence"
     assert worker.counts["dropped"] >= 2  # (leftovers of other tests count too)
+
+
+class CountingTranscriber:
+    """The real transcriber, noting the length of every clip it is given."""
+
+    def __init__(self, inner: Transcriber) -> None:
+        self.inner, self.model_name = inner, inner.model_name
+        self.lengths: list[int] = []
+
+    def transcribe(self, pcm, language=None):
+        self.lengths.append(len(pcm))
+        return self.inner.transcribe(pcm, language)
+
+
+async def test_a_part_takes_the_transcript_made_at_its_pause(
+    nc, bus_settings, tiny, answer_pcm
+) -> None:
+    """A speculative part (sent at a pause) is transcribed ahead and never published; the
+    real part with its number takes that transcript instead of running Whisper again; a
+    real part whose snapshot went stale (speech resumed) is transcribed itself."""
+    js = nc.jetstream()
+    session = new_session()
+    counting = CountingTranscriber(tiny)
+    worker = SpeechWorker(
+        nc, counting, bus_settings, settings("w-spec", speculation_max_wait_ms=60_000)
+    )
+    ended = answer_pcm + bytes(SR)  # the same speech, half a second more silence
+    await worker.start()
+    try:
+        # "a": the answer ends in the pause its snapshot was taken in
+        await publish_utterance(
+            js, utterance(session, answer_pcm, "a", speculative=True, speculation=1)
+        )
+        await publish_utterance(js, utterance(session, ended, "a", speculation=1))
+        # "b": snapshot 1, then the candidate went on; the part ends without a snapshot
+        await publish_utterance(
+            js, utterance(session, answer_pcm, "b", speculative=True, speculation=1)
+        )
+        await publish_utterance(js, utterance(session, ended, "b", speculation=2))
+        # "c": a snapshot and nothing after it yet (the candidate still thinking)
+        await publish_utterance(
+            js, utterance(session, answer_pcm, "c", speculative=True, speculation=1)
+        )
+        found = await transcripts(js, session, want=2, timeout_s=30.0)
+        for _ in range(100):  # until "c" is taken too
+            if worker.counts["speculated"] >= 3:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # a transcript of a speculative part would be here by now
+        found = await transcripts(js, session, want=3, timeout_s=1.0)
+    finally:
+        await worker.stop()
+    assert [t.utterance_id for t in found] == ["a", "b"]
+    assert all("python" in t.text.lower() for t in found), [t.text for t in found]
+    # the end times are the real parts', whoever transcribed them
+    assert found[0].end_ms - found[0].start_ms == pytest.approx(1000 * len(ended) / (2 * SR))
+    # Whisper ran on the three snapshots and on "b"'s real part; "a"'s took its snapshot's
+    assert sorted(counting.lengths) == sorted([len(answer_pcm)] * 3 + [len(ended)])
+    assert worker.counts["speculation_reused"] == 1 and worker.counts["speculated"] == 3
+    info = await js.consumer_info(contract.UTTERANCES_STREAM, contract.SPEECH_CONSUMER)
+    assert info.num_ack_pending == 0
+
+
+async def test_late_speculative_parts_are_skipped(nc, bus_settings, tiny, answer_pcm) -> None:
+    """A worker that is behind skips guesses: the real part is transcribed as usual."""
+    js = nc.jetstream()
+    session = new_session()
+    counting = CountingTranscriber(tiny)
+    worker = SpeechWorker(nc, counting, bus_settings, settings("w-late", speculation_max_wait_ms=0))
+    await worker.start()
+    try:
+        await publish_utterance(
+            js, utterance(session, answer_pcm, "a", speculative=True, speculation=1)
+        )
+        await publish_utterance(js, utterance(session, answer_pcm, "a", speculation=1))
+        found = await transcripts(js, session, timeout_s=30.0)
+    finally:
+        await worker.stop()
+    assert len(found) == 1 and "python" in found[0].text.lower()
+    assert counting.lengths == [len(answer_pcm)]
+    assert worker.counts["speculation_skipped"] == 1 and worker.counts["speculation_reused"] == 0

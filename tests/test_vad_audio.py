@@ -12,6 +12,7 @@ import pytest
 from deploy.fake_media import make_silence_wav, make_speech_wav, read_wav
 from stream.audio import AudioConverter, AudioFormatError, resample_to_16k_mono
 from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
+from tests.test_vad_cap import without_pauses
 
 SR = 16_000
 CHUNK = 320  # 20 ms at 16 kHz, what AudioConverter yields per 48 kHz aiortc frame
@@ -39,7 +40,7 @@ def run_vad(samples: np.ndarray, settings: VadSettings | None = None, chunk: int
     for i in range(0, samples.size, chunk):
         events += seg.push(samples[i : i + chunk])
     events += seg.flush()
-    return seg, events
+    return seg, without_pauses(events)
 
 
 def utterances(events) -> list:

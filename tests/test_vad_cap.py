@@ -18,7 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deploy.fake_media import make_speech_wav, read_wav
-from stream.vad import SpeechStarted, UtteranceAudio, VadSegmenter, VadSettings
+from stream.vad import (
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+    UtteranceAudio,
+    VadSegmenter,
+    VadSettings,
+)
 
 SR = 16_000
 FRAME = 320  # 20 ms, the default frame_ms
@@ -67,13 +74,41 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- running the segmenter and checking its guarantees ------------------------------------
 
 
+def without_pauses(events: list) -> list:
+    """`events` less the `SpeechPaused` snapshots, once their promise is checked: a part
+    that carries a snapshot's number is that snapshot's speech (same utterance, part and
+    start, the same audio up to the shorter one's end), and a number is carried at most
+    once."""
+    snapshots: dict[int, UtteranceAudio] = {}
+    carried: set[int] = set()
+    for event in events:
+        if isinstance(event, SpeechPaused):
+            snap = event.utterance
+            assert snap.speculation not in snapshots and snap.final
+            snapshots[snap.speculation] = snap
+        elif isinstance(event, SpeechEnded) and (n := event.utterance.speculation):
+            part, snap = event.utterance, snapshots[n]
+            assert n not in carried and part.final
+            carried.add(n)
+            assert (part.utterance_id, part.part, part.start_ms) == (
+                snap.utterance_id,
+                snap.part,
+                snap.start_ms,
+            )
+            # the same audio up to the shorter one's end: only trailing silence differs (the
+            # VAD's own end may keep less of it than the snapshot's end padding)
+            same = min(part.pcm.size, snap.pcm.size)
+            assert np.array_equal(part.pcm[:same], snap.pcm[:same])
+    return [e for e in events if not isinstance(e, SpeechPaused)]
+
+
 def run_vad(samples: np.ndarray, settings: VadSettings | None = None, chunk: int = FRAME):
     seg = VadSegmenter(settings or VadSettings(), id_prefix="cap")
     events = []
     for i in range(0, samples.size, chunk):
         events += seg.push(samples[i : i + chunk])
     events += seg.flush()
-    return seg, events
+    return seg, without_pauses(events)
 
 
 def utterances(events) -> list[list[UtteranceAudio]]:
@@ -387,3 +422,61 @@ def test_any_pattern_keeps_the_part_guarantees(runs, cap_and_end, chunk) -> None
             # a cut at the cap has speech after it in the same utterance
             cut = round(p.end_ms / 20)
             assert voiced[cut : round(parts[-1].end_ms / 20)].any()
+
+
+# -- pauses: the part sent ahead (`SpeechPaused`) ------------------------------------------
+
+
+def _events(stream: np.ndarray, settings: VadSettings, flush: bool = True) -> list:
+    seg = VadSegmenter(settings, id_prefix="pause")
+    events = []
+    for i in range(0, stream.size, FRAME):
+        events += seg.push(stream[i : i + FRAME])
+    if flush:
+        events += seg.flush()
+    without_pauses(events)  # checks the promise
+    return events
+
+
+def test_a_pause_sends_the_part_ahead_and_a_quiet_end_carries_its_number() -> None:
+    """Speech, a 400 ms pause (a snapshot after 300 ms), more speech (that snapshot is
+    stale), then silence: a second snapshot, and the VAD's end carries its number."""
+    stream = np.concatenate(
+        [silence(25), buzz(frames_of(2_000)), silence(20), buzz(frames_of(1_000)), silence(75)]
+    )
+    events = _events(stream, VadSettings(), flush=False)
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, SpeechPaused, SpeechEnded]
+    first, second, end = events[1].utterance, events[2].utterance, events[3].utterance
+    assert (first.speculation, second.speculation, end.speculation) == (1, 2, 2)
+    # the first snapshot holds the first stretch and the end padding, no more
+    assert first.end_ms == 500 + 2_000 + 200
+    assert end.final and second.final and end.utterance_id == second.utterance_id
+
+
+def test_done_within_a_pause_cuts_exactly_the_snapshot() -> None:
+    """The turn ends (flush) 350 ms into a pause: the part is the snapshot sample for
+    sample, so a transcript made from the snapshot is this part's transcript."""
+    stream = np.concatenate([silence(25), buzz(frames_of(2_500)), silence(frames_of(350))])
+    events = _events(stream, VadSettings())
+    assert [type(e) for e in events] == [SpeechStarted, SpeechPaused, SpeechEnded]
+    snap, end = events[1].utterance, events[2].utterance
+    assert end.speculation == snap.speculation == 1
+    assert np.array_equal(end.pcm, snap.pcm) and end.start_ms == snap.start_ms
+
+
+def test_done_before_the_pause_is_long_enough_carries_no_number() -> None:
+    stream = np.concatenate([silence(25), buzz(frames_of(2_500)), silence(frames_of(200))])
+    events = _events(stream, VadSettings())
+    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+    assert events[1].utterance.speculation == 0
+
+
+def test_pauses_off_and_inconsistent_settings() -> None:
+    stream = np.concatenate([silence(25), buzz(frames_of(2_000)), silence(60)])
+    events = _events(stream, VadSettings(speculate_after_ms=0))
+    assert [type(e) for e in events] == [SpeechStarted, SpeechEnded]
+    assert events[1].utterance.speculation == 0
+    with pytest.raises(ValueError, match="speculate_after_ms"):
+        VadSettings(speculate_after_ms=800)  # not shorter than the end silence
+    with pytest.raises(ValueError, match="speculate_after_ms"):
+        VadSettings(speculate_after_ms=100)  # less than the end padding

@@ -87,7 +87,15 @@ def bench_room(
         "done,silence", "--ends", help="How answers end, in turn: done (pressed), silence"
     ),
     buffers: str = typer.Option(
-        "marker,stock", "--buffers", help="Jitter buffers, each on a fresh `intervue up`"
+        "marker,stock",
+        "--variants",
+        "--buffers",
+        help="Stacks to compare, each on a fresh `intervue up`: marker (the gateway's "
+        "jitter buffer), stock (aiortc's: the video baseline), nopause (marker without "
+        "transcripts made at pauses: the speech baseline)",
+    ),
+    done_after: float = typer.Option(
+        0.4, "--done-after", help="Seconds from an answer's last word to pressing Done"
     ),
     whisper: str = typer.Option("base", "--whisper", help="Whisper model of the stack"),
     llm: str = typer.Option("offline", "--llm", help="INTERVUE_LLM_ENGINE of the stack"),
@@ -117,6 +125,7 @@ def bench_room(
             llm=llm,
             url=url,
             step_timeout_s=step_timeout,
+            done_after_s=done_after,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None

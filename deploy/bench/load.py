@@ -99,6 +99,8 @@ def role_of(argv: list[str]) -> str | None:
         return None
     if os.path.basename(argv[0]) == "nats-server":
         return "nats"
+    if "llama_cpp.server" in argv:  # the local language model `up` runs (its llm role)
+        return "llm"
     for i, arg in enumerate(argv):
         if (
             arg == "deploy.cli"
@@ -615,7 +617,17 @@ def _summary(
     }
 
 
-ROLE_ORDER = ("gateway", "vision", "speech", "interviewer", "dashboard", "nats", "up", "harness")
+ROLE_ORDER = (
+    "gateway",
+    "vision",
+    "speech",
+    "interviewer",
+    "llm",
+    "dashboard",
+    "nats",
+    "up",
+    "harness",
+)
 
 
 def _roles(roles: Iterable[str]) -> list[str]:

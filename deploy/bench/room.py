@@ -23,16 +23,20 @@ What is reported, each as p50 / p95 over every answer (or result) of every candi
   transcribed); and **Done → evaluation shown**;
 * **last word → transcript complete**: from the end of the answer's last word (its place
   in the WAV, on the page's clock from ``mediaAt``) — for Done answers (Done comes
-  `DONE_AFTER_S` after the last word) and for answers the silence ended (the silence
-  rule's seconds are part of it: that is what the candidate waits);
+  ``done_after_s`` after the last word: `DONE_AFTER_S` unless told) and for answers the
+  silence ended (the silence rule's seconds are part of it: that is what the candidate
+  waits);
 * **turn end → transcript complete** for silence-ended answers: from the page learning
   that the turn ended;
 * **question shown → question spoken**: the card appearing → the browser's speech
   synthesis starting to speak it (none where the browser has no voice: then the reason).
 
-Every figure is measured once per buffer variant (`INTERVUE_GATEWAY_JITTER_BUFFER`:
-``marker``, the gateway's, and ``stock``, aiortc's, as the baseline), each on a fresh
-`intervue up`, in the same run, with the ratio stock ÷ marker beside it. With ``url``
+Every figure is measured once per variant of the stack (`VARIANTS`), each on a fresh
+`intervue up`, in the same run: ``marker`` (the gateway's jitter buffer,
+`INTERVUE_GATEWAY_JITTER_BUFFER`), ``stock`` (aiortc's, the video baseline) and, when
+asked for, ``nopause`` (marker without the transcripts made ahead at pauses,
+``INTERVUE_VAD_SPECULATE_AFTER_MS=0``: the speech baseline), with each baseline's ratio
+to marker beside it. With ``url``
 the bench uses a stack that already runs (one variant, no baseline).
 
 An answer whose question came after its speech had begun in the WAV is "late": the page
@@ -66,7 +70,16 @@ from stream.stats import percentile
 
 log = logging.getLogger(__name__)
 
-#: Done is pressed this long after the answer's last word (a person's reaction time).
+#: The stacks the bench can compare: name → (jitter buffer, environment of its `up`).
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "marker": ("marker", {}),
+    "stock": ("stock", {}),
+    "nopause": ("marker", {"INTERVUE_VAD_SPECULATE_AFTER_MS": "0"}),
+}
+#: Baselines, each compared with marker as "p50 baseline ÷ marker".
+BASELINES = ("stock", "nopause")
+#: Done is pressed this long after the answer's last word by default (a quick person's
+#: reaction time; a slower click gives a transcript made at the pause more of a head start).
 DONE_AFTER_S = 0.4
 #: Silence before the first answer: the page connects and the first question comes.
 LEAD_S = 8.0
@@ -263,8 +276,9 @@ class CandidateRun:
 
 @dataclass
 class VariantRun:
-    """Every candidate of one stack (one jitter buffer)."""
+    """Every candidate of one stack."""
 
+    #: The variant's name (`VARIANTS`; named when only jitter buffers were compared).
     buffer: str
     candidates: list[CandidateRun]
     seconds: float
@@ -352,22 +366,22 @@ def _cell(values: list[float], unit: str) -> str:
 
 
 def room_table(variants: Sequence[VariantRun]) -> list[str]:
-    """The Markdown table: one row per figure, one column per buffer, and the ratio of
-    the baseline (stock) to the gateway's buffer (marker) when both ran."""
+    """The Markdown table: one row per figure, one column per variant, and the ratio of
+    each baseline that ran (stock, nopause) to marker when marker ran too."""
     names = [v.buffer for v in variants]
-    ratio = "marker" in names and "stock" in names
+    ratios = [b for b in BASELINES if b in names and "marker" in names]
     head = ["what the candidate waits for", *(f"{n}: p50 / p95 (n)" for n in names)]
-    if ratio:
-        head.append("p50 stock ÷ marker")
+    head += [f"p50 {b} ÷ marker" for b in ratios]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, unit, getter in METRICS:
         values = {v.buffer: metric_values(v, getter) for v in variants}
         row = [f"{label}, {unit}", *(_cell(values[n], unit) for n in names)]
-        if ratio:
-            m, s = values["marker"], values["stock"]
+        m = values.get("marker")
+        for baseline in ratios:
+            b = values[baseline]
             row.append(
-                f"{statistics.median(s) / statistics.median(m):.1f}×"
-                if m and s and statistics.median(m) > 0
+                f"{statistics.median(b) / statistics.median(m):.1f}×"
+                if m and b and statistics.median(m) > 0
                 else "–"
             )
         lines.append("| " + " | ".join(row) + " |")
@@ -387,6 +401,7 @@ def speech_note(variants: Sequence[VariantRun]) -> str:
 
 
 def render_report(variants: Sequence[VariantRun], meta: dict[str, Any]) -> str:
+    done_after_s = meta.get("done_after_s", DONE_AFTER_S)
     lines = [
         "### The room as a candidate feels it — `intervue bench room`",
         "",
@@ -394,7 +409,7 @@ def render_report(variants: Sequence[VariantRun], meta: dict[str, Any]) -> str:
         f"own headless Chromium, {meta.get('rounds', 1)} interview(s) each; camera "
         f"{meta['fps']:g} fps; language {meta['language']}; "
         f"Whisper `{meta['whisper']}`; interviewer: {meta['llm']}; answers per interview: "
-        f"{meta['answers']} (ended by: {', '.join(meta['ends'])}; Done {DONE_AFTER_S:g} s "
+        f"{meta['answers']} (ended by: {', '.join(meta['ends'])}; Done {done_after_s:g} s "
         f"after the last word; the silence rule {meta['silence_end_s']:g} s).",
         "",
         *room_table(variants),
@@ -422,13 +437,14 @@ def render_report(variants: Sequence[VariantRun], meta: dict[str, Any]) -> str:
 
 @contextlib.asynccontextmanager
 async def started_stack(
-    buffer: str, workdir: Path, env_overrides: dict[str, str], timeout_s: float = 300.0
+    variant: str, workdir: Path, env_overrides: dict[str, str], timeout_s: float = 300.0
 ) -> AsyncIterator[str]:
-    """A fresh `intervue up` with the jitter buffer `buffer`, on free ports; yields the
-    room link its banner printed, and stops it (Ctrl-C, as a person would) afterwards."""
+    """A fresh `intervue up` of `variant` (`VARIANTS`), on free ports; yields the room
+    link its banner printed, and stops it (Ctrl-C, as a person would) afterwards."""
     from deploy.nats_server import free_port
 
-    data = workdir / f"up-{buffer}"
+    buffer, variant_env = VARIANTS[variant]
+    data = workdir / f"up-{variant}"
     data.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "INTERVUE_NATS_URL"}
     env.update(
@@ -442,6 +458,7 @@ async def started_stack(
             "INTERVUE_GATEWAY_SESSION_BURST": "100",
             "PYTHONUNBUFFERED": "1",
             **env_overrides,
+            **variant_env,
         }
     )
     log_path = data / "up.log"
@@ -465,10 +482,10 @@ async def started_stack(
                 break
             if proc.returncode is not None or time.monotonic() > deadline:
                 raise RoomBenchError(
-                    f"`intervue up` ({buffer}) did not come up; its log ends:\n{text[-2000:]}"
+                    f"`intervue up` ({variant}) did not come up; its log ends:\n{text[-2000:]}"
                 )
             await asyncio.sleep(0.5)
-        log.info("%s: intervue up is ready (%s)", buffer, found.group(1).split("?")[0])
+        log.info("%s: intervue up is ready (%s)", variant, found.group(1).split("?")[0])
         yield found.group(1)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -537,6 +554,7 @@ async def run_candidate(
     language: str,
     ends: Sequence[str],
     step_timeout_s: float,
+    done_after_s: float = DONE_AFTER_S,
 ) -> CandidateRun:
     """One candidate's whole interview in its own Chromium; never raises (the error is
     in the result)."""
@@ -574,7 +592,9 @@ async def run_candidate(
                     raise TimeoutError("the camera and microphone never opened")
                 for index, clip in enumerate(media.answers):
                     run.answers.append(
-                        await _one_answer(page, number, index, clip, media_at, ends, step_timeout_s)
+                        await _one_answer(
+                            page, number, index, clip, media_at, ends, step_timeout_s, done_after_s
+                        )
                     )
                 await glass.read(page)
                 run.results = await page.evaluate("window.intervue.results")
@@ -596,6 +616,7 @@ async def _one_answer(
     media_at: float,
     ends: Sequence[str],
     step_timeout_s: float,
+    done_after_s: float = DONE_AFTER_S,
 ) -> AnswerTiming:
     key = f"{index}-1"
     end = ends[index % len(ends)]
@@ -608,7 +629,7 @@ async def _one_answer(
         card = await _until(page, key, lambda c: c["askedAt"], step_timeout_s, "question")
         timing.late = card["askedAt"] > media_at + clip.start_ms
         if end == "done":
-            press_at = (media_at + clip.last_word_ms) / 1000.0 + DONE_AFTER_S
+            press_at = (media_at + clip.last_word_ms) / 1000.0 + done_after_s
             await asyncio.sleep(max(0.0, press_at - time.time()))
             await page.keyboard.press("Control+Enter")
         card = await _until(page, key, lambda c: c["evaluated"], step_timeout_s, "evaluation")
@@ -649,6 +670,7 @@ async def run_variant(
     step_timeout_s: float,
     rounds: int = 1,
     stagger_s: float = 1.0,
+    done_after_s: float = DONE_AFTER_S,
 ) -> VariantRun:
     """`candidates` at once, `rounds` times over (each a new session: an interview has
     three questions, so more answers need more interviews)."""
@@ -656,7 +678,9 @@ async def run_variant(
 
     async def candidate(number: int) -> CandidateRun:
         await asyncio.sleep((number % candidates) * stagger_s)
-        return await run_candidate(number + 1, url, media, language, ends, step_timeout_s)
+        return await run_candidate(
+            number + 1, url, media, language, ends, step_timeout_s, done_after_s
+        )
 
     runs: list[CandidateRun] = []
     for round_ in range(rounds):
@@ -679,6 +703,7 @@ async def run_room_bench_async(
     url: str | None = None,
     step_timeout_s: float = 120.0,
     workdir: Path | None = None,
+    done_after_s: float = DONE_AFTER_S,
 ) -> tuple[str, dict[str, Any]]:
     """Run the room bench; returns the Markdown report and every figure as JSON data."""
     import platform
@@ -689,11 +714,16 @@ async def run_room_bench_async(
         raise ValueError(f"language: one of {', '.join(SCRIPTS)}")
     if unknown := [e for e in ends if e not in END_MODES]:
         raise ValueError(f"end modes: {', '.join(END_MODES)} (not {', '.join(unknown)})")
-    if unknown := [b for b in buffers if b not in ("marker", "stock")]:
-        raise ValueError(f"buffers: marker, stock (not {', '.join(unknown)})")
+    if unknown := [b for b in buffers if b not in VARIANTS]:
+        raise ValueError(f"variants: {', '.join(VARIANTS)} (not {', '.join(unknown)})")
     if candidates < 1 or rounds < 1:
         raise ValueError("candidates and rounds: at least 1")
     silence_end_s = TurnSettings().silence_end_s
+    if not 0 <= done_after_s < min(silence_end_s, GAP_S - 4):
+        # later, and the silence rule (or the next answer) ends the answer first
+        raise ValueError(
+            f"done after: 0 to under {min(silence_end_s, GAP_S - 4):g} s after the last word"
+        )
     if "silence" in ends and not 0 < silence_end_s < GAP_S - 4:
         raise ValueError(
             f"the silence rule ({silence_end_s:g} s) must end an answer within the "
@@ -712,7 +742,7 @@ async def run_room_bench_async(
         "INTERVUE_UP_INVITE_USES": str(min(1000, max(20, candidates * rounds))),
     }
     common = dict(candidates=candidates, rounds=rounds, language=language, ends=ends,
-                  step_timeout_s=step_timeout_s)  # fmt: skip
+                  step_timeout_s=step_timeout_s, done_after_s=done_after_s)  # fmt: skip
     if url is not None:
         variants.append(await run_variant("running", url, media, **common))
     else:
@@ -731,6 +761,7 @@ async def run_room_bench_async(
         "whisper": whisper if url is None else "(the running stack's)",
         "llm": f"{llm} engine" if url is None else "(the running stack's)",
         "silence_end_s": silence_end_s,
+        "done_after_s": done_after_s,
         "audio_s": media.seconds,
     }
     report = render_report(variants, meta)

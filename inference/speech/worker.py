@@ -17,6 +17,13 @@ Delivery guarantees (DESIGN.md: a worker that dies mid-answer loses nothing):
 * While Whisper runs, the worker sends ``in_progress`` every ``heartbeat_s`` so a long
   transcription is not redelivered; a worker that dies stops the heartbeats and the
   utterance goes to another worker ``ack_wait_s`` after the last one.
+* A speculative part (sent at a pause inside an answer, `contract.Utterance.speculative`)
+  is acknowledged at once and transcribed ahead; its result is kept
+  (`inference.speech.speculation`), never published. The real part that follows with the
+  same ``speculation`` number takes that result instead of running Whisper again. A
+  speculative part is skipped when it waited too long (the worker is behind: real parts
+  come first) or when as many are already running as the worker has threads. Losing one
+  loses nothing: the real part is transcribed as usual.
 * After ``max_deliver`` deliveries the server stops redelivering; the worker logs the
   give-up (from the last attempt it saw fail, and from the server's max-deliveries
   advisory, which also covers workers that died on the message).
@@ -45,6 +52,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference.speech.metrics import speaking_metrics
+from inference.speech.speculation import Speculations
 from stream import bus, contract
 from stream.settings import BusSettings
 
@@ -83,6 +91,11 @@ class SpeechSettings(BaseSettings):
     ack_wait_s: float = Field(30.0, ge=1.0, le=3600.0)
     #: in_progress() heartbeat period while transcribing (0 = ack_wait_s / 3).
     heartbeat_s: float = Field(0.0, ge=0.0)
+    #: A speculative part (sent at a pause, ahead of a possible end of answer) that
+    #: waited longer than this in the queue is skipped: the worker is behind, and real
+    #: parts matter more than guesses. (Measured from the gateway's cut time: gateway and
+    #: worker clocks must agree, as for the latency metric.)
+    speculation_max_wait_ms: float = Field(500.0, ge=0.0)
     #: Deliveries of one utterance before the server gives up on it.
     max_deliver: int = Field(5, ge=1, le=100)
     #: A failed attempt is retried after this delay (seconds).
@@ -192,7 +205,12 @@ class SpeechWorker:
             "failed": 0,
             "gave_up": 0,
             "redelivered": 0,
+            # speculative parts transcribed ahead, skipped, and taken by a real part
+            "speculated": 0,
+            "speculation_skipped": 0,
+            "speculation_reused": 0,
         }
+        self.speculations = Speculations()
         self.last_deliveries: dict[str, int] = {}
 
     @property
@@ -242,6 +260,7 @@ class SpeechWorker:
                 except Exception as exc:  # connection already gone
                     log.debug("unsubscribe failed: %s", exc)
         self._sub = self._advisory = None
+        self.speculations.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def abandon(self) -> None:
@@ -328,6 +347,9 @@ class SpeechWorker:
             await self._settle(msg, "term")
             return
         key = f"{utt.session}/{utt.utterance_id}/{utt.part}"
+        if utt.speculative:
+            await self._speculate(msg, utt, key)
+            return
         self.last_deliveries[key] = deliveries
         self.in_flight[key] = msg
         self.metrics.in_flight.inc()
@@ -343,15 +365,58 @@ class SpeechWorker:
             self.in_flight.pop(key, None)
             self.metrics.in_flight.dec()
 
+    def _start_transcription(self, utt: contract.Utterance) -> asyncio.Future:
+        language = utt.language or self.settings.language or None
+        return asyncio.get_running_loop().run_in_executor(
+            self._pool, self.transcriber.transcribe, utt.pcm, language
+        )
+
+    async def _speculate(self, msg: Msg, utt: contract.Utterance, key: str) -> None:
+        """Transcribe a speculative part ahead, in the background; acknowledged at once
+        (it is a guess: nothing is lost with it)."""
+        waited_ms = contract.now_ms() - utt.cut_ms
+        if (
+            waited_ms > self.settings.speculation_max_wait_ms
+            or self.speculations.running() >= self.settings.concurrency
+        ):
+            self.counts["speculation_skipped"] += 1
+            self.metrics.utterances.labels(outcome="speculation_skipped").inc()
+        else:
+            result = self._start_transcription(utt)
+            self.speculations.add(key, utt.speculation, result)
+            result.add_done_callback(self._observe_speculation)
+            self.counts["speculated"] += 1
+            self.metrics.utterances.labels(outcome="speculated").inc()
+        await self._settle(msg, "ack")
+
+    def _observe_speculation(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.metrics.transcribe_s.observe(future.result().compute_s)
+
+    async def _speculated_result(self, utt: contract.Utterance, key: str) -> object | None:
+        """The transcription made ahead for this part's speech, if one was made and
+        succeeded (waiting for it if it still runs); None otherwise."""
+        future = self.speculations.take(key, utt.speculation)
+        if future is None:
+            return None
+        # asyncio.wait, not await: a cancelled speculation must not look like this
+        # task being cancelled
+        await asyncio.wait([future])
+        if future.cancelled() or future.exception() is not None:
+            return None
+        self.counts["speculation_reused"] += 1
+        self.metrics.utterances.labels(outcome="speculation_reused").inc()
+        log.debug("%s: the transcript made at its pause stands for it", key)
+        return future.result()
+
     async def _transcribe_and_publish(
         self, msg: Msg, utt: contract.Utterance, key: str, deliveries: int
     ) -> None:
-        loop = asyncio.get_running_loop()
-        language = utt.language or self.settings.language or None
         try:
-            result = await loop.run_in_executor(
-                self._pool, self.transcriber.transcribe, utt.pcm, language
-            )
+            result = await self._speculated_result(utt, key)
+            reused = result is not None
+            if result is None:
+                result = await self._start_transcription(utt)
         except Exception as exc:
             retryable = getattr(exc, "retryable", True)
             self.counts["failed"] += 1
@@ -367,7 +432,8 @@ class SpeechWorker:
                 log.warning("transcription of %s failed (attempt %d): %s", key, deliveries, exc)
                 await self._settle(msg, "nak", self.settings.retry_delay_s)
             return
-        self.metrics.transcribe_s.observe(result.compute_s)
+        if not reused:  # a speculation's time was observed when it ran
+            self.metrics.transcribe_s.observe(result.compute_s)
         if result.duration_s > 0 and result.compute_s > 0:
             self.metrics.rtf.observe(result.compute_s / result.duration_s)
         dropped = result.dropped_reason is not None
