@@ -676,25 +676,8 @@ class RoomSession:
         elif isinstance(event, SpeechEnded):
             audio = event.utterance
             async with self._utterance_lock:
-                turn = self.turn if self.turn is not None and self.turn.open else None
-                start_ms = stream_t0_ms + audio.start_ms
-                if turn is not None and start_ms < turn.opened_ms - TURN_PREROLL_MS:
-                    # speech that began before the question was asked is not its answer
-                    turn = None
-                utterance = contract.Utterance(
-                    session=self.id,
-                    utterance_id=f"{self.id}-{audio.utterance_id}",
-                    part=audio.part,
-                    final=audio.final,
-                    start_ms=stream_t0_ms + audio.start_ms,
-                    end_ms=stream_t0_ms + audio.end_ms,
-                    cut_ms=now,
-                    pcm=audio.pcm.astype("<i2").tobytes(),
-                    language=self.profile.language if self.profile else "",
-                    question=turn.question if turn else -1,
-                    attempt=turn.attempt if turn else 0,
-                    speculation=audio.speculation,
-                )
+                turn = self._answer_turn(stream_t0_ms + audio.start_ms)
+                utterance = self._utterance(audio, stream_t0_ms, now, turn)
                 try:
                     await self.js.publish(
                         contract.utterances_subject(self.id), contract.encode(utterance)
@@ -708,29 +691,46 @@ class RoomSession:
             if audio.final:
                 await self._set_speaking(False, stream_t0_ms + audio.end_ms)
 
-    async def _speculate(self, audio: UtteranceAudio, stream_t0_ms: float) -> None:
-        """Send the answer so far at a pause, so that its transcript is ready (or under
-        way) if the turn ends in this pause: a speculative part, never an answer's part.
-        Only inside an open answer turn: elsewhere nobody waits for the words."""
+    def _answer_turn(self, start_ms: float) -> AnswerTurn | None:
+        """The open answer turn that speech starting at `start_ms` belongs to, if any."""
         turn = self.turn if self.turn is not None and self.turn.open else None
-        start_ms = stream_t0_ms + audio.start_ms
-        if turn is None or start_ms < turn.opened_ms - TURN_PREROLL_MS:
-            return
-        utterance = contract.Utterance(
+        if turn is not None and start_ms < turn.opened_ms - TURN_PREROLL_MS:
+            return None  # speech that began before the question was asked is not its answer
+        return turn
+
+    def _utterance(
+        self,
+        audio: UtteranceAudio,
+        stream_t0_ms: float,
+        cut_ms: float,
+        turn: AnswerTurn | None,
+        speculative: bool = False,
+    ) -> contract.Utterance:
+        return contract.Utterance(
             session=self.id,
             utterance_id=f"{self.id}-{audio.utterance_id}",
             part=audio.part,
             final=audio.final,
-            start_ms=start_ms,
+            start_ms=stream_t0_ms + audio.start_ms,
             end_ms=stream_t0_ms + audio.end_ms,
-            cut_ms=contract.now_ms(),
+            cut_ms=cut_ms,
             pcm=audio.pcm.astype("<i2").tobytes(),
             language=self.profile.language if self.profile else "",
-            question=turn.question,
-            attempt=turn.attempt,
-            speculative=True,
+            question=turn.question if turn else -1,
+            attempt=turn.attempt if turn else 0,
+            speculative=speculative,
             speculation=audio.speculation,
         )
+
+    async def _speculate(self, audio: UtteranceAudio, stream_t0_ms: float) -> None:
+        """Send the answer so far at a pause, so that its transcript is ready (or under
+        way) if the turn ends in this pause: a speculative part, never an answer's part.
+        Only inside an open answer turn: elsewhere nobody waits for the words."""
+        turn = self._answer_turn(stream_t0_ms + audio.start_ms)
+        if turn is None:
+            return
+        now = contract.now_ms()
+        utterance = self._utterance(audio, stream_t0_ms, now, turn, speculative=True)
         try:
             await self.js.publish(contract.utterances_subject(self.id), contract.encode(utterance))
             self.counters.speculations += 1

@@ -12,10 +12,9 @@ import pytest
 from deploy.fake_media import make_silence_wav, make_speech_wav, read_wav
 from stream.audio import AudioConverter, AudioFormatError, resample_to_16k_mono
 from stream.vad import SpeechEnded, SpeechStarted, VadSegmenter, VadSettings
-from tests.test_vad_cap import without_pauses
+from tests.test_vad_cap import run_vad  # pauses checked, then left out
 
 SR = 16_000
-CHUNK = 320  # 20 ms at 16 kHz, what AudioConverter yields per 48 kHz aiortc frame
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +31,6 @@ def content_bounds_ms(clip: np.ndarray, offset: int) -> tuple[float, float]:
     """Where the clip's audible content starts and ends (ms in the stream)."""
     loud = np.flatnonzero(np.abs(clip.astype(np.int32)) > 300)
     return (offset + loud[0]) * 1000 / SR, (offset + loud[-1] + 1) * 1000 / SR
-
-
-def run_vad(samples: np.ndarray, settings: VadSettings | None = None, chunk: int = CHUNK):
-    seg = VadSegmenter(settings or VadSettings(), id_prefix="t")
-    events = []
-    for i in range(0, samples.size, chunk):
-        events += seg.push(samples[i : i + chunk])
-    events += seg.flush()
-    return seg, without_pauses(events)
 
 
 def utterances(events) -> list:

@@ -102,12 +102,25 @@ def without_pauses(events: list) -> list:
     return [e for e in events if not isinstance(e, SpeechPaused)]
 
 
-def run_vad(samples: np.ndarray, settings: VadSettings | None = None, chunk: int = FRAME):
+def segment(
+    samples: np.ndarray,
+    settings: VadSettings | None = None,
+    chunk: int = FRAME,
+    flush: bool = True,
+) -> tuple[VadSegmenter, list]:
+    """Every event the segmenter emits for `samples` pushed in `chunk`s, pauses included."""
     seg = VadSegmenter(settings or VadSettings(), id_prefix="cap")
     events = []
     for i in range(0, samples.size, chunk):
         events += seg.push(samples[i : i + chunk])
-    events += seg.flush()
+    if flush:
+        events += seg.flush()
+    return seg, events
+
+
+def run_vad(samples: np.ndarray, settings: VadSettings | None = None, chunk: int = FRAME):
+    """The segmenter's events less the pauses (their promise checked)."""
+    seg, events = segment(samples, settings, chunk)
     return seg, without_pauses(events)
 
 
@@ -428,12 +441,7 @@ def test_any_pattern_keeps_the_part_guarantees(runs, cap_and_end, chunk) -> None
 
 
 def _events(stream: np.ndarray, settings: VadSettings, flush: bool = True) -> list:
-    seg = VadSegmenter(settings, id_prefix="pause")
-    events = []
-    for i in range(0, stream.size, FRAME):
-        events += seg.push(stream[i : i + FRAME])
-    if flush:
-        events += seg.flush()
+    _, events = segment(stream, settings, flush=flush)
     without_pauses(events)  # checks the promise
     return events
 

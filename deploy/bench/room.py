@@ -36,8 +36,8 @@ Every figure is measured once per variant of the stack (`VARIANTS`), each on a f
 `INTERVUE_GATEWAY_JITTER_BUFFER`), ``stock`` (aiortc's, the video baseline) and, when
 asked for, ``nopause`` (marker without the transcripts made ahead at pauses,
 ``INTERVUE_VAD_SPECULATE_AFTER_MS=0``: the speech baseline), with each baseline's ratio
-to marker beside it. With ``url``
-the bench uses a stack that already runs (one variant, no baseline).
+to marker beside it. With ``url`` the bench uses a stack that already runs (one variant,
+no baseline).
 
 An answer whose question came after its speech had begun in the WAV is "late": the page
 was behind the file (a slow start, a slow evaluation); it is reported and left out.
