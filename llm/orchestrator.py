@@ -54,6 +54,8 @@ EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE = 10071
 #: Rebuilds after refused steps before a message is given back for redelivery.
 MAX_STALE_RETRIES = 5
+#: How long one pull waits for events; a graceful stop waits for the open one to run out.
+FETCH_TIMEOUT_S = 1.0
 
 
 class StaleSessionError(Exception):
@@ -134,6 +136,10 @@ class Orchestrator:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
+            # a cancelled fetch leaves its pull request open at the server, and events it
+            # then delivers would wait out ack_wait before another interviewer saw them:
+            # the fetch runs out (FETCH_TIMEOUT_S) and the loop hands back what it brought
+            await asyncio.wait([self._task], timeout=FETCH_TIMEOUT_S + 1.0)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.gather(*self._inflight, return_exceptions=True)
@@ -143,7 +149,7 @@ class Orchestrator:
         # loop also watches a flag: stop() must not hang on it
         while not self._stopping:
             try:
-                messages = await self._sub.fetch(batch=32, timeout=1.0)
+                messages = await self._sub.fetch(batch=32, timeout=FETCH_TIMEOUT_S)
             except (NatsTimeoutError, TimeoutError):
                 continue
             except Exception as exc:  # NATS away: wait and try again
@@ -151,6 +157,12 @@ class Orchestrator:
                 await asyncio.sleep(1.0)
                 continue
             for msg in messages:
+                if self._stopping:  # came in while stopping: another interviewer takes it
+                    try:
+                        await msg.nak()
+                    except Exception as exc:  # NATS gone: redelivered after ack_wait anyway
+                        log.debug("could not hand back %s: %s", msg.subject, exc)
+                    continue
                 task = asyncio.create_task(self._handle(msg))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy.nats_server import free_port
+from deploy.ports import free_port
 
 _RUN = (
     "import sys\n"

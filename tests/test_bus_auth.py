@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from deploy.nats_server import free_port, nats_server_binary
+from deploy.nats_server import nats_server_binary
+from deploy.ports import free_port
 from stream import bus
 from stream.settings import BusSettings
 

@@ -22,7 +22,7 @@ import pytest
 
 from dashboard.auth import hash_password
 from deploy.browser import launch_browser, new_logged_page
-from deploy.nats_server import free_port
+from deploy.ports import free_port
 from stream import bus, contract
 from tests._dashboard_events import interview_session, publish
 from tests._dashboard_server import running_dashboard

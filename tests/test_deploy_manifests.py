@@ -38,7 +38,8 @@ from kubernetes_validate import utils as kv_utils
 from pydantic import SecretStr
 
 from dashboard.settings import DashboardSettings
-from deploy.nats_server import free_port, nats_server_binary
+from deploy.nats_server import nats_server_binary
+from deploy.ports import free_port
 from deploy.up import UpSettings
 from inference.prepare import ENV_MODELS_DIR
 from inference.speech.worker import SpeechSettings

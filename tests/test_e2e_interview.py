@@ -183,6 +183,9 @@ async def test_a_long_answer_with_pauses_is_one_turn_and_its_feedback_stays(
                 await page.screenshot(path=str(tmp_path / "feedback-en.png"), full_page=True)
                 rows = await page.locator("#card-0-1 table.eval tr").count()
                 assert rows == 8  # a header and the seven criteria
+                # reading the feedback, the mic's badge must not say the answer is recorded
+                badge = await page.text_content("#speaking")
+                assert badge in ("mic on · not answering", "speaking · not an answer"), badge
                 text = await _visible_text(page)
                 assert any(r in text for r in ENGLISH_RATINGS), text
                 session = await page.evaluate("window.intervue.session")
@@ -197,6 +200,7 @@ async def test_a_long_answer_with_pauses_is_one_turn_and_its_feedback_stays(
                     page, _card("0-2", "?.transcripts && Object.keys(" + _card("0-2") +
                     ".transcripts).length"), 90, "a caption in the second attempt", lp.describe,
                 )  # fmt: skip
+                assert await page.text_content("#speaking") in ("speaking", "listening")
                 await page.keyboard.press("Control+Enter")
                 second = await _until(
                     page, _card("0-2", "?.evaluated && " + _card("0-2")), 60,
@@ -271,6 +275,8 @@ async def test_korean_answer_try_again_and_report(bus_settings, models_dir, tmp_
                 assert any(r in text for r in KOREAN_RATINGS), text
                 for korean in ("다음 질문", "다시 답변하기", "감정 점수", "말하기 지표"):
                     assert korean in text, korean
+                badge = await page.text_content("#speaking")
+                assert badge in ("마이크 켜짐 · 답변 중 아님", "말하는 중 · 답변 아님"), badge
                 session = await page.evaluate("window.intervue.session")
                 _no_identifiers(text, session)
                 # try again, give up at once: both attempts stay

@@ -28,7 +28,8 @@ import pytest
 from aiohttp import ClientSession
 
 from deploy import load
-from deploy.nats_server import EmbeddedNats, free_port
+from deploy.nats_server import EmbeddedNats
+from deploy.ports import free_port
 from stream import bus, contract
 from stream.gateway import GATEWAY, Gateway, create_app
 from stream.settings import BusSettings, GatewaySettings

@@ -638,7 +638,8 @@ class _NoWhisper:
 
 
 async def test_once_a_bug_a_poison_utterance_stops_the_speech_worker(tmp_path):
-    from deploy.nats_server import EmbeddedNats, free_port
+    from deploy.nats_server import EmbeddedNats
+    from deploy.ports import free_port
     from inference.speech.worker import SpeechSettings, SpeechWorker
     from stream import bus
     from stream.settings import BusSettings

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.nats_server import free_port as free_tcp_port
+from deploy.ports import free_port
 from llm.client import (
     MIN_MODEL_QUESTIONS,
     LlmClient,
@@ -29,7 +29,7 @@ from llm.client import (
 )
 from llm.engine import FallbackEngine, fallback_label
 from llm.local.choice import machine_facts
-from llm.local.server import LocalLlmServer, LocalServerSettings, free_port
+from llm.local.server import LocalLlmServer, LocalServerSettings
 from llm.offline import OfflineEngine
 from llm.offline.words import hangul_share, in_language
 from llm.schemas import Evaluation, Profile, Questions
@@ -264,7 +264,7 @@ async def test_a_server_killed_mid_interview_falls_back_offline() -> None:
 def test_up_runs_the_llm_role_and_hands_it_to_the_interviewer(tmp_path, models_dir) -> None:
     from tests.test_up import _children, _exited, _start_up, _stop, _wait_until
 
-    ports = {name: free_tcp_port() for name in ("nats", "gateway", "dashboard")}
+    ports = {name: free_port() for name in ("nats", "gateway", "dashboard")}
     up, log = _start_up(
         tmp_path,
         ports,

@@ -19,7 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from deploy import nats_auth
-from deploy.nats_server import free_port
+from deploy.ports import free_port
 from deploy.up import UpSettings, is_loopback, start_embedded_bus
 from stream import bus, contract
 from stream.settings import BusSettings

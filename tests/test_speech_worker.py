@@ -182,6 +182,39 @@ async def test_worker_stopped_mid_transcription(nc, bus_settings, tiny, answer_p
     assert b.last_deliveries[f"{session}/long/0"] >= 2
 
 
+async def test_an_utterance_coming_in_while_a_worker_stops(
+    nc, bus_settings, tiny, answer_pcm
+) -> None:
+    """An utterance that reaches a worker's open pull request while it stops is handed
+    back at once: the next worker transcribes it without waiting out ack_wait (a cancelled
+    fetch used to leave it in an inbox nobody read)."""
+    js = nc.jetstream()
+    session = new_session()
+    long_wait = {"ack_wait_s": 120.0}
+    a = SpeechWorker(
+        nc, tiny, bus_settings, settings("w-stopping", fetch_timeout_s=3.0, **long_wait)
+    )
+    await a.start()
+    for _ in range(200):
+        if a._fetching:
+            break
+        await asyncio.sleep(0.05)
+    assert a._fetching, "the worker never opened a pull request"
+    stopping = asyncio.create_task(a.stop())
+    await asyncio.sleep(0.2)  # the pull request is still open at the server
+    await publish_utterance(js, utterance(session, answer_pcm, uid="late"))
+    await stopping
+    assert a.counts["handed_back"] >= 1 and a.counts["transcribed"] == 0
+    b = SpeechWorker(nc, tiny, bus_settings, settings("w-next", **long_wait))
+    await b.start()
+    try:
+        # well inside ack_wait: only a handed-back utterance can arrive this soon
+        found = await transcripts(js, session, timeout_s=60.0)
+    finally:
+        await b.stop()
+    assert len(found) == 1 and found[0].worker == "w-next"
+
+
 class SlowTranscriber:
     """The real transcriber behind a delay (a transcription longer than ack_wait)."""
 
@@ -328,13 +361,15 @@ async def test_a_part_takes_the_transcript_made_at_its_pause(
             js, utterance(session, answer_pcm, "b", speculative=True, speculation=1)
         )
         await publish_utterance(js, utterance(session, ended, "b", speculation=2))
-        # "c": a snapshot and nothing after it yet (the candidate still thinking)
+        # "c": a snapshot and nothing after it yet (the candidate still thinking); a
+        # tenth of a second longer, to tell its Whisper run from the others
+        thinking = answer_pcm + bytes(SR // 5)
         await publish_utterance(
-            js, utterance(session, answer_pcm, "c", speculative=True, speculation=1)
+            js, utterance(session, thinking, "c", speculative=True, speculation=1)
         )
         found = await transcripts(js, session, want=2, timeout_s=30.0)
-        for _ in range(100):  # until "c" is taken too
-            if worker.counts["speculated"] >= 3:
+        for _ in range(300):  # until "c"'s snapshot is in Whisper too
+            if len(thinking) in counting.lengths:
                 break
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)  # a transcript of a speculative part would be here by now
@@ -345,8 +380,12 @@ async def test_a_part_takes_the_transcript_made_at_its_pause(
     assert all("python" in t.text.lower() for t in found), [t.text for t in found]
     # the end times are the real parts', whoever transcribed them
     assert found[0].end_ms - found[0].start_ms == pytest.approx(1000 * len(ended) / (2 * SR))
-    # Whisper ran on the three snapshots and on "b"'s real part; "a"'s took its snapshot's
-    assert sorted(counting.lengths) == sorted([len(answer_pcm)] * 3 + [len(ended)])
+    # Whisper ran on "a"'s and "c"'s snapshots and on "b"'s real part; "a"'s real part took
+    # its snapshot's transcript. "b"'s stale snapshot ran only if Whisper had started it
+    # before "b"'s real part came (one not started yet is cancelled: a run saved).
+    assert counting.lengths.count(len(ended)) == 1
+    assert counting.lengths.count(len(thinking)) == 1
+    assert counting.lengths.count(len(answer_pcm)) in (1, 2), counting.lengths
     assert worker.counts["speculation_reused"] == 1 and worker.counts["speculated"] == 3
     info = await js.consumer_info(contract.UTTERANCES_STREAM, contract.SPEECH_CONSUMER)
     assert info.num_ack_pending == 0

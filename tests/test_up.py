@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.nats_server import free_port
+from deploy.ports import free_port
 from tests._cli import run_cli
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from deploy.nats_server import EmbeddedNats, free_port
+from deploy.nats_server import EmbeddedNats
+from deploy.ports import free_port
 from deploy.up import (
     READY_LINES,
     Child,

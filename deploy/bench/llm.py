@@ -64,7 +64,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.bench.tables import fmt, loadavg, machine, p50_p95, render
-from llm.local.server import LocalServerSettings, free_port
+from deploy.ports import free_port
+from llm.local.server import LocalServerSettings
 from llm.offline.words import content_words, find_skills, has_hangul
 from stream.contract import SpeakingMetrics
 from stream.fillers import find_fillers

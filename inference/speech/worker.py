@@ -101,8 +101,9 @@ class SpeechSettings(BaseSettings):
     #: A failed attempt is retried after this delay (seconds).
     retry_delay_s: float = Field(2.0, ge=0.0)
     max_utterance_bytes: int = Field(DEFAULT_MAX_UTTERANCE_BYTES, ge=1024)
-    #: Pull request timeout (how long one fetch waits for work).
-    fetch_timeout_s: float = Field(5.0, gt=0.0)
+    #: Pull request timeout (how long one fetch waits for work). A graceful stop waits
+    #: for the open one to run out, so this also bounds how long stopping takes.
+    fetch_timeout_s: float = Field(2.0, gt=0.0)
     #: A gap between words at least this long is a pause (seconds; the gaps between an
     #: answer's utterances are judged by `contract.PAUSE_S`).
     pause_threshold_s: float = Field(contract.PAUSE_S, gt=0.0)
@@ -191,6 +192,8 @@ class SpeechWorker:
         self.metrics = metrics or SpeechMetrics()
         self._pool = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="speech")
         self._tasks: list[asyncio.Task] = []
+        #: pull tasks waiting in a fetch (stop lets those run out rather than cancel them)
+        self._fetching: set[asyncio.Task] = set()
         self._stopping = False
         self._sub: JetStreamContext.PullSubscription | None = None
         self._advisory = None
@@ -205,6 +208,8 @@ class SpeechWorker:
             "failed": 0,
             "gave_up": 0,
             "redelivered": 0,
+            # fetched while stopping and handed back at once for another worker
+            "handed_back": 0,
             # speculative parts transcribed ahead, skipped, and taken by a real part
             "speculated": 0,
             "speculation_skipped": 0,
@@ -249,10 +254,21 @@ class SpeechWorker:
         """Stop pulling. Utterances being transcribed are handed back at once (nak) so
         another worker takes them without waiting for ack_wait."""
         self._stopping = True
+        # A fetch cancelled here would leave its pull request open at the server, which
+        # then hands the next utterance to an inbox nobody reads: it would wait out
+        # ack_wait before any other worker saw it. So a fetch runs out (at most
+        # fetch_timeout_s) and the loop hands back what it brought; only work is cancelled.
+        fetching = [t for t in self._tasks if t in self._fetching and not self._abandon]
         for task in self._tasks:
-            task.cancel()
+            if task not in fetching:
+                task.cancel()
+        if fetching:
+            await asyncio.wait(fetching, timeout=self.settings.fetch_timeout_s + 1.0)
+            for task in fetching:
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        self._fetching.clear()
         for sub in (self._sub, self._advisory):
             if sub is not None:
                 try:
@@ -285,7 +301,9 @@ class SpeechWorker:
         assert self._sub is not None
         # nats-py's fetch can swallow a cancellation (it surfaces as a timeout): the flag
         # ends the loop anyway, so stop() cannot hang on it
+        task = asyncio.current_task()
         while not self._stopping:
+            self._fetching.add(task)
             try:
                 msgs = await self._sub.fetch(1, timeout=self.settings.fetch_timeout_s)
             except (TimeoutError, NatsTimeoutError):
@@ -296,8 +314,14 @@ class SpeechWorker:
                 log.warning("fetch from %s failed: %s", contract.SPEECH_CONSUMER, exc)
                 await asyncio.sleep(1.0)
                 continue
+            finally:
+                self._fetching.discard(task)
             for msg in msgs:
-                await self._handle(msg)
+                if self._stopping:  # came in while stopping: another worker takes it now
+                    self.counts["handed_back"] += 1
+                    await self._settle(msg, "nak")
+                else:
+                    await self._handle(msg)
 
     async def _heartbeat(self, msg: Msg) -> None:
         while True:

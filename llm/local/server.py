@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
+from deploy.ports import free_port
 from llm.settings import LlmSettings
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,6 @@ class LocalServerSettings:
         # the vision and speech workers need.
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         return env
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 async def server_ready(base_url: str, timeout_s: float = 2.0) -> bool:

@@ -85,7 +85,8 @@ const TEXT = {
     attempt: (a) => `${a}번째 시도`,
     followUp: "면접관 추가 질문",
     offline: "오프라인 엔진", llm: "AI 면접관",
-    speaking: "말하는 중", listening: "듣는 중", silent: "대기",
+    speaking: "말하는 중", listening: "듣는 중",
+    speakingAside: "말하는 중 · 답변 아님", micAside: "마이크 켜짐 · 답변 중 아님",
     waitingQuestions: "자기소개서로 질문을 만드는 중…",
     captionEmpty: "답변을 말씀하세요. 말한 내용이 여기에 나타납니다.",
     answering: "답변 중 — 생각할 시간이 필요하면 잠시 멈춰도 됩니다.",
@@ -149,7 +150,8 @@ const TEXT = {
     attempt: (a) => `attempt ${a}`,
     followUp: "interviewer's follow-up",
     offline: "offline engine", llm: "AI interviewer",
-    speaking: "speaking", listening: "listening", silent: "idle",
+    speaking: "speaking", listening: "listening",
+    speakingAside: "speaking · not an answer", micAside: "mic on · not answering",
     waitingQuestions: "Preparing questions from your self-introduction…",
     captionEmpty: "Answer aloud; what you say appears here.",
     answering: "Answering — pause to think whenever you need to.",
@@ -393,6 +395,7 @@ function cardOf(index, attempt) {
 function latestKey() { const order = state.interview.order; return order.length ? order[order.length - 1] : null; }
 
 function renderCard(card) {
+  showSpeech();
   const key = cardKey(card.index, card.attempt);
   const node = $(`card-${key}`);
   if (!node) return;
@@ -640,8 +643,19 @@ function onTurn(msg) {
 
 function onSpeech(msg) {
   state.interview.speaking = msg.speaking;
-  $("speaking").textContent = msg.speaking ? t("speaking") : t("listening");
-  $("speaking").className = `badge ${msg.speaking ? "live" : ""}`;
+  showSpeech();
+}
+
+// The badge says whether the microphone's speech is an answer: outside an open answer turn
+// (reading feedback, waiting for a question) "listening" would read as "still recording
+// your answer".
+function showSpeech() {
+  if (state.ended) return;
+  const speaking = state.interview.speaking;
+  const answering = Object.values(state.interview.cards).some((card) => card.state === "answering");
+  const key = answering ? (speaking ? "speaking" : "listening") : speaking ? "speakingAside" : "micAside";
+  $("speaking").textContent = t(key);
+  $("speaking").className = `badge ${speaking && answering ? "live" : ""}`;
 }
 
 function showReport(data) {
@@ -803,8 +817,9 @@ function finish(code) {
   showProbs(null);
   $("emotion").textContent = "—";
   $("emotion-detail").textContent = "";
-  onSpeech({ speaking: false });
+  state.interview.speaking = false;
   $("speaking").textContent = "";
+  $("speaking").className = "badge";
   setStatus("ended");
   $("status").textContent = T().endCodes[state.ended] || T().status.ended;
   $("stop").disabled = true;
