@@ -32,7 +32,15 @@ the words are counted on the transcript, so thinking pauses do not count):
    cannot be 매우 좋음 on technical explanation.
 5. **no structure** — an answer in which fewer than 2 of the 4 STAR parts have a cue
    cannot be 매우 좋음 on clarity.
-6. **percent** — the similarity grade is at most what the model's own percent earns by
+6. **names nothing** — an answer (of 5 words or more) that names none of the rules'
+   similarity reference — the question's top keywords and the self-introduction's skills
+   and keywords (`llm.offline.rating`: the offline engine's similarity, 0 %) — is at most
+   개선 필요함 on similarity, technical explanation and examples: it is off the question,
+   or says nothing concrete. The 1.5B model gave an answer about hiking, to a question
+   about cache invalidation, 100 % similarity and 매우 좋음 everywhere. (Tried and left
+   out: asking the model first whether the answer answers the question. It said "partly"
+   for that answer, and two of three Korean evaluations then came back in English.)
+7. **percent** — the similarity grade is at most what the model's own percent earns by
    the offline engine's rule (≥ 50 % 매우 좋음, ≥ 25 % 무난함): "매우 좋음 (30%)" becomes
    "무난함 (30%)"; a stricter grade than the percent stays.
 
@@ -152,6 +160,14 @@ _NO_STRUCTURE = Clamp(
     f"With fewer than {MIN_STAR_PARTS} of the 4 STAR parts (situation, task, action, result) "
     "an answer cannot be very good on clarity",
 )
+_NAMES_NOTHING = Clamp(
+    "names_nothing",
+    Rating.NEEDS_IMPROVEMENT,
+    "질문의 핵심어와 자기소개서의 기술·키워드를 하나도 언급하지 않은 답변은 이 항목에서 무난함 "
+    "이상이 될 수 없어",
+    "An answer that names none of the key words of the question or of your "
+    "self-introduction cannot be fine or better here",
+)
 _PERCENT_NOTE = {
     "ko": "[규칙] 유사도 등급은 일치율을 넘을 수 없습니다(50% 이상 매우 좋음, 25% 이상 무난함).",
     "en": "[Rule] The similarity rating cannot exceed its match percent (50% or more: very "
@@ -177,11 +193,22 @@ class AnswerEvidence:
     star: tuple[str, ...]
     filler_rate: float
     longest_pause_s: float | None
+    #: The share (%) of the rules' similarity reference — the question's keywords and the
+    #: self-introduction's skills and keywords — that the answer names (the offline
+    #: engine's similarity percent); None: no reference or no answer.
+    key_terms_percent: int | None = None
 
     @classmethod
-    def of(cls, answer: str, metrics: SpeakingMetrics | None, language: Language) -> AnswerEvidence:
+    def of(
+        cls,
+        answer: str,
+        metrics: SpeakingMetrics | None,
+        language: Language,
+        key_terms_percent: int | None = None,
+    ) -> AnswerEvidence:
         _, filler_rate, longest_pause = delivery_measures(answer, metrics)
         return cls(
+            key_terms_percent=key_terms_percent,
             language=language,
             words=len(answer.split()),
             syllables=spoken_syllables(answer),
@@ -206,9 +233,12 @@ def clamps_for(evidence: AnswerEvidence) -> dict[str, list[Clamp]]:
     bounds: dict[str, list[Clamp]] = {field: [] for field in CONTENT_CRITERIA}
     if evidence.words < MIN_WORDS_FOR_EXAMPLES:
         for field in ("similarity", "clarity", "technical_explanation"):
-            bounds[field].append(_FRAGMENT)
-        bounds["examples"].append(_FRAGMENT_EXAMPLES)
+            bounds[field] = [_FRAGMENT]
+        bounds["examples"] = [_FRAGMENT_EXAMPLES]
         return bounds
+    if evidence.key_terms_percent == 0:
+        for field in ("similarity", "technical_explanation", "examples"):
+            bounds[field].append(_NAMES_NOTHING)
     if evidence.short:
         for field in ("similarity", "technical_explanation", "examples"):
             bounds[field].append(_SHORT)
@@ -312,7 +342,9 @@ def combine(
     """The evaluation of `answer`: the model's `content` within the clamps, the measured
     criteria of `measured` (the offline engine's evaluation of the same answer and
     metrics) as they are, overall by the rule over both (see the module docstring)."""
-    evidence = AnswerEvidence.of(answer, metrics, language)
+    evidence = AnswerEvidence.of(
+        answer, metrics, language, key_terms_percent=measured.similarity.match_percent
+    )
     bounds = clamps_for(evidence)
     clamped: list[str] = []
 

@@ -297,6 +297,49 @@ def test_a_clamp_never_raises_a_rating():
         assert getattr(result, field).rating is Rating.NEEDS_IMPROVEMENT
 
 
+EN_OFF_TOPIC = (
+    "I go hiking most weekends, and last month I walked the whole ridge trail in 3 days. "
+    "Staying fit matters for developers too, because a long week at a desk is hard on you, "
+    "so I also run twice a week and I enjoy team dinners."
+)
+KO_OFF_TOPIC = (
+    "저는 주말에 등산을 자주 다니는데요, 최근에는 지리산 종주를 3일 동안 다녀왔습니다. 체력 "
+    "관리가 개발자에게도 정말 중요하다고 생각해서 꾸준히 운동하고 있습니다. 팀 회식도 좋아합니다."
+)
+
+
+@pytest.mark.parametrize(
+    ("language", "answer", "note"),
+    [
+        ("en", EN_OFF_TOPIC, "names none of the key words"),
+        ("ko", KO_OFF_TOPIC, "하나도 언급하지 않은"),
+    ],
+)
+def test_an_answer_that_names_nothing_of_the_question_or_intro_needs_improvement(
+    language, answer, note
+):
+    """What the real 1.5B model did with an answer about hiking: 100 % similar, very good
+    everywhere. The rules see it names none of the question's or the intro's key words."""
+    content = _content(similarity={"rating": "매우 좋음", "match_percent": 100, "reason": "ok"})
+    result = _combine(answer, language, content)
+    for field in ("similarity", "technical_explanation", "examples"):
+        criterion = getattr(result, field)
+        assert criterion.rating is Rating.NEEDS_IMPROVEMENT, field
+        assert note in criterion.reason, criterion.reason
+    assert result.similarity.match_percent == 24
+    assert result.overall.rating is Rating.NEEDS_IMPROVEMENT
+    assert {"similarity", "technical_explanation", "examples"} <= set(result.clamped)
+
+
+@pytest.mark.parametrize(("answer", "language"), [(EN_RICH, "en"), (KO_RICH, "ko")])
+def test_an_answer_that_names_the_questions_words_is_not_held_to_that_rule(answer, language):
+    result = _combine(answer, language)
+    assert "names_nothing" not in str(result.model_dump())
+    for field in ("similarity", "technical_explanation", "examples"):
+        assert "key words" not in getattr(result, field).reason
+        assert "핵심어" not in getattr(result, field).reason
+
+
 @pytest.mark.parametrize(("language", "note"), [("en", "match percent"), ("ko", "일치율")])
 def test_similarity_grade_cannot_exceed_its_percent(language, note):
     content = _content(similarity={"rating": "매우 좋음", "match_percent": 30, "reason": "r"})
@@ -395,3 +438,25 @@ def test_a_number_the_model_puts_before_a_tip_is_dropped_as_the_page_numbers_tip
     tips = ["Tip 1: Say the result.", "팁 2. 이유를 말하세요", "1.5배 빨라진 결과를 말하세요"]
     parsed = ContentEvaluation.model_validate({**base, "tips": tips})
     assert parsed.tips == ["Say the result.", "이유를 말하세요", "1.5배 빨라진 결과를 말하세요"]
+
+
+def test_the_names_nothing_rule_over_the_benchs_answers():
+    """docs/interview.md's figures for the rule: every off-topic answer of the bench's
+    cases is held to it, no strong one is."""
+    from deploy.bench.llm import CASES_PATH, load_cases
+
+    held: dict[str, list[bool]] = {}
+    for case in load_cases(CASES_PATH):
+        profile = Profile(
+            self_intro=case.self_intro,
+            language=case.language,
+            job_title=case.job_title,
+            years=case.years,
+            company=case.company,
+        )
+        for answer in case.answers:
+            measured = OfflineEngine().evaluation(profile, answer.question, answer.answer, None)
+            held.setdefault(answer.kind, []).append(measured.similarity.match_percent == 0)
+    assert held["off_topic"] == [True] * 4
+    assert not any(held["strong"]) and len(held["strong"]) == 9
+    assert sum(held["vague"]) == 4 and sum(held["short"]) == 3

@@ -51,12 +51,9 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -65,7 +62,7 @@ from typing import Any, Literal
 
 from deploy.bench.tables import fmt, loadavg, machine, p50_p95, render
 from deploy.ports import free_port
-from llm.local.server import LocalServerSettings
+from llm.local.server import LocalLlmServer, LocalServerSettings
 from llm.offline.words import content_words, find_skills, has_hangul
 from stream.contract import SpeakingMetrics
 from stream.fillers import find_fillers
@@ -720,66 +717,30 @@ class RecordingOpenAI:
         return getattr(self._real, name)
 
 
-@dataclass
-class ServerInfo:
-    """A llama.cpp server the bench started."""
-
-    base_url: str
-    alias: str
-    pid: int
-    ready_s: float
-    log_path: Path
-
-
 @contextmanager
 def started_llama_server(
     model: Path, threads: int, context: int = 4096, ready_timeout_s: float = 300.0
-) -> Iterator[ServerInfo]:
-    """Start ``python -m llama_cpp.server`` on a free loopback port, wait until
-    ``GET /v1/models`` answers, yield it, and stop it (SIGTERM, then SIGKILL)."""
+) -> Iterator[LocalLlmServer]:
+    """The product's `LocalLlmServer` on a free loopback port with llama.cpp's timings
+    on, its whole log in a temporary file (`log_path`, read for the server's own rates),
+    ready inside the block and stopped after it. Synchronous: the bench runs each step
+    in its own event loop, and the server belongs to none."""
     if not model.is_file():
         raise FileNotFoundError(
             f"no model at {model}: prepare it (intervue models prepare --llm) or pass --model"
         )
-    port = free_port()
-    alias = model.stem
+    settings = LocalServerSettings(
+        model, free_port(), threads, context, alias=model.stem, verbose=True
+    )
     with tempfile.TemporaryDirectory(prefix="intervue-bench-llm-") as tmp:
-        log_path = Path(tmp) / "llama-server.log"
-        started = time.perf_counter()
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                LocalServerSettings(
-                    model, port, threads, context, alias, verbose=True
-                ).argv(),  # the product's command line, with llama.cpp's timings on
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        base_url = f"http://127.0.0.1:{port}/v1"
+        server = LocalLlmServer(
+            settings, start_timeout_s=ready_timeout_s, log_path=Path(tmp) / "llama-server.log"
+        )
         try:
-            while True:
-                if proc.poll() is not None:
-                    tail = log_path.read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"the llama.cpp server exited ({proc.returncode}):\n{tail}")
-                try:
-                    with urllib.request.urlopen(f"{base_url}/models", timeout=2) as reply:
-                        if reply.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.perf_counter() - started > ready_timeout_s:
-                    raise RuntimeError(f"the llama.cpp server was not ready in {ready_timeout_s} s")
-                time.sleep(0.25)
-            ready_s = time.perf_counter() - started
-            log.info("llama.cpp server ready on port %d in %.1f s", port, ready_s)
-            yield ServerInfo(base_url, alias, proc.pid, ready_s, log_path)
+            asyncio.run(server.start())
+            yield server
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            server.stop_now(timeout_s=15.0)
 
 
 def peak_rss_gib(pid: int) -> float | None:
@@ -1116,12 +1077,12 @@ def run_llm_bench(
     else:
         path = model or default_model_path()
         with started_llama_server(path, threads, context) as server:
-            settings = _settings(server.base_url, server.alias, local=True)
+            settings = _settings(server.base_url, server.settings.alias, local=True)
             if interference:  # first: a few minutes, and a long run cut short keeps them
                 case = pick_profiles(cases, "en", None)[0]
                 try:
                     rows, meta["interference_note"] = run_interference(
-                        server.base_url, server.alias, case, rounds=rounds, frames=frames
+                        server.base_url, server.settings.alias, case, rounds=rounds, frames=frames
                     )
                 except Exception as exc:
                     # the steps' figures are worth having without it

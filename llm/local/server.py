@@ -14,16 +14,20 @@ prompted the way it was trained.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
@@ -138,7 +142,10 @@ class LocalLlmServer:
     """``async with LocalLlmServer(settings) as server:`` — llama.cpp's server on
     `settings.port`, ready (``GET /v1/models`` answers) inside the block, killed on exit.
 
-    For tests and benchmarks; `intervue up` supervises the same command line itself."""
+    For tests and benchmarks; `intervue up` supervises the same command line itself. The
+    process belongs to no event loop (a plain ``Popen``; its log read by a thread, or
+    written to `log_path`), so a synchronous caller can start it with one ``asyncio.run``,
+    run other loops meanwhile, and stop it with `stop_now` (`intervue bench llm` does)."""
 
     def __init__(
         self,
@@ -147,21 +154,33 @@ class LocalLlmServer:
         start_timeout_s: float = 120.0,
         nice: int = 0,
         log_lines: int = 40,
+        log_path: Path | None = None,
     ) -> None:
         self.settings = settings
         self.start_timeout_s = start_timeout_s
         self.nice = nice
-        self.process: asyncio.subprocess.Process | None = None
-        self._log: list[str] = []
-        self._log_lines = log_lines
-        self._pump: asyncio.Task | None = None
+        #: Where the whole log goes (the benchmark reads llama.cpp's timings from it);
+        #: None: only the last `log_lines` lines are kept, for error messages.
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        #: Seconds from start to ready.
+        self.ready_s: float | None = None
+        self._log: collections.deque[str] = collections.deque(maxlen=log_lines)
+        self._reader: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         return self.settings.base_url
 
     @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
     def log_tail(self) -> str:
+        if self.log_path is not None and self.log_path.exists():
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+            return "\n".join(lines[-(self._log.maxlen or 40) :])
         return "\n".join(self._log)
 
     async def start(self) -> None:
@@ -170,17 +189,10 @@ class LocalLlmServer:
             argv = ["nice", "-n", str(self.nice), *argv]
         log.info("starting llama.cpp's server on %s", self.base_url)
         started = time.monotonic()
-        self.process = await asyncio.create_subprocess_exec(
-            *argv,
-            env=self.settings.env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killed whole on exit
-        )
-        self._pump = asyncio.create_task(self._read_log(self.process.stdout))
+        self.process = await asyncio.to_thread(self._spawn, argv)
         while not await server_ready(self.base_url):
-            if self.process.returncode is not None:
-                await self._pump
+            if self.process.poll() is not None:
+                self._join_reader()
                 raise LocalServerError(
                     f"llama.cpp's server exited with code {self.process.returncode} before it "
                     f"was ready:\n{self.log_tail}"
@@ -192,30 +204,59 @@ class LocalLlmServer:
                     f"{self.log_tail}"
                 )
             await asyncio.sleep(0.25)
-        log.info("llama.cpp's server ready in %.1f s", time.monotonic() - started)
+        self.ready_s = time.monotonic() - started
+        log.info("llama.cpp's server ready in %.1f s", self.ready_s)
 
-    async def _read_log(self, stream: asyncio.StreamReader) -> None:
-        while line := await stream.readline():
+    def _spawn(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        output = self.log_path.open("wb") if self.log_path is not None else subprocess.PIPE
+        try:
+            process = subprocess.Popen(
+                argv,
+                env=self.settings.env(),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: killed whole on exit
+            )
+        finally:
+            if output is not subprocess.PIPE:
+                output.close()  # the child holds its own descriptor
+        if process.stdout is not None:
+            self._reader = threading.Thread(
+                target=self._read_log, args=(process.stdout,), daemon=True
+            )
+            self._reader.start()
+        return process
+
+    def _read_log(self, stream: IO[bytes]) -> None:
+        for line in stream:
             self._log.append(line.decode("utf-8", "replace").rstrip())
-            del self._log[: -self._log_lines]
+
+    def _join_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
 
     async def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM its process group, SIGKILL after `timeout_s`."""
+        """SIGTERM its process group, SIGKILL after `timeout_s` (waiting off the loop)."""
+        await asyncio.to_thread(self.stop_now, timeout_s)
+
+    def stop_now(self, timeout_s: float = 10.0) -> None:
+        """`stop`, for a synchronous caller: blocks until the process is gone."""
         process = self.process
         if process is None:
             return
-        if process.returncode is None:
+        if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), timeout_s)
-            except TimeoutError:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        if self._pump is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._pump, 5.0)
+                process.wait()
+        self._join_reader()
+        if process.stdout is not None:
+            process.stdout.close()
 
     async def __aenter__(self) -> LocalLlmServer:
         try:
