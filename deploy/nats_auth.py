@@ -111,6 +111,18 @@ def _invitations_ledger() -> list[str]:
     ]
 
 
+def _presence(write: bool) -> list[str]:
+    """Look the presence bucket up and read a session's key (`stream.presence`); with
+    `write`, put and delete keys too (gateways)."""
+    stream = f"KV_{contract.PRESENCE_BUCKET}"
+    subjects = [
+        _js_api("STREAM", "INFO", stream),
+        _js_api("DIRECT", "GET", stream, ">"),
+        _js_api("STREAM", "MSG", "GET", stream),
+    ]
+    return [*subjects, f"$KV.{contract.PRESENCE_BUCKET}.>"] if write else subjects
+
+
 def _events_of(role: str) -> list[str]:
     return [
         contract.event_subject("*", kind)  # type: ignore[arg-type]
@@ -136,6 +148,7 @@ def role_permissions(role: str) -> dict | None:
             _js_api("STREAM", "INFO", contract.UTTERANCES_STREAM),
             *_events_reader(),  # a reloaded page's session is replayed from the stream
             *_invitations_ledger(),
+            *_presence(write=True),
         ]
         subscribe = [contract.session_events_wildcard("*")]  # results for live sessions
     elif role == "vision":
@@ -158,6 +171,7 @@ def role_permissions(role: str) -> dict | None:
             *_events_of(role),
             *_events_reader(),  # sessions are rebuilt from the stream
             *_consumer_admin(contract.EVENTS_STREAM, contract.INTERVIEWER_CONSUMER),
+            *_presence(write=False),  # is the candidate of an old event still there?
         ]
         subscribe = []
     elif role == "dashboard":

@@ -41,6 +41,7 @@ from deploy import nats_auth
 from deploy.nats_server import EmbeddedNats
 from stream import bus, tokens
 from stream.invitations import ensure_invitations_bucket
+from stream.presence import ensure_presence_bucket
 from stream.settings import BusSettings
 
 if TYPE_CHECKING:
@@ -393,6 +394,7 @@ async def start_embedded_bus(settings: UpSettings, bus_settings: BusSettings) ->
             await bus.ensure_events_stream(js, admin)
             await bus.ensure_utterances_stream(js, admin)
             await ensure_invitations_bucket(js, admin)
+            await ensure_presence_bucket(js, admin)
         finally:
             await nc.close()
     except BaseException:

@@ -26,6 +26,8 @@ import asyncio
 import logging
 import os
 import socket
+import time
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -40,6 +42,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from llm.interview import Action, InterviewState
 from llm.schemas import Profile
 from stream import bus, contract
+from stream.presence import session_present
 from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,11 @@ class InterviewerSettings(BaseSettings):
     ack_wait_s: float = Field(120.0, gt=0)
     #: Sessions kept in memory; older ones are rebuilt from JetStream when they speak.
     max_cached_sessions: int = Field(256, ge=1)
+    #: An event that waited longer than this (seconds, from when the bus stored it) is
+    #: acted on only if a live gateway still holds its session (`stream.presence`): an
+    #: interviewer reading a backlog spends no model time on candidates who are gone,
+    #: such as those of a gateway that crashed. 0: ask for every event.
+    presence_after_s: float = Field(60.0, ge=0)
     name: str = Field(default_factory=lambda: f"interviewer-{socket.gethostname()}-{os.getpid()}")
 
 
@@ -104,6 +112,8 @@ class Orchestrator:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._inflight: set[asyncio.Task] = set()
+        # sessions found gone (logged once each; bounded like the state cache)
+        self._gone: OrderedDict[str, None] = OrderedDict()
 
     async def start(self) -> None:
         self._stopping = False
@@ -175,6 +185,9 @@ class Orchestrator:
             log.warning("skipping an undecodable event on %s: %s", msg.subject, exc)
             await msg.term()
             return
+        if await self._left(session, msg):
+            await msg.ack()  # folded from the stream if the session is ever rebuilt
+            return
         try:
             await self.process(session, message, msg)
         except Exception:
@@ -182,6 +195,35 @@ class Orchestrator:
             await msg.nak(delay=2.0)
             return
         await msg.ack()
+
+    async def _left(self, session: str, msg: Msg) -> bool:
+        """Whether `msg` is an old event of a session no live gateway holds: nobody would
+        see a step taken on it (see `InterviewerSettings.presence_after_s`)."""
+        try:
+            waited_s = time.time() - msg.metadata.timestamp.timestamp()
+        except (AttributeError, ValueError):  # not a JetStream delivery
+            return False
+        if waited_s < self.settings.presence_after_s:
+            return False
+        try:
+            present = await session_present(self.js, session)
+        except Exception as exc:  # cannot tell: act as before presence existed
+            log.warning("session %s: presence unknown (%s); taking the step", session, exc)
+            return False
+        if present is not False:
+            return False
+        if session not in self._gone:
+            self._gone[session] = None
+            while len(self._gone) > self.settings.max_cached_sessions:
+                self._gone.popitem(last=False)
+            log.info(
+                "session %s: no gateway holds it (its candidate is gone); its events from "
+                "%.0f s ago are recorded, no step is taken",
+                session,
+                waited_s,
+            )
+        self._forget(session)
+        return True
 
     async def process(
         self, session: str, message: contract.BusMessage, msg: Msg | None = None

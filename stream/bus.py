@@ -24,7 +24,8 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, start_http_server
 
 from stream import contract
@@ -213,6 +214,25 @@ async def ensure_events_stream(js: JetStreamContext, settings: BusSettings) -> N
         )
         return
     log.info("updated JetStream stream %s (%s)", contract.EVENTS_STREAM, ", ".join(changed))
+
+
+async def ensure_key_value(
+    js: JetStreamContext, settings: BusSettings, bucket: str, description: str, ttl_s: float
+) -> KeyValue:
+    """Key-value `bucket` (one value per key, entries expiring `ttl_s` after their last
+    write), created if missing: idempotent, its settings are the creator's."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        kv = await js.create_key_value(
+            bucket=bucket,
+            description=description,
+            history=1,
+            ttl=ttl_s,
+            replicas=settings.stream_replicas,
+        )
+        log.info("created JetStream key-value bucket %s", bucket)
+        return kv
 
 
 async def ensure_utterances_stream(

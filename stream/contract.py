@@ -90,6 +90,9 @@ INTERVIEWER_CONSUMER = "interviewer"
 
 #: Key-value bucket of invitation records, shared by every gateway.
 INVITATIONS_BUCKET = "intervue_invitations"
+#: Key-value bucket of the sessions a live gateway holds (key: session id; value: the
+#: gateway's name), each key refreshed while its session lives (`stream.presence`).
+PRESENCE_BUCKET = "intervue_presence"
 
 EventKind = Literal[
     "emotion",

@@ -34,6 +34,8 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import socket
 import time
 from collections import Counter as Tally
 from collections import OrderedDict
@@ -59,6 +61,7 @@ from stream.invitations import (
     LedgerUnavailable,
     ensure_invitations_bucket,
 )
+from stream.presence import PresenceBoard, ensure_presence_bucket
 from stream.sampler import TokenBucket
 from stream.session import RoomSession, SessionError, new_session_id
 from stream.settings import BusSettings, GatewaySettings
@@ -133,6 +136,9 @@ class Gateway:
             per_address=settings.max_sessions_per_address,
         )
         self.ledger: InvitationLedger | None = None  # on start, when invitations are on
+        # marks the sessions held here on the bus (on start; None in handler-only tests)
+        self.presence: PresenceBoard | None = None
+        self._unmarking: set[asyncio.Task] = set()
         # ended sessions → their secret, so a late End is answered only to their owner
         self.recently_ended: OrderedDict[str, str] = OrderedDict()
         # validated at start like every setting: a bad INTERVUE_TURN_* stops the gateway
@@ -196,10 +202,20 @@ class Gateway:
     def session_closed(self, session: RoomSession) -> None:
         self.sessions.pop(session.id, None)
         self.holders.pop(session.id, None)
+        if self.presence is not None:
+            task = asyncio.get_running_loop().create_task(self.presence.unmark(session.id))
+            self._unmarking.add(task)
+            task.add_done_callback(self._unmarking.discard)
         self.sessions_gauge.set(len(self.sessions))
         self.recently_ended[session.id] = session.secret
         while len(self.recently_ended) > REMEMBER_ENDED:
             self.recently_ended.popitem(last=False)
+
+    async def stop_presence(self) -> None:
+        """Stop refreshing presence; wait for the ended sessions' keys to be deleted."""
+        if self.presence is not None:
+            await self.presence.stop()
+        await asyncio.gather(*self._unmarking, return_exceptions=True)
 
     def ledger_for(self) -> InvitationLedger:
         if self.ledger is None:  # the app did not start (a test calling a handler)
@@ -332,6 +348,8 @@ async def create_session(request: web.Request, gateway: Gateway) -> web.Response
         turn_settings=gateway.turn_settings,
         on_video_frame_released=gateway.count_video_frame,
     )
+    if gateway.presence is not None:  # before anything of the session is on the bus
+        await gateway.presence.mark(session_id)
     gateway.sessions[session_id] = session
     gateway.holders[session_id] = (nonce, address)
     gateway.sessions_total.inc()
@@ -559,6 +577,9 @@ async def _on_startup(app: web.Application) -> None:
     if gateway.token_key is not None:
         kv = await ensure_invitations_bucket(gateway.nc.jetstream(), gateway.bus_settings)
         gateway.ledger = InvitationLedger(kv)
+    presence = await ensure_presence_bucket(gateway.nc.jetstream(), gateway.bus_settings)
+    gateway.presence = PresenceBoard(presence, f"gateway-{socket.gethostname()}-{os.getpid()}")
+    gateway.presence.start(lambda: list(gateway.sessions))
 
 
 async def _on_shutdown(app: web.Application) -> None:
@@ -567,6 +588,7 @@ async def _on_shutdown(app: web.Application) -> None:
         *(s.close("gateway shutting down", "shutdown") for s in list(gateway.sessions.values())),
         return_exceptions=True,
     )
+    await gateway.stop_presence()
     if gateway.owns_nc and gateway.nc is not None:
         await gateway.nc.drain()
     gateway.executor.shutdown(wait=False, cancel_futures=True)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from stream import contract, tokens
+from stream import bus, contract, tokens
 from stream.settings import BusSettings
 
 log = logging.getLogger(__name__)
@@ -58,18 +58,13 @@ def claim_next(
 
 async def ensure_invitations_bucket(js: JetStreamContext, settings: BusSettings) -> KeyValue:
     """The invitations bucket, created if missing (idempotent; gateways and the CLI)."""
-    try:
-        return await js.key_value(contract.INVITATIONS_BUCKET)
-    except BucketNotFoundError:
-        kv = await js.create_key_value(
-            bucket=contract.INVITATIONS_BUCKET,
-            description="intervue invitation uses and revocations, by nonce",
-            history=1,
-            ttl=RECORD_TTL_S,
-            replicas=settings.stream_replicas,
-        )
-        log.info("created JetStream key-value bucket %s", contract.INVITATIONS_BUCKET)
-        return kv
+    return await bus.ensure_key_value(
+        js,
+        settings,
+        contract.INVITATIONS_BUCKET,
+        "intervue invitation uses and revocations, by nonce",
+        RECORD_TTL_S,
+    )
 
 
 class InvitationLedger:

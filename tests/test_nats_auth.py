@@ -22,6 +22,7 @@ from deploy import nats_auth
 from deploy.ports import free_port
 from deploy.up import UpSettings, is_loopback, start_embedded_bus
 from stream import bus, contract
+from stream.presence import PresenceBoard, ensure_presence_bucket, session_present
 from stream.settings import BusSettings
 from tests._cli import run_cli
 
@@ -217,6 +218,26 @@ async def test_the_gateway_cannot_delete_purge_or_forge(locked, caplog):
     async with as_role(locked, "admin") as nc:
         info = await nc.jetstream().stream_info(contract.EVENTS_STREAM)
     assert info.state.messages >= 1
+
+
+async def test_the_gateway_keeps_presence_and_the_interviewer_only_reads_it(locked, caplog):
+    session = new_session()
+    async with as_role(locked, "gateway") as nc:
+        js = nc.jetstream(timeout=2)
+        board = PresenceBoard(await ensure_presence_bucket(js, BusSettings()), "gw")
+        await board.mark(session)
+        assert await session_present(js, session) is True
+    async with as_role(locked, "interviewer") as nc:
+        js = nc.jetstream(timeout=2)
+        assert await session_present(js, session) is True
+        kv = await js.key_value(contract.PRESENCE_BUCKET)
+        subject = f"$KV.{contract.PRESENCE_BUCKET}.{session}"
+        await assert_refused(caplog, nc, lambda: kv.delete(session), "Publish", subject)
+        assert await session_present(js, session) is True
+    async with as_role(locked, "gateway") as nc:
+        js = nc.jetstream(timeout=2)
+        await PresenceBoard(await js.key_value(contract.PRESENCE_BUCKET), "gw").unmark(session)
+        assert await session_present(js, session) is False
 
 
 async def test_the_dashboard_reads_and_sends_follow_ups_but_cannot_fake_events(locked, caplog):

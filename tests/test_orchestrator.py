@@ -14,6 +14,7 @@ from llm.offline import OfflineEngine
 from llm.orchestrator import InterviewerSettings, Orchestrator
 from llm.settings import LlmSettings
 from stream import bus, contract
+from stream.presence import PresenceBoard, ensure_presence_bucket
 from stream.settings import BusSettings
 from tests._messages import score_update
 from tests.conftest import own_nats_server
@@ -386,3 +387,36 @@ async def test_a_working_step_precedes_the_questions_and_each_evaluation(nc, bus
         assert kinds.count("working") == 3
     finally:
         await _stop(client, orchestrator)
+
+
+async def test_old_events_of_a_session_no_gateway_holds_take_no_step(nc, bus_settings):
+    """An interviewer reading a backlog (it started late, or was down): a session whose
+    gateway is gone (it crashed: nobody ended the session) gets no questions; a session
+    a live gateway holds does. (presence_after_s=0 makes every event "old".)"""
+    js = nc.jetstream()
+    board = PresenceBoard(await ensure_presence_bucket(js, bus_settings), "gateway-test")
+    here, gone = "orch-present", "orch-gone"
+    await board.mark(here)
+    for session in (gone, here):
+        await bus.publish_event(
+            js, contract.Profile(session=session, self_intro=INTRO, at_ms=1.0), "profile"
+        )
+    client = await bus.connect(bus_settings, "orchestrator-test")
+    settings = InterviewerSettings(ack_wait_s=5, presence_after_s=0)
+    orchestrator = Orchestrator(client, OfflineEngine(), bus_settings, settings)
+    await orchestrator.start()
+    try:
+        await _steps(nc, here, "asked")
+        for _ in range(100):  # until the gone session's profile was taken too
+            info = await js.consumer_info(contract.EVENTS_STREAM, contract.INTERVIEWER_CONSUMER)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert info.num_pending == 0 and info.num_ack_pending == 0
+        steps = await bus.read_events(
+            js, contract.event_subject(gone, "interview"), idle_timeout_s=0.3
+        )
+        assert steps == []
+    finally:
+        await _stop(client, orchestrator)
+        await board.unmark(here)
