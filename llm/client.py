@@ -256,6 +256,42 @@ def mend_language(
     return content.model_copy(update={name: getattr(rules, name) for name in wrong}), wrong
 
 
+#: A model answer of fewer words than this is no answer (the 1.5B model once wrote
+#: "<profile>\n{" as its model answer).
+MIN_MODEL_ANSWER_WORDS = 8
+#: A model answer whose content words are at least this share the candidate's own words
+#: copies the answer (the 1.5B model returned an answer about hiking as the model answer).
+COPIED_ANSWER_SHARE = 0.8
+_MARKUP_RE = re.compile(r"</?\s*[A-Za-z_][A-Za-z0-9_]*\s*>|^\s*[{\[]")
+
+_MODEL_ANSWER_LABEL: dict[Language, str] = {
+    "ko": "언어 모델의 모범 답안은 쓸 수 없어(지원자의 답변을 옮겼거나 답안이 아님) 규칙으로 만든 "
+    "모범 답안을 보여 드립니다.",
+    "en": "The language model's model answer was unusable (it copied your answer, or was no "
+    "answer); the rules' model answer is shown instead.",
+}
+
+
+def model_answer_problem(model_answer: str, answer: str) -> str | None:
+    """Why the model's model answer cannot be shown — "short" (fewer than
+    `MIN_MODEL_ANSWER_WORDS` words), "markup" (a tag or a JSON fragment) or "copied" (the
+    candidate's own answer: `COPIED_ANSWER_SHARE`) — or None."""
+    if len(model_answer.split()) < MIN_MODEL_ANSWER_WORDS:
+        return "short"
+    if _MARKUP_RE.search(model_answer):
+        return "markup"
+    words = content_words(model_answer)
+    own = set(content_words(answer))
+    if words and own and sum(w in own for w in words) / len(words) >= COPIED_ANSWER_SHARE:
+        return "copied"
+    return None
+
+
+def model_answer_label(language: Language) -> str:
+    """The sentence the room shows when the rules' model answer replaced the model's."""
+    return _MODEL_ANSWER_LABEL[language]
+
+
 def rule_rated_label(parts: list[str], language: Language) -> str:
     """The sentence the room shows when the rules wrote some parts of an evaluation."""
     names = ", ".join(_PART_NAMES[language][part] for part in parts)
@@ -456,14 +492,23 @@ class LlmClient:
             log.warning("evaluation: the rules wrote %s (not in the interview's language)", taken)
         else:
             taken = []
+        labels = [rule_rated_label(taken, profile.language)] if taken else []
+        if "model_answer" not in taken and (
+            problem := model_answer_problem(content.model_answer, clipped)
+        ):
+            log.warning(
+                "evaluation: the model answer is unusable (%s); the rules' instead", problem
+            )
+            content = content.model_copy(update={"model_answer": measured.model_answer})
+            labels.append(model_answer_label(profile.language))
         result = combine(content, measured, clipped, metrics, language=profile.language)
-        if not taken:
+        if not labels:
             return result
         criteria = [name for name in taken if name in CONTENT_CRITERIA]
         return result.model_copy(
             update={
                 "rule_based": [*result.rule_based, *criteria],
-                "fallback_error": rule_rated_label(taken, profile.language),
+                "fallback_error": " ".join(labels),
             }
         )
 

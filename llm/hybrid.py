@@ -35,8 +35,10 @@ the words are counted on the transcript, so thinking pauses do not count):
 6. **names nothing** — an answer (of 5 words or more) that names none of the rules'
    similarity reference — the question's top keywords and the self-introduction's skills
    and keywords (`llm.offline.rating`: the offline engine's similarity, 0 %) — is at most
-   개선 필요함 on similarity, technical explanation and examples: it is off the question,
-   or says nothing concrete. The 1.5B model gave an answer about hiking, to a question
+   개선 필요함 on every content criterion, and a criterion the model left NA is rated
+   개선 필요함 (an answer about something else asks for no example, so the model says NA,
+   and NA criteria drop out of overall): it is off the question, or says nothing
+   concrete. The 1.5B model gave an answer about hiking, to a question
    about cache invalidation, 100 % similarity and 매우 좋음 everywhere. (Tried and left
    out: asking the model first whether the answer answers the question. It said "partly"
    for that answer, and two of three Korean evaluations then came back in English.)
@@ -107,17 +109,23 @@ class Clamp:
     #: Why, as the start of a sentence: Korean, then English.
     why_ko: str
     why_en: str
+    #: The model's NA is rated `cap` too: the rule knows there is something to rate (an
+    #: answer that names nothing of the question is no reason to leave a criterion out).
+    rates_na: bool = False
 
-    def note(self, language: Language) -> str:
-        """The sentence added to a lowered criterion's reason."""
+    def note(self, language: Language, from_na: bool = False) -> str:
+        """The sentence added to a lowered criterion's reason (`from_na`: it was NA)."""
         if language == "ko":
-            result = (
-                "NA로 처리했습니다"
-                if self.cap is None
-                else f"{self.cap.label('ko')}{josa(self.cap.label('ko'), '으로')} 조정했습니다"
-            )
+            if self.cap is None:
+                result = "NA로 처리했습니다"
+            else:
+                grade = f"{self.cap.label('ko')}{josa(self.cap.label('ko'), '으로')}"
+                result = f"{grade} {'평가' if from_na else '조정'}했습니다"
             return f"[규칙] {self.why_ko} {result}."
-        result = "marked NA" if self.cap is None else f"lowered to {self.cap.label('en').lower()}"
+        if self.cap is None:
+            result = "marked NA"
+        else:
+            result = f"{'rated' if from_na else 'lowered to'} {self.cap.label('en').lower()}"
         return f"[Rule] {self.why_en}, so it was {result}."
 
 
@@ -167,6 +175,7 @@ _NAMES_NOTHING = Clamp(
     "이상이 될 수 없어",
     "An answer that names none of the key words of the question or of your "
     "self-introduction cannot be fine or better here",
+    rates_na=True,
 )
 _PERCENT_NOTE = {
     "ko": "[규칙] 유사도 등급은 일치율을 넘을 수 없습니다(50% 이상 매우 좋음, 25% 이상 무난함).",
@@ -237,7 +246,7 @@ def clamps_for(evidence: AnswerEvidence) -> dict[str, list[Clamp]]:
         bounds["examples"] = [_FRAGMENT_EXAMPLES]
         return bounds
     if evidence.key_terms_percent == 0:
-        for field in ("similarity", "technical_explanation", "examples"):
+        for field in CONTENT_CRITERIA:
             bounds[field].append(_NAMES_NOTHING)
     if evidence.short:
         for field in ("similarity", "technical_explanation", "examples"):
@@ -252,8 +261,12 @@ def clamps_for(evidence: AnswerEvidence) -> dict[str, list[Clamp]]:
 
 
 def _bounded(rating: Rating | None, clamps: list[Clamp]) -> tuple[Rating | None, list[Clamp]]:
-    """The rating within its clamps, and the clamps that lowered it."""
+    """The rating within its clamps, and the clamps that lowered it (or rated the
+    model's NA: `Clamp.rates_na`)."""
     if rating is None:
+        rating_na = [c for c in clamps if c.rates_na and c.cap is not None]
+        if rating_na:
+            return Rating.from_score(min(c.cap.score for c in rating_na if c.cap)), rating_na
         return None, []  # the model's NA stays NA
     if any(clamp.cap is None for clamp in clamps):
         return None, [clamp for clamp in clamps if clamp.cap is None]
@@ -286,7 +299,7 @@ def _similarity(
         notes.append(_PERCENT_NOTE[language])
     bounded, lowering = _bounded(rating, clamps)
     if lowering and bounded is not None:
-        notes += [clamp.note(language) for clamp in lowering]
+        notes += [clamp.note(language, from_na=rating is None) for clamp in lowering]
         if percent is not None:
             percent = min(percent, _TOP_PERCENT[bounded])
     changed = bounded is not content.rating or percent != content.match_percent
@@ -355,7 +368,7 @@ def combine(
     for field in ("clarity", "technical_explanation", "examples"):
         given: Criterion = getattr(content, field)
         rating, lowering = _bounded(given.rating, bounds[field])
-        notes = [clamp.note(language) for clamp in lowering]
+        notes = [clamp.note(language, from_na=given.rating is None) for clamp in lowering]
         if lowering:
             clamped.append(field)
         kind = OptionalCriterion if field == "examples" else Criterion  # only examples: NA

@@ -322,13 +322,32 @@ def test_an_answer_that_names_nothing_of_the_question_or_intro_needs_improvement
     everywhere. The rules see it names none of the question's or the intro's key words."""
     content = _content(similarity={"rating": "매우 좋음", "match_percent": 100, "reason": "ok"})
     result = _combine(answer, language, content)
-    for field in ("similarity", "technical_explanation", "examples"):
+    for field in ("similarity", "clarity", "technical_explanation", "examples"):
         criterion = getattr(result, field)
         assert criterion.rating is Rating.NEEDS_IMPROVEMENT, field
         assert note in criterion.reason, criterion.reason
     assert result.similarity.match_percent == 24
     assert result.overall.rating is Rating.NEEDS_IMPROVEMENT
-    assert {"similarity", "technical_explanation", "examples"} <= set(result.clamped)
+    assert set(result.clamped) == {"similarity", "clarity", "technical_explanation", "examples"}
+
+
+@pytest.mark.parametrize(("language", "answer"), [("en", EN_OFF_TOPIC), ("ko", KO_OFF_TOPIC)])
+def test_an_na_the_model_gives_an_answer_that_names_nothing_is_rated(language, answer):
+    """The other way the real model let an off-topic answer through (bench llm, en-sre):
+    similarity and examples NA ("it does not relate to the question"), which drop out of
+    overall, so overall came out fine. The rule rates them."""
+    content = _content(
+        "무난함",
+        similarity={"rating": None, "match_percent": None, "reason": "unrelated"},
+        examples={"rating": None, "reason": "no examples"},
+    )
+    result = _combine(answer, language, content)
+    assert result.similarity.rating is Rating.NEEDS_IMPROVEMENT
+    assert result.similarity.match_percent is None
+    assert result.examples.rating is Rating.NEEDS_IMPROVEMENT
+    rated = "rated needs improvement" if language == "en" else "개선 필요함으로 평가했습니다"
+    assert rated in result.examples.reason, result.examples.reason
+    assert result.overall.rating is Rating.NEEDS_IMPROVEMENT
 
 
 @pytest.mark.parametrize(("answer", "language"), [(EN_RICH, "en"), (KO_RICH, "ko")])

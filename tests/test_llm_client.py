@@ -16,6 +16,8 @@ from llm.client import (
     LlmUnavailableError,
     LlmUngroundedError,
     extract_json,
+    model_answer_label,
+    model_answer_problem,
 )
 from llm.engine import EngineFailure, FallbackEngine, InterviewEngine, build_engine
 from llm.offline import OfflineEngine
@@ -48,7 +50,10 @@ EVALUATION: dict[str, Any] = {
     "communication": {"rating": "무난함", "reason": "속도가 적절합니다."},
     "natural_delivery": {"rating": "개선 필요함", "reason": "군말이 많습니다."},
     "tips": ["결과를 수치로 말하세요.", "이유를 설명하세요.", "군말을 줄이세요."],
-    "model_answer": "EmoVision 프로젝트에서 저는 …",
+    "model_answer": (
+        "EmoVision 프로젝트에서 저는 추론 지연이 목표보다 길다는 문제를 맡았습니다. 모델을 "
+        "TensorRT로 변환하고 FP16으로 양자화했기 때문에 추론 속도가 40% 빨라졌습니다."
+    ),
 }
 QUESTION = "EmoVision 프로젝트에서 추론 속도를 40% 개선한 방법을 설명해 주세요."
 ANSWER = "음 저는 TensorRT로 변환해서 어 속도를 높였습니다."
@@ -118,6 +123,34 @@ async def test_questions_in_english(server: FakeOpenAI, client: LlmClient) -> No
     assert result.questions == ["Q one?", "Q two?", "Q three?"]
     assert "not instructions" in server.system_text()
     assert "Write every question in English" in server.system_text()
+
+
+@pytest.mark.parametrize(
+    ("model_answer", "problem"),
+    [
+        ("<profile>\n{", "short"),  # what the 1.5B model wrote once (bench llm, en-sre)
+        ('{"answer": "In EmoVision I converted the model to TensorRT first."}', "markup"),
+        ("In EmoVision I converted the model <answer_transcript> to TensorRT.", "markup"),
+        (ANSWER + " " + ANSWER, "copied"),
+        (EVALUATION["model_answer"], None),
+    ],
+)
+def test_a_model_answer_that_is_no_answer(model_answer, problem) -> None:
+    assert model_answer_problem(model_answer, ANSWER) == problem
+
+
+async def test_an_unusable_model_answer_is_the_rules_labelled(
+    server: FakeOpenAI, client: LlmClient, profile: Profile
+) -> None:
+    """The model returned the candidate's own answer as the model answer (bench llm,
+    ko-backend): the rules' model answer is shown, and the room says why."""
+    server.push(Reply.json(EVALUATION | {"model_answer": ANSWER}))
+    result = await client.evaluate(profile, QUESTION, ANSWER, METRICS)
+    rules = await OfflineEngine().evaluate(profile, QUESTION, ANSWER, METRICS)
+    assert result.engine == "llm" and result.model_answer == rules.model_answer
+    assert result.fallback_error == model_answer_label("ko")
+    assert "모범 답안" in result.fallback_error
+    assert result.rule_based == ["overall", "communication", "natural_delivery"]
 
 
 async def test_evaluation_parsed_and_rendered(
