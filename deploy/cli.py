@@ -8,11 +8,17 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from deploy.bench.cli import bench_app
 from deploy.log_setup import setup_logging
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from stream.bus import SessionSummary
 
 app = typer.Typer(
     help="intervue: a self-hostable real-time AI mock-interview room.", no_args_is_help=True
@@ -270,13 +276,26 @@ async def _with_js(fn):  # type: ignore[no-untyped-def]
         await nc.close()
 
 
+async def _sessions_with_presence(js: JetStreamContext) -> list[SessionSummary]:
+    """`bus.list_sessions`, with "gone" for a session that started, never ended, and no
+    live gateway holds (its gateway crashed: `stream.presence`)."""
+    from stream import bus
+    from stream.presence import session_present
+
+    sessions = await bus.list_sessions(js)
+    for summary in sessions:
+        if summary.status == "live" and await session_present(js, summary.session) is False:
+            summary.status = "gone"
+    return sessions
+
+
 @session_app.command("list")
 def session_list(as_json: bool = typer.Option(False, "--json", help="Print JSON")) -> None:
     """List sessions recorded in JetStream, newest first."""
     from stream import bus
 
     try:
-        sessions = asyncio.run(_with_js(bus.list_sessions))
+        sessions = asyncio.run(_with_js(_sessions_with_presence))
     except bus.BusUnavailableError as exc:
         typer.echo(_bus_error(exc), err=True)
         raise typer.Exit(1) from exc

@@ -347,7 +347,7 @@ class SessionSummary:
     """One session as `intervue session list` shows it."""
 
     session: str
-    status: str  # "live" | "ended" | "unknown"
+    status: str  # "live" | "ended" | "unknown"; `intervue session list` adds "gone"
     started_ms: float | None = None
     ended_ms: float | None = None
     events: int = 0

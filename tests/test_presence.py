@@ -65,3 +65,26 @@ async def test_keys_live_while_refreshed_and_expire_after(own_bus):
         assert await _until(lambda: session_present(js, "s-1"), False) is False
     finally:
         await nc.close()
+
+
+async def test_session_list_calls_a_crashed_gateways_session_gone(nc, bus_settings, nats_server):
+    """`intervue session list`: a session that started and never ended is "live" while a
+    gateway holds it, "gone" once none does (its gateway crashed)."""
+    import json
+    import uuid
+
+    from stream import contract
+    from tests.test_bus_disconnect import _cli
+
+    js = nc.jetstream()
+    board = PresenceBoard(await ensure_presence_bucket(js, bus_settings), "gw-cli")
+    held, orphan = uuid.uuid4().hex[:16], uuid.uuid4().hex[:16]
+    await board.mark(held)
+    for session in (held, orphan):
+        started = contract.SessionEvent(session=session, event="started", at_ms=contract.now_ms())
+        await bus.publish_event(js, started, "lifecycle")
+    listed = await asyncio.to_thread(_cli, nats_server.url, "session", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    status = {s["session"]: s["status"] for s in json.loads(listed.stdout)}
+    assert status[held] == "live" and status[orphan] == "gone"
+    await board.unmark(held)
