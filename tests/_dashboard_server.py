@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from deploy.ports import free_port
+from stream.ports import free_port
 
 _RUN = (
     "import sys\n"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from deploy.nats_server import EmbeddedNats
-from deploy.ports import free_port
 from stream import bus
+from stream.ports import free_port
 from stream.settings import BusSettings
 
 

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from deploy.nats_server import nats_server_binary
-from deploy.ports import free_port
 from stream import bus
+from stream.ports import free_port
 from stream.settings import BusSettings
 
 

@@ -22,8 +22,8 @@ from dashboard import auth, login_limit
 from dashboard.settings import DashboardSettings
 from dashboard.store import shared_store
 from deploy.nats_server import EmbeddedNats
-from deploy.ports import free_port
 from stream import bus, contract
+from stream.ports import free_port
 from stream.settings import BusSettings
 from tests._dashboard_events import ANSWERS, QUESTIONS, interview_session, publish
 

@@ -22,8 +22,8 @@ import pytest
 
 from dashboard.auth import hash_password
 from deploy.browser import launch_browser, new_logged_page
-from deploy.ports import free_port
 from stream import bus, contract
+from stream.ports import free_port
 from tests._dashboard_events import interview_session, publish
 from tests._dashboard_server import running_dashboard
 

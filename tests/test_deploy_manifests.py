@@ -39,7 +39,6 @@ from pydantic import SecretStr
 
 from dashboard.settings import DashboardSettings
 from deploy.nats_server import nats_server_binary
-from deploy.ports import free_port
 from deploy.up import UpSettings
 from inference.prepare import ENV_MODELS_DIR
 from inference.speech.worker import SpeechSettings
@@ -47,6 +46,7 @@ from inference.vision_worker import VisionSettings
 from llm.orchestrator import InterviewerSettings
 from llm.settings import LlmSettings
 from stream import bus
+from stream.ports import free_port
 from stream.settings import BusSettings, GatewaySettings
 from stream.vad import VadSettings
 

@@ -29,9 +29,9 @@ from aiohttp import ClientSession
 
 from deploy import load
 from deploy.nats_server import EmbeddedNats
-from deploy.ports import free_port
 from stream import bus, contract
 from stream.gateway import GATEWAY, Gateway, create_app
+from stream.ports import free_port
 from stream.settings import BusSettings, GatewaySettings
 from tests._servers import serve_app
 from tests.conftest import own_nats_server

@@ -639,9 +639,9 @@ class _NoWhisper:
 
 async def test_once_a_bug_a_poison_utterance_stops_the_speech_worker(tmp_path):
     from deploy.nats_server import EmbeddedNats
-    from deploy.ports import free_port
     from inference.speech.worker import SpeechSettings, SpeechWorker
     from stream import bus
+    from stream.ports import free_port
     from stream.settings import BusSettings
 
     # Its own server: a poison message must never reach other tests' workers.

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from deploy.ports import free_port
 from llm.client import (
     MIN_MODEL_QUESTIONS,
     LlmClient,
@@ -35,6 +34,7 @@ from llm.offline.words import hangul_share, in_language
 from llm.schemas import Evaluation, Profile, Questions
 from llm.settings import LlmSettings
 from stream.contract import SpeakingMetrics
+from stream.ports import free_port
 from stream.settings import BusSettings
 from tests.conftest import own_nats_server
 

@@ -19,9 +19,9 @@ import pytest
 from pydantic import ValidationError
 
 from deploy import nats_auth
-from deploy.ports import free_port
 from deploy.up import UpSettings, is_loopback, start_embedded_bus
 from stream import bus, contract
+from stream.ports import free_port
 from stream.presence import PresenceBoard, ensure_presence_bucket, session_present
 from stream.settings import BusSettings
 from tests._cli import run_cli

@@ -22,10 +22,10 @@ from aioice.turn import create_turn_endpoint
 
 from deploy.browser import launch_browser, logged_page
 from deploy.fake_media import make_face_y4m
-from deploy.ports import free_port
 from inference.vision_worker import VisionSettings, VisionWorker
 from stream import bus, ice
 from stream.gateway import GATEWAY, create_app
+from stream.ports import free_port
 from stream.settings import GatewaySettings
 from tests._servers import serve_app
 

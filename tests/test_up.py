@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.ports import free_port
+from stream.ports import free_port
 from tests._cli import run_cli
 
 pytestmark = pytest.mark.slow

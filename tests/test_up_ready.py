@@ -11,7 +11,6 @@ import pytest
 from aiohttp import web
 
 from deploy.nats_server import EmbeddedNats
-from deploy.ports import free_port
 from deploy.up import (
     READY_LINES,
     Child,
@@ -22,6 +21,7 @@ from deploy.up import (
     wait_until_ready,
 )
 from inference.speech.worker import SpeechSettings
+from stream.ports import free_port
 from tests._servers import serve_app
 
 

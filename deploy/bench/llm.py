@@ -61,11 +61,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deploy.bench.tables import fmt, loadavg, machine, p50_p95, render
-from deploy.ports import free_port
 from llm.local.server import LocalLlmServer, LocalServerSettings
 from llm.offline.words import content_words, find_skills, has_hangul
 from stream.contract import SpeakingMetrics
 from stream.fillers import find_fillers
+from stream.ports import free_port
 from stream.stats import percentile
 
 log = logging.getLogger(__name__)

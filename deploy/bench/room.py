@@ -441,7 +441,7 @@ async def started_stack(
 ) -> AsyncIterator[str]:
     """A fresh `intervue up` of `variant` (`VARIANTS`), on free ports; yields the room
     link its banner printed, and stops it (Ctrl-C, as a person would) afterwards."""
-    from deploy.ports import free_port
+    from stream.ports import free_port
 
     buffer, variant_env = VARIANTS[variant]
     data = workdir / f"up-{variant}"

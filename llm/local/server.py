@@ -31,8 +31,8 @@ from typing import IO
 
 import aiohttp
 
-from deploy.ports import free_port
 from llm.settings import LlmSettings
+from stream.ports import free_port
 
 log = logging.getLogger(__name__)
 
