@@ -299,3 +299,41 @@ def test_server_argv_is_loopback_with_threads_and_context(tmp_path):
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="unknown task"):
         bench.run_llm_bench(tasks=["questions-fr"])
+
+
+async def test_a_streamed_reply_is_noted_when_read_to_its_end():
+    """The product streams the local server's replies: the call's seconds and text are
+    the whole reply's (noted at its end), not the moment the stream opened (the output
+    tok/s column read 33,000 tokens/s from that)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    def chunk(text, finish=None):
+        delta = SimpleNamespace(content=text)
+        return SimpleNamespace(choices=[SimpleNamespace(delta=delta, finish_reason=finish)])
+
+    class Stream:
+        closed = False
+
+        async def __aiter__(self):
+            for part in ('{"a"', ": 1}"):
+                await asyncio.sleep(0.05)
+                yield chunk(part)
+            yield chunk("", "stop")
+
+        async def close(self):
+            self.closed = True
+
+    class Completions:
+        async def create(self, **kwargs):
+            return Stream()
+
+    calls: list = []
+    recording = bench._RecordingCompletions(Completions(), calls)
+    stream = await recording.create(model="m", messages=[], stream=True)
+    assert calls == []  # not yet: nothing was read
+    parts = [c.choices[0].delta.content async for c in stream]
+    await stream.close()
+    assert "".join(parts) == '{"a": 1}'
+    assert len(calls) == 1 and calls[0].text == '{"a": 1}' and calls[0].finish_reason == "stop"
+    assert calls[0].seconds >= 0.1

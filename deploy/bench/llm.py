@@ -678,6 +678,8 @@ class _RecordingCompletions:
         except Exception as exc:
             self.calls.append(CallRecord(time.perf_counter() - started, error=type(exc).__name__))
             raise
+        if kwargs.get("stream"):  # noted when the reply has been read, not when it began
+            return _RecordedStream(response, self.calls, started)
         usage = getattr(response, "usage", None)
         choices = getattr(response, "choices", None) or []
         self.calls.append(
@@ -693,6 +695,42 @@ class _RecordingCompletions:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+class _RecordedStream:
+    """A streamed reply that notes its call (whole time, text, finish reason) once read
+    to its end or closed: the product's client streams the local server's replies."""
+
+    def __init__(self, stream: Any, calls: list[CallRecord], started: float) -> None:
+        self._stream = stream
+        self._calls = calls
+        self._started = started
+        self._parts: list[str] = []
+        self._finish_reason: str | None = None
+        self._noted = False
+
+    async def __aiter__(self) -> Any:
+        async for chunk in self._stream:
+            if chunk.choices:
+                self._parts.append(chunk.choices[0].delta.content or "")
+                self._finish_reason = chunk.choices[0].finish_reason or self._finish_reason
+            yield chunk
+        self._note()
+
+    async def close(self) -> None:
+        self._note()
+        await self._stream.close()
+
+    def _note(self) -> None:
+        if not self._noted:
+            self._noted = True
+            self._calls.append(
+                CallRecord(
+                    seconds=time.perf_counter() - self._started,
+                    finish_reason=self._finish_reason,
+                    text="".join(self._parts),
+                )
+            )
 
 
 class _RecordingChat:
