@@ -38,10 +38,10 @@ the words are counted on the transcript, so thinking pauses do not count):
    개선 필요함 on every content criterion, and a criterion the model left NA is rated
    개선 필요함 (an answer about something else asks for no example, so the model says NA,
    and NA criteria drop out of overall): it is off the question, or says nothing
-   concrete. The 1.5B model gave an answer about hiking, to a question
-   about cache invalidation, 100 % similarity and 매우 좋음 everywhere. (Tried and left
-   out: asking the model first whether the answer answers the question. It said "partly"
-   for that answer, and two of three Korean evaluations then came back in English.)
+   concrete. The 1.5B model gave an answer about hiking, to a question about cache
+   invalidation, 100 % similarity and 매우 좋음 everywhere. (Tried and left out: asking
+   the model first whether the answer answers the question. It said "partly" for that
+   answer, and two of three Korean evaluations then came back in English.)
 7. **percent** — the similarity grade is at most what the model's own percent earns by
    the offline engine's rule (≥ 50 % 매우 좋음, ≥ 25 % 무난함): "매우 좋음 (30%)" becomes
    "무난함 (30%)"; a stricter grade than the percent stays.
@@ -242,8 +242,8 @@ def clamps_for(evidence: AnswerEvidence) -> dict[str, list[Clamp]]:
     bounds: dict[str, list[Clamp]] = {field: [] for field in CONTENT_CRITERIA}
     if evidence.words < MIN_WORDS_FOR_EXAMPLES:
         for field in ("similarity", "clarity", "technical_explanation"):
-            bounds[field] = [_FRAGMENT]
-        bounds["examples"] = [_FRAGMENT_EXAMPLES]
+            bounds[field].append(_FRAGMENT)
+        bounds["examples"].append(_FRAGMENT_EXAMPLES)
         return bounds
     if evidence.key_terms_percent == 0:
         for field in CONTENT_CRITERIA:

@@ -138,7 +138,6 @@ class Gateway:
         self.ledger: InvitationLedger | None = None  # on start, when invitations are on
         # marks the sessions held here on the bus (on start; None in handler-only tests)
         self.presence: PresenceBoard | None = None
-        self._unmarking: set[asyncio.Task] = set()
         # ended sessions → their secret, so a late End is answered only to their owner
         self.recently_ended: OrderedDict[str, str] = OrderedDict()
         # validated at start like every setting: a bad INTERVUE_TURN_* stops the gateway
@@ -203,19 +202,11 @@ class Gateway:
         self.sessions.pop(session.id, None)
         self.holders.pop(session.id, None)
         if self.presence is not None:
-            task = asyncio.get_running_loop().create_task(self.presence.unmark(session.id))
-            self._unmarking.add(task)
-            task.add_done_callback(self._unmarking.discard)
+            self.presence.forget(session.id)
         self.sessions_gauge.set(len(self.sessions))
         self.recently_ended[session.id] = session.secret
         while len(self.recently_ended) > REMEMBER_ENDED:
             self.recently_ended.popitem(last=False)
-
-    async def stop_presence(self) -> None:
-        """Stop refreshing presence; wait for the ended sessions' keys to be deleted."""
-        if self.presence is not None:
-            await self.presence.stop()
-        await asyncio.gather(*self._unmarking, return_exceptions=True)
 
     def ledger_for(self) -> InvitationLedger:
         if self.ledger is None:  # the app did not start (a test calling a handler)
@@ -588,7 +579,8 @@ async def _on_shutdown(app: web.Application) -> None:
         *(s.close("gateway shutting down", "shutdown") for s in list(gateway.sessions.values())),
         return_exceptions=True,
     )
-    await gateway.stop_presence()
+    if gateway.presence is not None:
+        await gateway.presence.stop()
     if gateway.owns_nc and gateway.nc is not None:
         await gateway.nc.drain()
     gateway.executor.shutdown(wait=False, cancel_futures=True)

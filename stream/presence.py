@@ -61,6 +61,7 @@ class PresenceBoard:
         self.kv = kv
         self.holder = holder.encode()
         self._task: asyncio.Task | None = None
+        self._unmarking: set[asyncio.Task] = set()
 
     async def mark(self, session: str) -> None:
         try:
@@ -74,6 +75,12 @@ class PresenceBoard:
         except Exception as exc:  # it expires after TTL_S anyway
             log.debug("could not unmark session %s: %s", session, exc)
 
+    def forget(self, session: str) -> None:
+        """`unmark` from synchronous code (a session's close callback); `stop` waits for it."""
+        task = asyncio.get_running_loop().create_task(self.unmark(session))
+        self._unmarking.add(task)
+        task.add_done_callback(self._unmarking.discard)
+
     def start(self, held: Callable[[], Iterable[str]], every_s: float = REFRESH_S) -> None:
         """Refresh the keys of the sessions `held()` names every `every_s`."""
         self._task = asyncio.create_task(self._refresh(held, every_s), name="presence")
@@ -85,10 +92,12 @@ class PresenceBoard:
                 await self.mark(session)
 
     async def stop(self) -> None:
+        """Stop refreshing; wait for the ended sessions' keys to be deleted."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await asyncio.gather(*self._unmarking, return_exceptions=True)
 
 
 async def session_present(js: JetStreamContext, session: str) -> bool | None:
