@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -191,6 +193,27 @@ def gateway(
         raise typer.Exit(2) from exc
 
 
+def run_until_stopped(main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)``, where SIGTERM (what `intervue up`, Docker and Kubernetes
+    send) stops it as Ctrl-C does: the role's graceful stop runs (work in hand given back,
+    acknowledgements out) instead of the process dying where it stands."""
+
+    async def until_signalled() -> None:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # Ctrl-C: asyncio.run's own
+                raise
+        finally:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    asyncio.run(until_signalled())
+
+
 def _run_role(verbose: bool, role: str, settings_cls, run) -> None:  # type: ignore[no-untyped-def]
     """Validate the bus and role settings, then serve the role until Ctrl-C/SIGTERM."""
     from llm.local.choice import EngineChoiceError
@@ -200,7 +223,7 @@ def _run_role(verbose: bool, role: str, settings_cls, run) -> None:  # type: ign
     bus_settings = _bus_settings(role)
     settings = _settings_or_exit(settings_cls)
     try:
-        asyncio.run(run(bus_settings, settings))
+        run_until_stopped(run(bus_settings, settings))
     except KeyboardInterrupt:
         pass
     except EngineChoiceError as exc:  # e.g. INTERVUE_LLM_ENGINE=local with no server to use

@@ -412,6 +412,7 @@ async def serve(
     finally:
         await role.stop()
         await nc.drain()
+        log.info("%s stopped", name)
 
 
 async def wait_for_server(settings: BusSettings, timeout_s: float = 10.0) -> None:

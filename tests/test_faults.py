@@ -240,42 +240,68 @@ def long_answer_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return np.concatenate([samples[:, 0], samples[:, 0]]).tobytes()
 
 
-async def test_speech_worker_killed_mid_utterance(fault_bus, models_dir, long_answer_pcm, tmp_path):
+async def _speech_workers(
+    bus_settings: BusSettings,
+    models_dir: Path,
+    tmp_path: Path,
+    names: tuple[str, ...],
+    ack_wait_s: int,
+) -> dict[str, Role]:
+    """Speech workers as child processes (Whisper tiny.en, one thread each), pulling."""
     from inference.speech.models import prepare_whisper_models
 
     await asyncio.to_thread(prepare_whisper_models, models_dir, names=("tiny.en",))
     env = dict(
         INTERVUE_SPEECH_MODEL="tiny.en",
-        INTERVUE_SPEECH_ACK_WAIT_S="3",
+        INTERVUE_SPEECH_ACK_WAIT_S=str(ack_wait_s),
         INTERVUE_SPEECH_CPU_THREADS="1",
         INTERVUE_SPEECH_FETCH_TIMEOUT_S="1",
     )
     workers = {
         name: Role(
             ["worker", "speech"],
-            _role_env(fault_bus, models_dir, INTERVUE_SPEECH_NAME=name, **env),
+            _role_env(bus_settings, models_dir, INTERVUE_SPEECH_NAME=name, **env),
             tmp_path / f"{name}.log",
         )
-        for name in ("speech-a", "speech-b")
+        for name in names
     }
+    try:
+        await asyncio.gather(*(w.ready("pulling intervue.utterances") for w in workers.values()))
+    except BaseException:
+        for worker in workers.values():
+            worker.stop()
+        raise
+    return workers
+
+
+def _long_utterance(session: str, utterance_id: str, pcm: bytes) -> bytes:
+    """An encoded utterance of `pcm` (English) that ended just now."""
+    now = contract.now_ms()
+    utterance = contract.Utterance(
+        session=session, utterance_id=utterance_id, start_ms=now - 25_000, end_ms=now,
+        cut_ms=now, pcm=pcm, language="en",
+    )  # fmt: skip
+    return contract.encode(utterance)
+
+
+async def _transcripts(js, session: str) -> list[contract.Transcript]:
+    events = await bus.read_events(
+        js, contract.event_subject(session, "transcript"), idle_timeout_s=0.5
+    )
+    return [e.message for e in events if isinstance(e.message, contract.Transcript)]
+
+
+async def test_speech_worker_killed_mid_utterance(fault_bus, models_dir, long_answer_pcm, tmp_path):
+    workers = await _speech_workers(fault_bus, models_dir, tmp_path, ("speech-a", "speech-b"), 3)
     nc = await bus.connect(fault_bus, "faults-speech")
     js = nc.jetstream()
     session = f"kill{int(time.time() * 1000) % 10**9}"
     try:
-        await asyncio.gather(*(w.ready("pulling intervue.utterances") for w in workers.values()))
         await bus.ensure_events_stream(js, fault_bus)
-        now = contract.now_ms()
         for uid in ("answer-1", "answer-2"):
-            utterance = contract.Utterance(
-                session=session,
-                utterance_id=uid,
-                start_ms=now - 25_000,
-                end_ms=now,
-                cut_ms=now,
-                pcm=long_answer_pcm,
-                language="en",
+            await js.publish(
+                contract.utterances_subject(session), _long_utterance(session, uid, long_answer_pcm)
             )
-            await js.publish(contract.utterances_subject(session), contract.encode(utterance))
 
         async def both_taken() -> bool:
             info = await js.consumer_info(contract.UTTERANCES_STREAM, contract.SPEECH_CONSUMER)
@@ -287,14 +313,8 @@ async def test_speech_worker_killed_mid_utterance(fault_bus, models_dir, long_an
         workers["speech-a"].kill9()
         killed_at = time.monotonic()
 
-        async def transcripts() -> list[contract.Transcript]:
-            events = await bus.read_events(
-                js, contract.event_subject(session, "transcript"), idle_timeout_s=0.5
-            )
-            return [e.message for e in events if isinstance(e.message, contract.Transcript)]
-
         found = await _wait(
-            lambda: _if_len(transcripts(), 2),
+            lambda: _if_len(_transcripts(js, session), 2),
             90,
             "both transcripts",
             lambda: workers["speech-b"].text()[-3000:],
@@ -310,6 +330,47 @@ async def test_speech_worker_killed_mid_utterance(fault_bus, models_dir, long_an
         assert time.monotonic() - killed_at >= 2.0  # the redelivery waited for ack_wait
         info = await js.consumer_info(contract.UTTERANCES_STREAM, contract.SPEECH_CONSUMER)
         assert info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        await nc.close()
+
+
+async def test_speech_worker_stopped_by_sigterm_hands_back_its_utterance(
+    fault_bus, models_dir, long_answer_pcm, tmp_path
+):
+    """SIGTERM (what `intervue up`, Docker and Kubernetes send) stops a role as Ctrl-C
+    does: the speech worker hands the utterance it is transcribing back at once, and the
+    other worker takes it long before ack_wait (60 s here). Before, SIGTERM killed the
+    process where it stood, and the utterance waited out ack_wait."""
+    workers = await _speech_workers(fault_bus, models_dir, tmp_path, ("speech-c", "speech-d"), 60)
+    nc = await bus.connect(fault_bus, "faults-sigterm")
+    js = nc.jetstream()
+    session = f"term{int(time.time() * 1000) % 10**9}"
+    try:
+        await bus.ensure_events_stream(js, fault_bus)
+        await js.publish(
+            contract.utterances_subject(session),
+            _long_utterance(session, "answer-1", long_answer_pcm),
+        )
+        busy = await _wait(
+            lambda: next((n for n, w in workers.items() if "Processing audio" in w.text()), None),
+            30,
+            "a worker to start transcribing",
+        )
+        idle = next(n for n in workers if n != busy)
+        workers[busy].process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(workers[busy].process.wait, 20)
+        assert code == 0, workers[busy].text()[-3000:]
+        assert f"speech worker {busy} stopped: received 1" in workers[busy].text()
+
+        found = await _wait(
+            lambda: _if_len(_transcripts(js, session), 1),
+            40,  # well inside ack_wait: it was handed back, not redelivered
+            "the transcript from the other worker",
+            lambda: workers[idle].text()[-3000:],
+        )
+        assert [t.worker for t in found] == [idle]
     finally:
         for worker in workers.values():
             worker.stop()

@@ -278,6 +278,12 @@ class SpeechWorker:
         self._sub = self._advisory = None
         self.speculations.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # One line of what this worker did (bench room reads the snapshots' fate from it).
+        log.info(
+            "speech worker %s stopped: %s",
+            self.settings.name,
+            ", ".join(f"{name} {count}" for name, count in self.counts.items()),
+        )
 
     async def abandon(self) -> None:
         """Stop as if the process died: in-flight utterances are neither acked nor naked
