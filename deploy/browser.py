@@ -22,6 +22,8 @@ from pathlib import Path
 
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
+from deploy.speech_synthesis import CHROMIUM_SWITCH, PrivateSpeechDispatcher
+
 CHROMIUM = os.environ.get("INTERVUE_CHROMIUM", "/usr/bin/chromium")
 
 # Flags for a headless, offline, GPU-less machine. Playwright puts its own defaults first
@@ -112,16 +114,22 @@ async def launch_browser(
     extra_args: Sequence[str] = (),
     executable_path: str = CHROMIUM,
     timeout_ms: float = 60_000,
+    speech: PrivateSpeechDispatcher | None = None,
 ) -> AsyncIterator[Browser]:
-    """Launch Chromium with the fake camera/microphone files; yields a Playwright Browser."""
+    """Launch Chromium with the fake camera/microphone files; yields a Playwright Browser.
+
+    ``speech``: a running `PrivateSpeechDispatcher` gives the page's speech synthesis a
+    voice (without one, ``speechSynthesis.speak`` fails with ``synthesis-failed``)."""
     _check_executable(executable_path)
-    args = chromium_args(video, audio, loop_audio=loop_audio, extra=extra_args)
+    extra = [*extra_args, CHROMIUM_SWITCH] if speech is not None else extra_args
+    args = chromium_args(video, audio, loop_audio=loop_audio, extra=extra)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=executable_path,
             headless=headless,
             args=args,
             timeout=timeout_ms,
+            env=speech.environ() if speech is not None else None,
         )
         try:
             yield browser

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The system packages the test tiers need (Debian/Ubuntu names): Chromium for the browser
 # tests, espeak-ng + sox for the fake microphone, libgl1 for OpenCV, coturn for the TURN
-# relay test, fonts-noto-cjk so the Korean room renders Hangul in screenshots. Installed
+# relay test, fonts-noto-cjk so the Korean room renders Hangul in screenshots,
+# speech-dispatcher + its espeak-ng module so headless Chromium can read the room's
+# questions aloud (deploy/speech_synthesis.py; otherwise speechSynthesis fails). Installed
 # with apt-get when it can (root, or passwordless sudo); otherwise says what to install.
 # `--llm-build`: instead, the tools that build llama-cpp-python from source (a C/C++
 # compiler, cmake, ninja), for `scripts/setup.sh --local-llm`.
@@ -21,6 +23,8 @@ else
   command -v sox >/dev/null 2>&1 || need+=(sox)
   command -v turnserver >/dev/null 2>&1 || need+=(coturn)
   ldconfig -p 2>/dev/null | grep -q 'libGL\.so\.1' || need+=(libgl1)
+  command -v speech-dispatcher >/dev/null 2>&1 || need+=(speech-dispatcher)
+  [ -e /usr/lib/speech-dispatcher-modules/sd_espeak-ng ] || need+=(speech-dispatcher-espeak-ng)
   if ! { command -v fc-list >/dev/null 2>&1 && fc-list :lang=ko 2>/dev/null | grep -q .; }; then
     need+=(fonts-noto-cjk)
   fi

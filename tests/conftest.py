@@ -56,6 +56,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def speech_voice(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A private speech-dispatcher (espeak-ng, ALSA null device) for browsers that must read
+    the room's questions aloud (`launch_browser(..., speech=speech_voice)`). Its packages
+    are the test tiers' (scripts/system-packages.sh): missing, the fixture fails."""
+    from deploy.speech_synthesis import PrivateSpeechDispatcher
+
+    with PrivateSpeechDispatcher(tmp_path_factory.mktemp("speech")) as voice:
+        yield voice
+
+
 def _threads_that_block_exit() -> list[threading.Thread]:
     """Live non-daemon threads the interpreter would wait for at exit. Thread-pool workers
     are left out: Python stops them itself at exit, once their pool's work is done."""

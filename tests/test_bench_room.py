@@ -197,3 +197,24 @@ def test_done_to_transcript_splits_into_its_stages() -> None:
     # the last part was transcribed before Done: nothing of it is Done's wait
     answer.caption_ms = 900.0
     assert answer.stages_s() is None
+
+
+def test_the_speech_workers_counts_come_from_their_stop_lines() -> None:
+    log_text = (
+        "[speech] 00:01 INFO speech worker speech-1 pulling ...\n"
+        "[speech] 00:09 INFO speech worker speech-1 stopped: received 9, transcribed 6, "
+        "speculated 4, speculation_skipped 1, speculation_reused 3\n"
+        "[speech] 00:12 INFO speech worker speech-1 stopped: received 1, speculated 1\n"
+    )
+    counts = room.speech_worker_counts(log_text)
+    assert counts == {
+        "received": 10,
+        "transcribed": 6,
+        "speculated": 5,
+        "speculation_skipped": 1,
+        "speculation_reused": 3,
+    }
+    assert room.snapshot_note(counts) == (
+        "; snapshots at pauses: 5 transcribed, 3 used, 2 stale, 1 skipped"
+    )
+    assert room.snapshot_note({"received": 3}) == ""  # snapshots off (nopause)

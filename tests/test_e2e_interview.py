@@ -152,20 +152,33 @@ async def _start(page, language: str, intro: str, job: str | None = None) -> Non
     await page.click("#start")
 
 
+async def _question_is_read_aloud(page, key: str, lang: str, describe) -> None:
+    """The card's question was handed to the browser's speech synthesis in the interview's
+    language, and the voice started (a private speech-dispatcher speaks it: speech_voice)."""
+    card = await _until(
+        page, _card(key, "?.spokenAt || " + _card(key) + "?.speechError ? " + _card(key) +
+        " : null"), 20, "the question read aloud", describe,
+    )  # fmt: skip
+    assert card.get("speechError") is None and card["spokenAt"] >= card["askedAt"], card
+    assert card["speechLang"] == lang, card
+    print(f"question {key} shown → spoken: {card['spokenAt'] - card['askedAt']} ms ({lang})")
+
+
 async def test_a_long_answer_with_pauses_is_one_turn_and_its_feedback_stays(
-    bus_settings, models_dir, tmp_path
+    bus_settings, models_dir, tmp_path, speech_voice
 ):
     video = make_face_y4m(tmp_path, seconds=4.0, fps=15)
     # the fake mic loops: 6 s of silence, the ~45 s answer, then 40 s of silence
     audio = make_answer_wav(tmp_path, SENTENCES, PAUSES, lead_silence=6.0, trail_silence=40.0)
     turn = TurnSettings()  # the defaults a candidate meets: 5 s of silence ends an answer
     async with interview_stack(bus_settings, models_dir, "tiny.en", turn) as stack:
-        async with launch_browser(video=video, audio=audio) as browser:
+        async with launch_browser(video=video, audio=audio, speech=speech_voice) as browser:
             async with logged_page(browser, stack["url"]) as lp:
                 page = lp.page
                 await _start(page, "en", INTRO, job="Backend engineer")
                 assert await page.title() == "intervue — interview room"
                 await _until(page, _card("0-1"), 40, "the first question", lp.describe)
+                await _question_is_read_aloud(page, "0-1", "en-US", lp.describe)
                 # the whole answer, pauses included, is one turn ended by the long silence
                 card = await _until(
                     page, _card("0-1", "?.evaluated && " + _card("0-1")), 150,
@@ -244,19 +257,20 @@ async def test_a_long_answer_with_pauses_is_one_turn_and_its_feedback_stays(
     assert 100 <= answered[0]["metrics"]["words_per_minute"] <= 220
 
 
-async def test_korean_answer_try_again_and_report(bus_settings, models_dir, tmp_path):
+async def test_korean_answer_try_again_and_report(bus_settings, models_dir, tmp_path, speech_voice):
     video = make_face_y4m(tmp_path, seconds=4.0, fps=15)
     audio = make_answer_wav(
         tmp_path, SENTENCES_KO, PAUSES_KO, voice="ko", lead_silence=6.0, trail_silence=60.0
     )
     async with interview_stack(bus_settings, models_dir, "base", TurnSettings()) as stack:
-        async with launch_browser(video=video, audio=audio) as browser:
+        async with launch_browser(video=video, audio=audio, speech=speech_voice) as browser:
             async with logged_page(browser, stack["url"]) as lp:
                 page = lp.page
                 await _start(page, "ko", INTRO_KO)
                 assert await page.title() == "intervue — 면접실"
                 assert await page.input_value("#job_title") == "AI 개발자"
                 await _until(page, _card("0-1"), 40, "the first question", lp.describe)
+                await _question_is_read_aloud(page, "0-1", "ko-KR", lp.describe)
                 card = await _until(
                     page, _card("0-1", "?.evaluated && " + _card("0-1")), 180,
                     "the first answer's evaluation", lp.describe,

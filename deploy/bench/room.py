@@ -29,7 +29,9 @@ What is reported, each as p50 / p95 over every answer (or result) of every candi
 * **turn end → transcript complete** for silence-ended answers: from the page learning
   that the turn ended;
 * **question shown → question spoken**: the card appearing → the browser's speech
-  synthesis starting to speak it (none where the browser has no voice: then the reason).
+  synthesis starting to speak it. The bench gives its headless Chromium a voice of its
+  own (a private speech-dispatcher with espeak-ng, `deploy.speech_synthesis`); without
+  those packages the column is empty and the report says why.
 
 Every figure is measured once per variant of the stack (`VARIANTS`), each on a fresh
 `intervue up`, in the same run: ``marker`` (the gateway's jitter buffer,
@@ -65,7 +67,9 @@ from typing import Any
 
 import numpy as np
 
+from deploy import speech_synthesis
 from deploy.bench.tables import fmt
+from deploy.speech_synthesis import PrivateSpeechDispatcher
 from stream.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -284,6 +288,9 @@ class VariantRun:
     seconds: float
     load_start: float
     load_end: float
+    #: The speech workers' counts when the stack stopped (`speech_worker_counts`), summed
+    #: over workers; empty for a running stack (``url``) or when none was logged.
+    speech_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def answers(self) -> list[AnswerTiming]:
@@ -388,15 +395,44 @@ def room_table(variants: Sequence[VariantRun]) -> list[str]:
     return lines
 
 
-def speech_note(variants: Sequence[VariantRun]) -> str:
-    """Why "question shown → spoken" is empty, when it is."""
+_WORKER_STOPPED = re.compile(r"speech worker \S+ stopped: (.+)")
+
+
+def speech_worker_counts(log_text: str) -> dict[str, int]:
+    """The speech workers' counts from their "stopped" lines in `intervue up`'s log,
+    summed (a restarted worker logs one line per life)."""
+    counts: dict[str, int] = {}
+    for found in _WORKER_STOPPED.finditer(log_text):
+        for item in found.group(1).split(","):
+            name, _, number = item.strip().rpartition(" ")
+            if name and number.isdigit():
+                counts[name] = counts.get(name, 0) + int(number)
+    return counts
+
+
+def snapshot_note(counts: dict[str, int]) -> str:
+    """The fate of the transcripts made at pauses: used by the part that ended there, or
+    stale (the candidate went on: a Whisper run nobody reads, on a machine this slow
+    perhaps in the way of the next part), or skipped by the worker."""
+    if not counts.get("speculated") and not counts.get("speculation_skipped"):
+        return ""
+    made, used = counts.get("speculated", 0), counts.get("speculation_reused", 0)
+    return (
+        f"; snapshots at pauses: {made} transcribed, {used} used, {made - used} stale, "
+        f"{counts.get('speculation_skipped', 0)} skipped"
+    )
+
+
+def speech_note(variants: Sequence[VariantRun], voice: str | None = None) -> str:
+    """Why "question shown → spoken" is empty, when it is (``voice``: the run's voice, or
+    what was missing for one)."""
     errors = sorted({a.speech_error for v in variants for a in v.answers if a.speech_error})
     spoken = sum(1 for v in variants for a in v.answers if a.spoken_ms is not None)
     if spoken or not errors:
         return ""
     return (
         "Question shown → spoken: this browser never started speaking "
-        f"({', '.join(errors)}); headless Chromium has no speech-synthesis voice here."
+        f"({', '.join(errors)}); voice: {voice or 'none'}."
     )
 
 
@@ -425,8 +461,9 @@ def render_report(variants: Sequence[VariantRun], meta: dict[str, Any]) -> str:
             f"{len(answers)} answers ({late} late, {len(failed)} failed"
             + (f": {'; '.join(failed[:3])}" if failed else "")
             + ")"
+            + snapshot_note(v.speech_counts)
         )
-    note = speech_note(variants)
+    note = speech_note(variants, meta.get("voice"))
     if note:
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -555,6 +592,7 @@ async def run_candidate(
     ends: Sequence[str],
     step_timeout_s: float,
     done_after_s: float = DONE_AFTER_S,
+    speech: PrivateSpeechDispatcher | None = None,
 ) -> CandidateRun:
     """One candidate's whole interview in its own Chromium; never raises (the error is
     in the result)."""
@@ -565,7 +603,9 @@ async def run_candidate(
     glass = _GlassReader()
     try:
         async with (
-            launch_browser(video=media.video, audio=media.audio, loop_audio=False) as browser,
+            launch_browser(
+                video=media.video, audio=media.audio, loop_audio=False, speech=speech
+            ) as browser,
             logged_page(browser, url) as lp,
         ):
             page = lp.page
@@ -671,6 +711,7 @@ async def run_variant(
     rounds: int = 1,
     stagger_s: float = 1.0,
     done_after_s: float = DONE_AFTER_S,
+    speech: PrivateSpeechDispatcher | None = None,
 ) -> VariantRun:
     """`candidates` at once, `rounds` times over (each a new session: an interview has
     three questions, so more answers need more interviews)."""
@@ -679,7 +720,7 @@ async def run_variant(
     async def candidate(number: int) -> CandidateRun:
         await asyncio.sleep((number % candidates) * stagger_s)
         return await run_candidate(
-            number + 1, url, media, language, ends, step_timeout_s, done_after_s
+            number + 1, url, media, language, ends, step_timeout_s, done_after_s, speech
         )
 
     runs: list[CandidateRun] = []
@@ -733,6 +774,11 @@ async def run_room_bench_async(
     workdir = Path(tempfile.mkdtemp(prefix="intervue-bench-room-")) if own else workdir
     media = await asyncio.to_thread(make_interview_media, workdir, language, answers, fps)
     variants: list[VariantRun] = []
+    # The questions are read aloud by the browser: give headless Chromium a voice.
+    voice_problem = speech_synthesis.missing()
+    speech = None if voice_problem else speech_synthesis.PrivateSpeechDispatcher(workdir)
+    if voice_problem:
+        log.warning("question shown → spoken will be empty: %s", voice_problem)
     env = {
         "INTERVUE_SPEECH_MODEL": whisper,
         "INTERVUE_LLM_ENGINE": llm,
@@ -742,13 +788,19 @@ async def run_room_bench_async(
         "INTERVUE_UP_INVITE_USES": str(min(1000, max(20, candidates * rounds))),
     }
     common = dict(candidates=candidates, rounds=rounds, language=language, ends=ends,
-                  step_timeout_s=step_timeout_s, done_after_s=done_after_s)  # fmt: skip
-    if url is not None:
-        variants.append(await run_variant("running", url, media, **common))
-    else:
-        for buffer in buffers:
-            async with started_stack(buffer, workdir, env) as room:
-                variants.append(await run_variant(buffer, room, media, **common))
+                  step_timeout_s=step_timeout_s, done_after_s=done_after_s,
+                  speech=speech)  # fmt: skip
+    with speech or contextlib.nullcontext():
+        if url is not None:
+            variants.append(await run_variant("running", url, media, **common))
+        else:
+            for buffer in buffers:
+                async with started_stack(buffer, workdir, env) as room:
+                    variants.append(await run_variant(buffer, room, media, **common))
+                up_log = workdir / f"up-{buffer}" / "up.log"
+                variants[-1].speech_counts = speech_worker_counts(
+                    up_log.read_text(errors="replace")
+                )
     meta = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}",
@@ -763,6 +815,7 @@ async def run_room_bench_async(
         "silence_end_s": silence_end_s,
         "done_after_s": done_after_s,
         "audio_s": media.seconds,
+        "voice": voice_problem or "speech-dispatcher (espeak-ng), deploy/speech_synthesis.py",
     }
     report = render_report(variants, meta)
     data = {
@@ -771,6 +824,7 @@ async def run_room_bench_async(
             {
                 "buffer": v.buffer,
                 "seconds": v.seconds,
+                "speech_counts": v.speech_counts,
                 "load": [v.load_start, v.load_end],
                 "summary": {
                     label: {

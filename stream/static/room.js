@@ -559,6 +559,7 @@ function speak(text, card) {
   try {
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = lang() === "ko" ? "ko-KR" : "en-US";
+    card.speechLang = utterance.lang;
     utterance.addEventListener("start", () => { card.spokenAt = Date.now(); });
     utterance.addEventListener("error", (e) => { card.speechError = e.error || "error"; });
     window.speechSynthesis.cancel();
@@ -887,6 +888,11 @@ window.addEventListener("pagehide", () => {
     navigator.sendBeacon(`/api/sessions/${state.session}/leave`, "{}");
   }
 });
+
+// Ask for the voices at once: the first call makes the browser reach its speech engine
+// (on Linux, speech-dispatcher: about 2 s to connect and list its voices), which would
+// otherwise come between the first question appearing and its being read aloud.
+if (window.speechSynthesis) window.speechSynthesis.getVoices();
 
 const saved = remembered();
 applyLanguage();
