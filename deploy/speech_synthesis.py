@@ -12,7 +12,11 @@ the question is spoken nor time it. This module starts a speech-dispatcher of ou
 * the espeak-ng module (Debian: ``speech-dispatcher-espeak-ng``), which speaks English and
   Korean;
 * audio into ALSA's ``null`` device: a machine with no sound card otherwise fails at
-  "Opening audio failed" and the utterance never starts.
+  "Opening audio failed" and the utterance never starts. The null device swallows a
+  sentence at once, so the browser's ``end`` event follows ``start`` by ~0.1 s; with
+  ``paced=True`` the audio goes through a FIFO that a thread here reads at the voice's own
+  sample rate, so an utterance lasts as long as it would from a loudspeaker (what a test
+  of the room's behaviour *while* a question is read aloud needs).
 
     with PrivateSpeechDispatcher(tmp_path) as voice:
         async with launch_browser(..., speech=voice) as browser: ...
@@ -23,11 +27,15 @@ voices (about 2 s here, thousands of espeak-ng variants); later ones start in ~0
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +69,24 @@ def missing() -> str | None:
     return None
 
 
+#: The ALSA device of a paced voice (defined in the dispatcher's own ~/.asoundrc).
+PACED_DEVICE = "intervue_paced"
+_F_SETPIPE_SZ = 1031  # Linux fcntl: a small pipe, so the writer is held close to real time
+
+
+def _paced_asoundrc(fifo: Path) -> str:
+    # ALSA's file plugin copies what is played into `fifo` (a WAV header, then the samples)
+    # and hands it to the null device; writing blocks while the pipe is full.
+    return (
+        f"pcm.{PACED_DEVICE} {{\n"
+        "  type file\n"
+        '  slave.pcm "null"\n'
+        f'  file "{fifo}"\n'
+        '  format "wav"\n'
+        "}\n"
+    )
+
+
 def _config(audio_device: str) -> str:
     # Later settings win; nothing here is read from the user's or the system's speechd.conf
     # (its symbol tables and client rules only slow the start and log noise).
@@ -88,13 +114,17 @@ class PrivateSpeechDispatcher:
         *,
         audio_device: str = "null",
         start_timeout_s: float = 15.0,
+        paced: bool = False,
     ) -> None:
         self.workdir = Path(workdir) / "speech-dispatcher"
-        self.audio_device = audio_device
+        self.paced = paced
+        self.audio_device = PACED_DEVICE if paced else audio_device
         self.start_timeout_s = start_timeout_s
         # A Unix socket path must stay under ~108 bytes; a test's tmp_path can be longer.
         self._socket_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._pacer: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +155,9 @@ class PrivateSpeechDispatcher:
         else:
             target.write_text("")  # the module's defaults
         self.socket_path.unlink(missing_ok=True)
+        env = dict(os.environ)
+        if self.paced:
+            env["HOME"] = str(self._paced_home())
         command = [
             "speech-dispatcher",
             "--run-single",
@@ -144,7 +177,7 @@ class PrivateSpeechDispatcher:
         stderr_path = self.workdir / "stderr.log"
         with stderr_path.open("wb") as stderr:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env
             )
         deadline = time.monotonic() + self.start_timeout_s
         while not self.socket_path.exists():
@@ -158,6 +191,45 @@ class PrivateSpeechDispatcher:
         log.info("speech-dispatcher (espeak-ng, ALSA %s) at %s", self.audio_device, self.address)
         return self
 
+    def _paced_home(self) -> Path:
+        """A HOME for the dispatcher whose ~/.asoundrc defines the paced device; starts the
+        thread that reads its FIFO."""
+        home = self.workdir / "home"
+        home.mkdir(exist_ok=True)
+        fifo = self.socket_path.parent / "voice.fifo"
+        if not fifo.exists():
+            os.mkfifo(fifo)
+        (home / ".asoundrc").write_text(_paced_asoundrc(fifo))
+        self._stopping.clear()
+        self._pacer = threading.Thread(
+            target=self._pace, args=(fifo,), name="speech-dispatcher-pacer", daemon=True
+        )
+        self._pacer.start()
+        return home
+
+    def _pace(self, fifo: Path) -> None:
+        """Read each utterance's audio from `fifo` no faster than it would play."""
+        while not self._stopping.is_set():
+            try:
+                fd = os.open(fifo, os.O_RDONLY)  # blocks until an utterance opens it
+            except OSError:
+                return
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, 4096)
+            with os.fdopen(fd, "rb", buffering=0) as stream:
+                header = stream.read(44)
+                if len(header) < 44 or header[:4] != b"RIFF":
+                    continue  # nothing played (or stop() woke us)
+                channels, rate = struct.unpack_from("<HI", header, 22)
+                (bits,) = struct.unpack_from("<H", header, 34)
+                bytes_per_s = max(1, channels * rate * bits // 8)
+                started, played = time.monotonic(), 0
+                while chunk := stream.read(4096):
+                    played += len(chunk)
+                    ahead = played / bytes_per_s - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
@@ -168,6 +240,14 @@ class PrivateSpeechDispatcher:
                 process.kill()
                 process.wait(timeout=5)
         # Its module (sd_espeak-ng) leaves with it: the module exits when its pipe closes.
+        pacer, self._pacer = self._pacer, None
+        if pacer is not None:
+            self._stopping.set()
+            with contextlib.suppress(OSError):  # wake a reader waiting for a writer
+                os.close(
+                    os.open(self.socket_path.parent / "voice.fifo", os.O_WRONLY | os.O_NONBLOCK)
+                )
+            pacer.join(timeout=5)
         socket_dir, self._socket_dir = self._socket_dir, None
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)

@@ -21,7 +21,7 @@ from deploy.browser import launch_browser, logged_page
 from deploy.fake_media import make_answer_wav, make_face_y4m
 from inference.vision_worker import VisionSettings, VisionWorker
 from llm.orchestrator import InterviewerSettings, Orchestrator
-from stream import bus
+from stream import bus, contract
 from stream.gateway import GATEWAY, create_app
 from stream.settings import GatewaySettings
 from stream.turns import TurnSettings
@@ -314,6 +314,84 @@ async def test_korean_answer_try_again_and_report(bus_settings, models_dir, tmp_
     # the latest attempt counts (an empty one here), the earlier one is kept
     assert first["attempt"] == 2
     assert first["earlier_attempts"][0]["answer"] == card["answered"]["answer"]
+
+
+READING = {  # language: (Whisper model, the script, the mic's badge, the card's line)
+    "en": ("tiny.en", (INTRO, SENTENCES[:4]), "reading the question · mic waits",
+           "The microphone starts listening when it ends."),
+    "ko": ("base", (INTRO_KO, SENTENCES_KO[:4]), "질문 읽는 중 · 마이크 대기",
+           "다 읽으면 마이크가 답변을 듣기 시작합니다."),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["en", "ko"])
+async def test_the_question_read_aloud_is_not_in_the_answer(
+    bus_settings, models_dir, tmp_path, language
+):
+    """Through loudspeakers the question's voice reaches the microphone (the system's
+    speech engine is outside the browser's echo canceller). The fake microphone talks
+    without a break, as the voice would; the voice here lasts as long as it would from a
+    loudspeaker (a paced speech-dispatcher). While it reads, the mic sends silence and the
+    room says so; the answer is only what was said after the reading ended."""
+    from deploy.speech_synthesis import PrivateSpeechDispatcher
+
+    model, (intro, sentences), badge, line = READING[language]
+    video = make_face_y4m(tmp_path, seconds=4.0, fps=15)
+    audio = make_answer_wav(
+        tmp_path,
+        sentences,
+        [0.5, 0.5, 0.5],
+        voice={"en": "en-us", "ko": "ko"}[language],
+        trail_silence=0.5,
+    )
+    with PrivateSpeechDispatcher(tmp_path, paced=True) as voice:
+        async with (
+            interview_stack(bus_settings, models_dir, model, TurnSettings()) as stack,
+            launch_browser(video=video, audio=audio, speech=voice) as browser,
+            logged_page(browser, stack["url"]) as lp,
+        ):
+            page = lp.page
+            await _start(page, language, intro)
+            await _until(page, _card("0-1"), 40, "the first question", lp.describe)
+            # the turn is open and the question is still being read: the mic waits
+            await _until(
+                page, "window.intervue.interview.reading === '0-1' && " + _card("0-1") +
+                ".state === 'answering'", 20, "the answer turn while reading", lp.describe,
+            )  # fmt: skip
+            assert await page.text_content("#speaking") == badge
+            text = await _visible_text(page)
+            assert line in text, text
+            assert await page.locator("#answer-now").count() == 1
+            await page.screenshot(path=str(tmp_path / f"reading-{language}.png"), full_page=True)
+            if language == "ko":  # the candidate does not wait for the end: Answer now
+                await page.click("#answer-now")
+            card = await _until(
+                page, _card("0-1", "?.readEndedAt && " + _card("0-1")), 40,
+                "the reading to end", lp.describe,
+            )  # fmt: skip
+            if language == "en":  # the voice took as long as a reading does
+                assert card["readEndedAt"] - card["spokenAt"] >= 2000, card
+            assert not await page.evaluate("speechSynthesis.speaking")
+            assert await page.locator("#answer-now").count() == 0
+            await _until(
+                page, "Object.keys(" + _card("0-1") + ".transcripts).length", 60,
+                "a caption after the reading", lp.describe,
+            )  # fmt: skip
+            await page.keyboard.press("Control+Enter")
+            await _until(page, _card("0-1", "?.answered"), 60, "the answer", lp.describe)
+            session = await page.evaluate("window.intervue.session")
+    exported = await asyncio.to_thread(_export, session, bus_settings.nats_url)
+    turn = next(e for e in exported["events"] if e["type"] == "turn")
+    assert turn["parts"], turn
+    starts = {
+        contract.part_key(e["utterance_id"], e.get("part", 0)): e["start_ms"]
+        for e in exported["events"]
+        if e["type"] == "transcript"
+    }
+    # The VAD keeps 300 ms of audio before speech starts; the page's and the gateway's
+    # clocks are the same machine's. Without the hold, parts start when the turn opens.
+    for part in turn["parts"]:
+        assert starts[part] >= card["readEndedAt"] - 600, (part, starts[part], card)
 
 
 async def test_time_cap_and_a_reload_mid_interview(bus_settings, models_dir, tmp_path):

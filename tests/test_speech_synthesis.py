@@ -16,7 +16,9 @@ SPEAK = """async ([text, lang]) => {
   return await new Promise((resolve) => {
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = lang;
-    utterance.onstart = () => resolve({ started: Date.now() - started });
+    let began = null;
+    utterance.onstart = () => { began = Date.now() - started; };
+    utterance.onend = () => resolve({ started: began, ended: Date.now() - started });
     utterance.onerror = (e) => resolve({ error: e.error });
     speechSynthesis.speak(utterance);
     setTimeout(() => resolve({ error: "no start within 15 s" }), 15000);
@@ -35,6 +37,19 @@ async def test_headless_chromium_speaks_english_and_korean(speech_voice) -> None
         ):
             result = await lp.page.evaluate(SPEAK, [text, lang])
             assert "error" not in result, (lang, result, lp.describe())
+
+
+async def test_a_paced_voice_lasts_as_long_as_it_speaks(tmp_path) -> None:
+    # The null device swallows a sentence at once; paced, the voice reads it in real time
+    # (espeak-ng at its default 175 wpm: ~2.5 s for these 7 words)
+    with PrivateSpeechDispatcher(tmp_path, paced=True) as voice:
+        async with (
+            launch_browser(speech=voice) as browser,
+            logged_page(browser, "data:text/html,<p>room</p>", permissions=()) as lp,
+        ):
+            result = await lp.page.evaluate(SPEAK, ["Tell me about a cache you built.", "en-US"])
+    assert "error" not in result, result
+    assert result["ended"] - result["started"] >= 1500, result
 
 
 async def test_without_a_voice_the_browser_says_why(tmp_path) -> None:

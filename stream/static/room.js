@@ -39,6 +39,7 @@ const state = {
     current: null,    // key of the latest card
     report: null, errors: [], speaking: false,
     working: null,    // the interviewer's slow step under way (a "working" step) + since
+    reading: null,    // key of the card whose question is being read aloud (mic held)
   },
 };
 window.intervue = state;
@@ -87,6 +88,9 @@ const TEXT = {
     offline: "오프라인 엔진", llm: "AI 면접관",
     speaking: "말하는 중", listening: "듣는 중",
     speakingAside: "말하는 중 · 답변 아님", micAside: "마이크 켜짐 · 답변 중 아님",
+    micHeld: "질문 읽는 중 · 마이크 대기",
+    reading: "질문을 읽어 드리는 중입니다. 다 읽으면 마이크가 답변을 듣기 시작합니다.",
+    answerNow: "바로 답변하기",
     waitingQuestions: "자기소개서로 질문을 만드는 중…",
     captionEmpty: "답변을 말씀하세요. 말한 내용이 여기에 나타납니다.",
     answering: "답변 중 — 생각할 시간이 필요하면 잠시 멈춰도 됩니다.",
@@ -152,6 +156,9 @@ const TEXT = {
     offline: "offline engine", llm: "AI interviewer",
     speaking: "speaking", listening: "listening",
     speakingAside: "speaking · not an answer", micAside: "mic on · not answering",
+    micHeld: "reading the question · mic waits",
+    reading: "Reading the question aloud. The microphone starts listening when it ends.",
+    answerNow: "Answer now",
     waitingQuestions: "Preparing questions from your self-introduction…",
     captionEmpty: "Answer aloud; what you say appears here.",
     answering: "Answering — pause to think whenever you need to.",
@@ -407,7 +414,9 @@ function renderCard(card) {
     card.attempt > 1 ? ` · ${t("attempt", card.attempt)}` : "",
     card.followUp ? ` · ${t("followUp")}` : "");
   const question = el("div", { class: "question", text: card.question });
-  const caption = el("div", { class: "caption", "data-empty": card.state === "answering" ? t("captionEmpty") : "" });
+  const reading = state.interview.reading === key;
+  // no "answer aloud" under a question still being read aloud (the mic waits)
+  const caption = el("div", { class: "caption", "data-empty": card.state === "answering" && !reading ? t("captionEmpty") : "" });
   const parts = Object.values(card.transcripts).sort((a, b) => a.order - b.order);
   for (const part of parts) caption.append(el("p", { text: part.text }));
   const children = [head, question, caption];
@@ -415,7 +424,9 @@ function renderCard(card) {
   if (live) {
     const turn = state.turn && state.turn.question === card.index && state.turn.attempt === card.attempt ? state.turn : null;
     const clock = el("div", { class: "clock", id: "turn-clock", text: t("answering") });
-    if (turn && turn.silence_hint && turn.silence_left_ms != null) {
+    if (reading) {
+      clock.textContent = t("reading");
+    } else if (turn && turn.silence_hint && turn.silence_left_ms != null) {
       clock.className = "clock hint";
       clock.setAttribute("role", "alert");
       clock.textContent = t("silenceHint", Math.max(1, Math.ceil(turn.silence_left_ms / 1000)));
@@ -425,7 +436,13 @@ function renderCard(card) {
     }
     const done = el("button", { id: "done", "aria-keyshortcuts": "Control+Enter" }, t("done"), " ", el("kbd", { text: t("doneHint") }));
     done.addEventListener("click", () => doneAnswering());
-    children.push(clock, el("div", { class: "actions" }, done));
+    const actions = el("div", { class: "actions" }, done);
+    if (reading) {
+      const now = el("button", { id: "answer-now", class: "secondary", text: t("answerNow") });
+      now.addEventListener("click", () => stopReading());
+      actions.append(now);
+    }
+    children.push(clock, actions);
   } else {
     if (card.reason) children.push(el("div", { class: "muted", text: T().reasons[card.reason] || "" }));
     if (!card.evaluated && !state.ended) {
@@ -552,19 +569,50 @@ function choose(kind, card) {
   renderCard(card);
 }
 
+function holdMic(held) {
+  // While the question is read aloud the microphone sends silence. The voice comes from
+  // the system's speech engine, outside the audio the browser's echo canceller knows, so
+  // through loudspeakers it would reach the microphone: its words would become part of
+  // the answer, and count as "spoken" for the silence rule.
+  if (media) for (const track of media.getAudioTracks()) track.enabled = !held;
+}
+
+function stopReading(card) {
+  // The voice ended (or failed, or the candidate chose to answer now): the mic listens.
+  const iv = state.interview;
+  if (!iv.reading || (card && cardKey(card.index, card.attempt) !== iv.reading)) return;
+  const reading = iv.cards[iv.reading];
+  iv.reading = null;
+  clearTimeout(iv.readingCap);
+  if (reading && !reading.readEndedAt) reading.readEndedAt = Date.now();
+  if (window.speechSynthesis && window.speechSynthesis.speaking) window.speechSynthesis.cancel();
+  holdMic(false);
+  if (reading) renderCard(reading);
+  else showSpeech();
+}
+
 function speak(text, card) {
   // The question is read aloud by the browser's own speech synthesis (no server TTS).
   // When it starts speaking (or why it could not) is kept on the card for benchmarks.
   if (!window.speechSynthesis) { card.speechError = "no speech synthesis"; return; }
+  const iv = state.interview;
+  stopReading();
   try {
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = lang() === "ko" ? "ko-KR" : "en-US";
     card.speechLang = utterance.lang;
     utterance.addEventListener("start", () => { card.spokenAt = Date.now(); });
-    utterance.addEventListener("error", (e) => { card.speechError = e.error || "error"; });
+    utterance.addEventListener("end", () => stopReading(card));
+    utterance.addEventListener("error", (e) => { card.speechError = e.error || "error"; stopReading(card); });
     window.speechSynthesis.cancel();
+    iv.reading = cardKey(card.index, card.attempt);
+    holdMic(true);
+    renderCard(card);
+    // A voice that never reports its end (it happens) must not keep the mic held: at
+    // most 3 s plus a slow reader's 100 ms per character.
+    iv.readingCap = setTimeout(() => stopReading(card), 3000 + 100 * text.length);
     window.speechSynthesis.speak(utterance);
-  } catch (e) { card.speechError = String(e); /* the question is on screen anyway */ }
+  } catch (e) { card.speechError = String(e); stopReading(card); /* the question is on screen anyway */ }
 }
 
 function onInterview(msg) {
@@ -638,6 +686,7 @@ function onTurn(msg) {
     card.reason = msg.reason;
     if (card.state === "answering") card.state = "ended";
     state.turnEndedAt = Date.now();
+    stopReading(card); // the answer is over: no voice over the feedback
   }
   renderCard(card);
 }
@@ -654,9 +703,10 @@ function showSpeech() {
   if (state.ended) return;
   const speaking = state.interview.speaking;
   const answering = Object.values(state.interview.cards).some((card) => card.state === "answering");
-  const key = answering ? (speaking ? "speaking" : "listening") : speaking ? "speakingAside" : "micAside";
+  const key = state.interview.reading ? "micHeld"
+    : answering ? (speaking ? "speaking" : "listening") : speaking ? "speakingAside" : "micAside";
   $("speaking").textContent = t(key);
-  $("speaking").className = `badge ${speaking && answering ? "live" : ""}`;
+  $("speaking").className = `badge ${speaking && answering && !state.interview.reading ? "live" : ""}`;
 }
 
 function showReport(data) {
@@ -811,6 +861,8 @@ function finish(code) {
   state.ended = code || "other";
   forget();
   if (window.speechSynthesis) window.speechSynthesis.cancel();
+  state.interview.reading = null;
+  clearTimeout(state.interview.readingCap);
   if (pc) pc.close();
   if (media) media.getTracks().forEach((track) => track.stop());
   $("preview").srcObject = null;
