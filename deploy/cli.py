@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -446,11 +447,22 @@ def _prepare_local_llm(models_dir: Path, force: bool, parts_dir: Path | None) ->
     typer.echo(json.dumps(summary, indent=2))
 
 
+def _with_logging(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command` with logging set up first (Typer reads the signature through wraps)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        setup_logging()
+        return command(*args, **kwargs)
+
+    return run
+
+
 def _mount_engine_commands() -> None:
     from inference.cli import export_command, models_import_command
 
-    app.command("export")(export_command)
-    models_app.command("import")(models_import_command)
+    app.command("export")(_with_logging(export_command))
+    models_app.command("import")(_with_logging(models_import_command))
 
 
 _mount_engine_commands()

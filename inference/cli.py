@@ -1,6 +1,5 @@
-"""Typer commands of issue 6, for `deploy.cli` to mount. Each command sets up logging with
-`deploy.log_setup.setup_logging`, the one entry-point logging set-up (a no-op where the
-caller configured logging already).
+"""Typer commands of issue 6, for `deploy.cli` to mount (it sets up logging before each:
+logging is configured by the entry point, and this module stays below `deploy`).
 
     intervue export BUNDLE --format onnx|engine [--half] [--int8 --calib DIR] [--batch N]
                     [--imgsz S]
@@ -17,8 +16,6 @@ import json
 from pathlib import Path
 
 import typer
-
-from deploy.log_setup import setup_logging
 
 engines_app = typer.Typer(help="Model export and import (ONNX, TensorRT, YOLOv8).")
 
@@ -47,7 +44,6 @@ def export_command(
     from inference.bundle import BundleError
     from inference.export import ExportError, export
 
-    setup_logging()
     try:
         result = export(
             bundle,
@@ -86,7 +82,6 @@ def models_import_command(
     from inference.importer import ImportModelError, import_ultralytics
     from inference.onnx_io import ExportError
 
-    setup_logging()
     mapping = {}
     for pair in _csv(label_map):
         if "=" not in pair:
