@@ -433,6 +433,32 @@ def _check_voice(voice: str) -> None:
         raise ValueError(f"espeak-ng has no voice {voice!r} (see `espeak-ng --voices`)")
 
 
+def _espeak_wav(raw: Path, text: str, voice: str, rate_wpm: int) -> None:
+    """The one place espeak-ng runs: `text` (passed as a UTF-8 file, so Hangul survives any
+    locale) spoken by `voice` into `raw`, a 22050 Hz mono 16-bit WAV."""
+    _check_voice(voice)
+    text_file = raw.with_suffix(".txt")
+    text_file.write_text(text, encoding="utf-8")
+    _run([_require("espeak-ng"), "-v", voice, "-s", str(int(rate_wpm)), "-b", "1",
+          "-w", str(raw), "-f", str(text_file)])  # fmt: skip
+    if wav_info(raw).frames == 0:
+        raise RuntimeError(f"espeak-ng produced no audio for voice {voice!r}")
+
+
+def espeak_samples(
+    text: str, voice: str = "en-us", rate_wpm: int = 150, sample_rate: int = 16_000
+) -> np.ndarray:
+    """`text` spoken by espeak-ng as mono int16 samples at `sample_rate` (not cached; for
+    harnesses that hold audio in memory rather than in a file for Chromium)."""
+    from stream.audio import resample_to_16k_mono
+
+    with tempfile.TemporaryDirectory(prefix="intervue-tts-") as work:
+        raw = Path(work, "espeak.wav")
+        _espeak_wav(raw, text, voice, rate_wpm)
+        samples, rate = read_wav(raw)
+    return resample_to_16k_mono(samples, rate, samples.shape[1], target_rate=sample_rate)
+
+
 def make_speech_wav(
     path: str | os.PathLike[str],
     text: str,
@@ -465,16 +491,10 @@ def make_speech_wav(
     _check_voice(voice)
 
     def write(tmp: Path) -> None:
-        espeak = _require("espeak-ng")
         sox = _require("sox")
         with tempfile.TemporaryDirectory(prefix="intervue-tts-") as work:
-            text_file = Path(work, "text.txt")
-            text_file.write_text(text, encoding="utf-8")
-            raw = Path(work, "espeak.wav")  # espeak-ng writes 22050 Hz mono 16-bit
-            _run([espeak, "-v", voice, "-s", str(int(rate_wpm)), "-b", "1", "-w", str(raw),
-                  "-f", str(text_file)])  # fmt: skip
-            if wav_info(raw).frames == 0:
-                raise RuntimeError(f"espeak-ng produced no audio for voice {voice!r}")
+            raw = Path(work, "espeak.wav")
+            _espeak_wav(raw, text, voice, rate_wpm)
             # -D: no dither (dither is random noise; keep the output byte-for-byte repeatable)
             cmd = [sox, "-V1", "-D", str(raw), "-r", str(int(sample_rate)), "-c", str(channels),
                    "-b", "16", "-e", "signed-integer", "-t", "wav", str(tmp)]  # fmt: skip

@@ -33,13 +33,8 @@ import contextlib
 import fractions
 import logging
 import math
-import shutil
-import subprocess
-import tempfile
 import time
-import wave
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -75,30 +70,12 @@ class LoadError(RuntimeError):
 
 def speech_clip(text: str = SPEECH_TEXT, voice: str = "en-us", rate: int = AUDIO_RATE):
     """`text` spoken by espeak-ng, as mono int16 samples at `rate` Hz."""
-    from stream.audio import resample_to_16k_mono
+    from deploy.fake_media import espeak_samples
 
-    binary = shutil.which("espeak-ng")
-    if binary is None:
-        raise LoadError(
-            "espeak-ng is needed to make the synthetic candidates' speech "
-            "(apt-get install espeak-ng)"
-        )
-    with tempfile.TemporaryDirectory(prefix="intervue-load-") as tmp:
-        path = Path(tmp) / "speech.wav"
-        done = subprocess.run(
-            [binary, "-v", voice, "-s", "150", "-w", str(path), text],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0 or not path.exists():
-            raise LoadError(f"espeak-ng failed: {done.stderr.decode(errors='replace')[-500:]}")
-        with wave.open(str(path), "rb") as handle:
-            if handle.getsampwidth() != 2:
-                raise LoadError("espeak-ng wrote a WAV that is not 16-bit")
-            source_rate, channels = handle.getframerate(), handle.getnchannels()
-            samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2")
-    return resample_to_16k_mono(samples, source_rate, channels, target_rate=rate)
+    try:
+        return espeak_samples(text, voice, 150, rate)
+    except (RuntimeError, ValueError) as exc:  # not installed, no such voice, it failed
+        raise LoadError(f"the synthetic candidates' speech: {exc}") from exc
 
 
 def camera_frames(count: int = 30) -> list[np.ndarray]:

@@ -21,19 +21,15 @@ from __future__ import annotations
 import logging
 import platform
 import re
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deploy.bench.tables import machine, p50_p95, render
-from stream.audio import resample_to_16k_mono
+from deploy.fake_media import espeak_samples
 from stream.vad import SpeechEnded, VadSegmenter, VadSettings
 
 log = logging.getLogger(__name__)
@@ -74,19 +70,6 @@ class Clip:
         return self.pcm.size / SR
 
 
-def _espeak(text: str, voice: str, work: Path, rate_wpm: int = 150) -> np.ndarray:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("the speech benchmark needs espeak-ng (apt-get install espeak-ng)")
-    out = work / "tts.wav"
-    subprocess.run([exe, "-v", voice, "-s", str(rate_wpm), "-w", str(out), text],
-                   check=True, capture_output=True)  # fmt: skip
-    with wave.open(str(out), "rb") as w:
-        raw = w.readframes(w.getnframes())
-        samples = np.frombuffer(raw, "<i2").reshape(-1, w.getnchannels())
-        return resample_to_16k_mono(samples, w.getframerate(), w.getnchannels())
-
-
 def _trim(pcm: np.ndarray, threshold: int = 300) -> np.ndarray:
     loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > threshold)
     return pcm[loud[0] : loud[-1] + 1] if loud.size else pcm
@@ -96,8 +79,7 @@ def synth_answers(language: str, targets_s: tuple[float, ...] = DEFAULT_TARGETS_
     """One answer per target length: sentences joined with 0.4 s pauses until long enough."""
     sentences, voice = (KO_SENTENCES, "ko") if language == "ko" else (EN_SENTENCES, "en-us")
     gap = np.zeros(int(0.4 * SR), np.int16)
-    with tempfile.TemporaryDirectory(prefix="intervue-bench-") as tmp:
-        audio = [_trim(_espeak(s, voice, Path(tmp))) for s in sentences]
+    audio = [_trim(espeak_samples(s, voice)) for s in sentences]
     clips = []
     for k, target in enumerate(targets_s):
         parts, texts, total = [], [], 0.0
