@@ -16,7 +16,10 @@ the question is spoken nor time it. This module starts a speech-dispatcher of ou
   sentence at once, so the browser's ``end`` event follows ``start`` by ~0.1 s; with
   ``paced=True`` the audio goes through a FIFO that a thread here reads at the voice's own
   sample rate, so an utterance lasts as long as it would from a loudspeaker (what a test
-  of the room's behaviour *while* a question is read aloud needs).
+  of the room's behaviour *while* a question is read aloud needs). Its limit: a
+  ``speechSynthesis.cancel()`` reaching the dispatcher makes ALSA's file plugin abort it
+  (``snd_pcm_file_drop`` assertion), so no later utterance of that dispatcher ends; the
+  room cancels only a voice that is speaking, and a test that stops one uses no voice after.
 
     with PrivateSpeechDispatcher(tmp_path) as voice:
         async with launch_browser(..., speech=voice) as browser: ...

@@ -439,7 +439,7 @@ function renderCard(card) {
     const actions = el("div", { class: "actions" }, done);
     if (reading) {
       const now = el("button", { id: "answer-now", class: "secondary", text: t("answerNow") });
-      now.addEventListener("click", () => stopReading());
+      now.addEventListener("click", () => stopReading(null, "answer-now"));
       actions.append(now);
     }
     children.push(clock, actions);
@@ -577,14 +577,15 @@ function holdMic(held) {
   if (media) for (const track of media.getAudioTracks()) track.enabled = !held;
 }
 
-function stopReading(card) {
+function stopReading(card, why) {
   // The voice ended (or failed, or the candidate chose to answer now): the mic listens.
+  // `why` (end, error, cap, answer-now, turn, next) is kept on the card for tests.
   const iv = state.interview;
   if (!iv.reading || (card && cardKey(card.index, card.attempt) !== iv.reading)) return;
   const reading = iv.cards[iv.reading];
   iv.reading = null;
   clearTimeout(iv.readingCap);
-  if (reading && !reading.readEndedAt) reading.readEndedAt = Date.now();
+  if (reading && !reading.readEndedAt) { reading.readEndedAt = Date.now(); reading.readEndedBy = why; }
   if (window.speechSynthesis && window.speechSynthesis.speaking) window.speechSynthesis.cancel();
   holdMic(false);
   if (reading) renderCard(reading);
@@ -596,23 +597,28 @@ function speak(text, card) {
   // When it starts speaking (or why it could not) is kept on the card for benchmarks.
   if (!window.speechSynthesis) { card.speechError = "no speech synthesis"; return; }
   const iv = state.interview;
-  stopReading();
+  stopReading(null, "next");
   try {
     const utterance = new SpeechSynthesisUtterance(text);
     utterance.lang = lang() === "ko" ? "ko-KR" : "en-US";
     card.speechLang = utterance.lang;
     utterance.addEventListener("start", () => { card.spokenAt = Date.now(); });
-    utterance.addEventListener("end", () => stopReading(card));
-    utterance.addEventListener("error", (e) => { card.speechError = e.error || "error"; stopReading(card); });
-    window.speechSynthesis.cancel();
+    utterance.addEventListener("end", () => stopReading(card, "end"));
+    utterance.addEventListener("error", (e) => {
+      // "interrupted" / "canceled": stopped on purpose (Answer now, the next question)
+      if (e.error !== "interrupted" && e.error !== "canceled") card.speechError = e.error || "error";
+      stopReading(card, "error");
+    });
+    if (window.speechSynthesis.speaking || window.speechSynthesis.pending) window.speechSynthesis.cancel();
     iv.reading = cardKey(card.index, card.attempt);
     holdMic(true);
     renderCard(card);
     // A voice that never reports its end (it happens) must not keep the mic held: at
-    // most 3 s plus a slow reader's 100 ms per character.
-    iv.readingCap = setTimeout(() => stopReading(card), 3000 + 100 * text.length);
+    // most 5 s plus 200 ms per character (a slow Korean voice reads ~150 ms per syllable;
+    // English ~50 ms per letter). Answer now is there all along.
+    iv.readingCap = setTimeout(() => stopReading(card, "cap"), 5000 + 200 * text.length);
     window.speechSynthesis.speak(utterance);
-  } catch (e) { card.speechError = String(e); stopReading(card); /* the question is on screen anyway */ }
+  } catch (e) { card.speechError = String(e); stopReading(card, "error"); /* the question is on screen anyway */ }
 }
 
 function onInterview(msg) {
@@ -686,7 +692,7 @@ function onTurn(msg) {
     card.reason = msg.reason;
     if (card.state === "answering") card.state = "ended";
     state.turnEndedAt = Date.now();
-    stopReading(card); // the answer is over: no voice over the feedback
+    stopReading(card, "turn"); // the answer is over: no voice over the feedback
   }
   renderCard(card);
 }
