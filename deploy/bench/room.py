@@ -67,9 +67,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy import speech_synthesis
 from deploy.bench.tables import fmt
-from deploy.speech_synthesis import PrivateSpeechDispatcher
+from deploy.speech_synthesis import PrivateSpeechDispatcher, missing
 from stream.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -792,10 +791,12 @@ async def run_room_bench_async(
     media = await asyncio.to_thread(make_interview_media, workdir, language, answers, fps)
     variants: list[VariantRun] = []
     # The questions are read aloud by the browser: give headless Chromium a voice.
-    voice_problem = speech_synthesis.missing()
-    speech = None if voice_problem else speech_synthesis.PrivateSpeechDispatcher(workdir)
+    voice_problem = missing()
+    speech = None if voice_problem else PrivateSpeechDispatcher(workdir)
     if voice_problem:
         log.warning("question shown → spoken will be empty: %s", voice_problem)
+    else:  # starting and stopping it waits on a process: not on the event loop
+        await asyncio.to_thread(speech.start)
     env = {
         "INTERVUE_SPEECH_MODEL": whisper,
         "INTERVUE_LLM_ENGINE": llm,
@@ -807,7 +808,7 @@ async def run_room_bench_async(
     common = dict(candidates=candidates, rounds=rounds, language=language, ends=ends,
                   step_timeout_s=step_timeout_s, done_after_s=done_after_s,
                   speech=speech)  # fmt: skip
-    with speech or contextlib.nullcontext():
+    try:
         if url is not None:
             variants.append(await run_variant("running", url, media, **common))
         else:
@@ -818,6 +819,9 @@ async def run_room_bench_async(
                 variants[-1].speech_counts = speech_worker_counts(
                     up_log.read_text(errors="replace")
                 )
+    finally:
+        if speech is not None:
+            await asyncio.to_thread(speech.stop)
     meta = {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}",
