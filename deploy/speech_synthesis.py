@@ -13,13 +13,16 @@ the question is spoken nor time it. This module starts a speech-dispatcher of ou
   Korean;
 * audio into ALSA's ``null`` device: a machine with no sound card otherwise fails at
   "Opening audio failed" and the utterance never starts. The null device swallows a
-  sentence at once, so the browser's ``end`` event follows ``start`` by ~0.1 s; with
-  ``paced=True`` the audio goes through a FIFO that a thread here reads at the voice's own
-  sample rate, so an utterance lasts as long as it would from a loudspeaker (what a test
-  of the room's behaviour *while* a question is read aloud needs). Its limit: a
-  ``speechSynthesis.cancel()`` reaching the dispatcher makes ALSA's file plugin abort it
-  (``snd_pcm_file_drop`` assertion), so no later utterance of that dispatcher ends; the
-  room cancels only a voice that is speaking, and a test that stops one uses no voice after.
+  sentence at once, so the browser's ``end`` event follows ``start`` by ~0.1 s.
+
+With ``paced=True`` an utterance lasts as long as it would from a loudspeaker (what a test
+of the room's behaviour *while* a question is read aloud needs): the dispatcher speaks
+through its generic module instead, which runs ``espeak-ng --stdout`` into a small pacer
+process (``PACER``) that reads the WAV no faster than it plays, and reports the end when
+that process exits. A ``speechSynthesis.cancel()`` kills the process group, so a paced
+voice can be stopped and speak again. (An earlier paced voice played through ALSA's file
+plugin into a FIFO: any ``snd_pcm_drop`` with bytes still buffered aborted the whole
+dispatcher at a ``pcm_file.c`` assertion; CI met it once with no cancel from the room.)
 
     with PrivateSpeechDispatcher(tmp_path) as voice:
         async with launch_browser(..., speech=voice) as browser: ...
@@ -30,15 +33,13 @@ voices (about 2 s here, thousands of espeak-ng variants); later ones start in ~0
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
+import shlex
 import shutil
-import struct
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -51,6 +52,7 @@ PACKAGES = ("speech-dispatcher", "speech-dispatcher-espeak-ng")
 MODULE_DIR = Path("/usr/lib/speech-dispatcher-modules")
 SYSTEM_CONFIG_DIR = Path("/etc/speech-dispatcher")
 ESPEAK_MODULE = "sd_espeak-ng"
+GENERIC_MODULE = "sd_generic"
 
 #: The Chromium switch that lets its Linux speech synthesis use speech-dispatcher.
 CHROMIUM_SWITCH = "--enable-speech-dispatcher"
@@ -60,11 +62,17 @@ class SpeechDispatcherUnavailable(RuntimeError):
     """speech-dispatcher or its espeak-ng module is not installed, or it did not start."""
 
 
-def missing() -> str | None:
-    """What is missing for a private speech-dispatcher, or None when it can start."""
+def missing(*, paced: bool = False) -> str | None:
+    """What is missing for a private speech-dispatcher (``paced``: one whose voice lasts as
+    long as it speaks), or None when it can start."""
     if shutil.which("speech-dispatcher") is None:
         return "speech-dispatcher is not installed (apt-get install " + " ".join(PACKAGES) + ")"
-    if not (MODULE_DIR / ESPEAK_MODULE).exists():
+    if paced:
+        if not (MODULE_DIR / GENERIC_MODULE).exists():
+            return f"speech-dispatcher's generic module ({MODULE_DIR / GENERIC_MODULE}) is missing"
+        if shutil.which("espeak-ng") is None:
+            return "espeak-ng is not installed (apt-get install espeak-ng)"
+    elif not (MODULE_DIR / ESPEAK_MODULE).exists():
         return (
             f"speech-dispatcher's espeak-ng module ({MODULE_DIR / ESPEAK_MODULE}) is not "
             "installed (apt-get install speech-dispatcher-espeak-ng)"
@@ -72,34 +80,77 @@ def missing() -> str | None:
     return None
 
 
-#: The ALSA device of a paced voice (defined in the dispatcher's own ~/.asoundrc).
-PACED_DEVICE = "intervue_paced"
-_F_SETPIPE_SZ = 1031  # Linux fcntl: a small pipe, so the writer is held close to real time
+#: The generic module's name for a paced voice, and its voices (language, espeak-ng voice).
+PACED_MODULE = "intervue-paced"
+PACED_VOICES = (("en", "en-us"), ("ko", "ko"))
+
+#: The pacer: reads a WAV from stdin no faster than it would play, then exits (the
+#: generic module reports the utterance's end when its command exits).
+PACER = """\
+import struct, sys, time
+stream = sys.stdin.buffer
+header = stream.read(44)
+if len(header) == 44 and header[:4] == b"RIFF":
+    channels, rate = struct.unpack_from("<HI", header, 22)
+    (bits,) = struct.unpack_from("<H", header, 34)
+    bytes_per_s = max(1, channels * rate * bits // 8)
+    started, played = time.monotonic(), 0
+    while chunk := stream.read(4096):
+        played += len(chunk)
+        ahead = played / bytes_per_s - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+"""
 
 
-def _paced_asoundrc(fifo: Path) -> str:
-    # ALSA's file plugin copies what is played into `fifo` (a WAV header, then the samples)
-    # and hands it to the null device; writing blocks while the pipe is full.
-    return (
-        f"pcm.{PACED_DEVICE} {{\n"
-        "  type file\n"
-        '  slave.pcm "null"\n'
-        f'  file "{fifo}"\n'
-        '  format "wav"\n'
-        "}\n"
+def _paced_module_config(pacer: Path) -> str:
+    # sd_generic substitutes $DATA (quotes escaped), $VOICE, $RATE, $PITCH and $PUNCT, and
+    # kills the command's process group on a cancel. Rate and pitch map SSIP's -100..100
+    # onto espeak-ng's (as Debian's espeak-ng generic configs do).
+    synth = (
+        "printf %s \\'$DATA\\' | espeak-ng -v $VOICE -s $RATE -p $PITCH $PUNCT --stdin "
+        f"--stdout | {shlex.quote(sys.executable)} {shlex.quote(str(pacer))}"
     )
+    lines = [
+        f'GenericExecuteSynth "{synth}"',
+        'GenericCmdDependency "espeak-ng"',
+        'GenericPunctNone ""',
+        'GenericPunctSome "--punct=\\"()[]{};:\\""',
+        'GenericPunctMost "--punct=\\"()[]{};:\\""',
+        'GenericPunctAll "--punct"',
+    ]
+    for language, voice in PACED_VOICES:
+        lines.append(f'GenericLanguage "{language}" "{voice}" "utf-8"')
+    for language, voice in PACED_VOICES:
+        lines.append(f'AddVoice "{language}" "MALE1" "{voice}"')
+    lines += [
+        f'DefaultVoice "{PACED_VOICES[0][1]}"',
+        "GenericRateAdd 160",
+        "GenericRateMultiply 160",
+        "GenericRateForceInteger 1",
+        "GenericPitchAdd 50",
+        "GenericPitchMultiply 50",
+        "GenericPitchForceInteger 1",
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def _config(audio_device: str) -> str:
+def _config(audio_device: str, *, paced: bool) -> str:
     # Later settings win; nothing here is read from the user's or the system's speechd.conf
-    # (its symbol tables and client rules only slow the start and log noise).
+    # (its symbol tables and client rules only slow the start and log noise). A paced
+    # voice plays no audio of its own, but every module opens the audio device at start.
+    if paced:
+        module = f'AddModule "{PACED_MODULE}" "{GENERIC_MODULE}" "{PACED_MODULE}.conf"'
+    else:
+        module = f'AddModule "espeak-ng" "{ESPEAK_MODULE}" "espeak-ng.conf"'
     return "\n".join(
         [
             "LogLevel 2",
             'AudioOutputMethod "alsa"',
             f'AudioALSADevice "{audio_device}"',
-            f'AddModule "espeak-ng" "{ESPEAK_MODULE}" "espeak-ng.conf"',
-            'DefaultModule "espeak-ng"',
+            module,
+            f'DefaultModule "{PACED_MODULE if paced else "espeak-ng"}"',
             "",
         ]
     )
@@ -121,13 +172,11 @@ class PrivateSpeechDispatcher:
     ) -> None:
         self.workdir = Path(workdir) / "speech-dispatcher"
         self.paced = paced
-        self.audio_device = PACED_DEVICE if paced else audio_device
+        self.audio_device = audio_device
         self.start_timeout_s = start_timeout_s
         # A Unix socket path must stay under ~108 bytes; a test's tmp_path can be longer.
         self._socket_dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._pacer: threading.Thread | None = None
-        self._stopping = threading.Event()
 
     @property
     def socket_path(self) -> Path:
@@ -144,23 +193,27 @@ class PrivateSpeechDispatcher:
         return {**(os.environ if base is None else base), "SPEECHD_ADDRESS": self.address}
 
     def start(self) -> PrivateSpeechDispatcher:
-        problem = missing()
+        problem = missing(paced=self.paced)
         if problem:
             raise SpeechDispatcherUnavailable(problem)
         config_dir = self.workdir / "config"
         (config_dir / "modules").mkdir(parents=True, exist_ok=True)
         (self.workdir / "log").mkdir(exist_ok=True)
-        (config_dir / "speechd.conf").write_text(_config(self.audio_device))
-        module_config = SYSTEM_CONFIG_DIR / "modules" / "espeak-ng.conf"
-        target = config_dir / "modules" / "espeak-ng.conf"
-        if module_config.is_file():
-            shutil.copyfile(module_config, target)
+        (config_dir / "speechd.conf").write_text(_config(self.audio_device, paced=self.paced))
+        if self.paced:
+            pacer = self.workdir / "pacer.py"
+            pacer.write_text(PACER)
+            modules = config_dir / "modules" / f"{PACED_MODULE}.conf"
+            modules.write_text(_paced_module_config(pacer))
         else:
-            target.write_text("")  # the module's defaults
+            module_config = SYSTEM_CONFIG_DIR / "modules" / "espeak-ng.conf"
+            target = config_dir / "modules" / "espeak-ng.conf"
+            if module_config.is_file():
+                shutil.copyfile(module_config, target)
+            else:
+                target.write_text("")  # the module's defaults
         self.socket_path.unlink(missing_ok=True)
         env = dict(os.environ)
-        if self.paced:
-            env["HOME"] = str(self._paced_home())
         command = [
             "speech-dispatcher",
             "--run-single",
@@ -191,47 +244,12 @@ class PrivateSpeechDispatcher:
                     + (stderr_path.read_text(errors="replace")[-800:] or "no output")
                 )
             time.sleep(0.05)
-        log.info("speech-dispatcher (espeak-ng, ALSA %s) at %s", self.audio_device, self.address)
-        return self
-
-    def _paced_home(self) -> Path:
-        """A HOME for the dispatcher whose ~/.asoundrc defines the paced device; starts the
-        thread that reads its FIFO."""
-        home = self.workdir / "home"
-        home.mkdir(exist_ok=True)
-        fifo = self.socket_path.parent / "voice.fifo"
-        if not fifo.exists():
-            os.mkfifo(fifo)
-        (home / ".asoundrc").write_text(_paced_asoundrc(fifo))
-        self._stopping.clear()
-        self._pacer = threading.Thread(
-            target=self._pace, args=(fifo,), name="speech-dispatcher-pacer", daemon=True
+        log.info(
+            "speech-dispatcher (%s) at %s",
+            "espeak-ng, paced" if self.paced else f"espeak-ng, ALSA {self.audio_device}",
+            self.address,
         )
-        self._pacer.start()
-        return home
-
-    def _pace(self, fifo: Path) -> None:
-        """Read each utterance's audio from `fifo` no faster than it would play."""
-        while not self._stopping.is_set():
-            try:
-                fd = os.open(fifo, os.O_RDONLY)  # blocks until an utterance opens it
-            except OSError:
-                return
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, 4096)
-            with os.fdopen(fd, "rb", buffering=0) as stream:
-                header = stream.read(44)
-                if len(header) < 44 or header[:4] != b"RIFF":
-                    continue  # nothing played (or stop() woke us)
-                channels, rate = struct.unpack_from("<HI", header, 22)
-                (bits,) = struct.unpack_from("<H", header, 34)
-                bytes_per_s = max(1, channels * rate * bits // 8)
-                started, played = time.monotonic(), 0
-                while chunk := stream.read(4096):
-                    played += len(chunk)
-                    ahead = played / bytes_per_s - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
+        return self
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -242,15 +260,8 @@ class PrivateSpeechDispatcher:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
-        # Its module (sd_espeak-ng) leaves with it: the module exits when its pipe closes.
-        pacer, self._pacer = self._pacer, None
-        if pacer is not None:
-            self._stopping.set()
-            with contextlib.suppress(OSError):  # wake a reader waiting for a writer
-                os.close(
-                    os.open(self.socket_path.parent / "voice.fifo", os.O_WRONLY | os.O_NONBLOCK)
-                )
-            pacer.join(timeout=5)
+        # Its module (sd_espeak-ng, sd_generic) leaves with it: a module exits when its
+        # pipe closes.
         socket_dir, self._socket_dir = self._socket_dir, None
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)

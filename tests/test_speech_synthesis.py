@@ -52,6 +52,45 @@ async def test_a_paced_voice_lasts_as_long_as_it_speaks(tmp_path) -> None:
     assert result["ended"] - result["started"] >= 1500, result
 
 
+CANCEL_THEN_SPEAK = """async ([long, short, lang]) => {
+  const say = (text) => new Promise((resolve) => {
+    const utterance = new SpeechSynthesisUtterance(text);
+    utterance.lang = lang;
+    const started = Date.now();
+    let began = null;
+    utterance.onstart = () => { began = Date.now() - started; };
+    utterance.onend = () => resolve({ started: began, ended: Date.now() - started });
+    utterance.onerror = (e) => resolve({ error: e.error, after: Date.now() - started });
+    speechSynthesis.speak(utterance);
+    setTimeout(() => resolve({ error: "no end within 30 s" }), 30000);
+  });
+  const first = say(long);
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  speechSynthesis.cancel();  // what Answer now does while the question is read
+  return { first: await first, second: await say(short) };
+}"""
+
+
+@pytest.mark.parametrize(("lang", "long", "short"), [
+    ("en-US", "Tell me about a cache you built, why you built it, and what it cost you "
+     "in memory, in latency and in the time your team spent on it.", "What did you learn?"),
+    ("ko-KR", "캐시를 만든 경험과 그 이유, 그리고 메모리와 지연 시간, 팀의 시간에서 "
+     "치른 비용을 말해 주세요.", "무엇을 배웠나요?"),
+])  # fmt: skip
+async def test_a_paced_voice_stopped_midway_speaks_again(tmp_path, lang, long, short) -> None:
+    # Answer now cancels the voice mid-question; the next question must still be read
+    # aloud, as long as it takes (the first paced voice died at its first cancel).
+    with PrivateSpeechDispatcher(tmp_path, paced=True) as voice:
+        async with (
+            launch_browser(speech=voice) as browser,
+            logged_page(browser, "data:text/html,<p>room</p>", permissions=()) as lp,
+        ):
+            result = await lp.page.evaluate(CANCEL_THEN_SPEAK, [long, short, lang])
+    assert result["first"].get("error") in ("interrupted", "canceled"), result
+    assert "error" not in result["second"], result
+    assert result["second"]["ended"] - result["second"]["started"] >= 700, result
+
+
 async def test_without_a_voice_the_browser_says_why(tmp_path) -> None:
     # What the room meets on a machine without speech-dispatcher: an error, at once; the
     # room keeps the question on screen and records the reason (bench room reports it).
