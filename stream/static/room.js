@@ -579,7 +579,8 @@ function holdMic(held) {
 
 function stopReading(card, why) {
   // The voice ended (or failed, or the candidate chose to answer now): the mic listens.
-  // `why` (end, error, cap, answer-now, turn, next) is kept on the card for tests.
+  // `why` (end, error, cap, answer-now, turn, next) is kept on the card for tests, with
+  // when the hold began (readStartedAt) and ended (readEndedAt).
   const iv = state.interview;
   if (!iv.reading || (card && cardKey(card.index, card.attempt) !== iv.reading)) return;
   const reading = iv.cards[iv.reading];
@@ -611,6 +612,7 @@ function speak(text, card) {
     });
     if (window.speechSynthesis.speaking || window.speechSynthesis.pending) window.speechSynthesis.cancel();
     iv.reading = cardKey(card.index, card.attempt);
+    card.readStartedAt = Date.now();
     holdMic(true);
     renderCard(card);
     // A voice that never reports its end (it happens) must not keep the mic held: at
