@@ -1,4 +1,4 @@
-"""A voice for headless Chromium: a private speech-dispatcher speaking into ALSA's null device.
+"""A voice for headless Chromium: a private speech-dispatcher that speaks with espeak-ng.
 
 The room reads each question aloud with the browser's own speech synthesis
 (``speechSynthesis.speak``). On Linux, Chromium speaks through speech-dispatcher, and only
@@ -213,7 +213,6 @@ class PrivateSpeechDispatcher:
             else:
                 target.write_text("")  # the module's defaults
         self.socket_path.unlink(missing_ok=True)
-        env = dict(os.environ)
         command = [
             "speech-dispatcher",
             "--run-single",
@@ -233,7 +232,7 @@ class PrivateSpeechDispatcher:
         stderr_path = self.workdir / "stderr.log"
         with stderr_path.open("wb") as stderr:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, env=env
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr
             )
         deadline = time.monotonic() + self.start_timeout_s
         while not self.socket_path.exists():
