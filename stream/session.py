@@ -62,6 +62,9 @@ PINGS_PER_S = 5.0
 #: How often the answer turn's clock is checked, and how often the page hears it.
 TURN_TICK_S = 0.25
 TURN_STATUS_EVERY_S = 1.0
+#: An utterance belongs to an answer turn when it starts no earlier than this before the
+#: question was asked (the VAD keeps 300 ms of audio before speech).
+TURN_PREROLL_MS = 500.0
 
 
 #: Peer-connection teardowns still running: one slower than PC_CLOSE_TIMEOUT_S goes on
@@ -691,7 +694,7 @@ class RoomSession:
     def _answer_turn(self, start_ms: float) -> AnswerTurn | None:
         """The open answer turn that speech starting at `start_ms` belongs to, if any."""
         turn = self.turn if self.turn is not None and self.turn.open else None
-        if turn is not None and turn.begins_before(start_ms):
+        if turn is not None and start_ms < turn.opened_ms - TURN_PREROLL_MS:
             return None  # speech that began before the question was asked is not its answer
         return turn
 

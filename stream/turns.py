@@ -51,12 +51,6 @@ class TurnSettings(BaseSettings):
         return self
 
 
-#: Speech belongs to an answer turn when it starts no earlier than this before the question
-#: was asked (the VAD keeps 300 ms of audio before speech, and reports a start up to a few
-#: hundred ms after it).
-PREROLL_MS = 500.0
-
-
 @dataclass
 class AnswerTurn:
     """One open (or just ended) answer turn of a session."""
@@ -82,22 +76,13 @@ class AnswerTurn:
     def key(self) -> tuple[int, int]:
         return (self.question, self.attempt)
 
-    def begins_before(self, start_ms: float) -> bool:
-        """Whether speech starting at `start_ms` began before the question: not its answer."""
-        return start_ms < self.opened_ms - PREROLL_MS
-
     def speech(self, speaking: bool, at_ms: float) -> None:
         """The VAD saw the candidate start or stop speaking at `at_ms`."""
         if not self.open:
             return
         self.speaking = speaking
         if speaking:
-            # A start the VAD reports after the question was asked can date from before it
-            # (the candidate was mid-word as it appeared): that speech is not in the answer,
-            # so it must not arm the silence rule either (5 s of thinking would end an
-            # answer that has not begun).
-            if not self.begins_before(at_ms):
-                self.spoken = True
+            self.spoken = True
             self.silence_since_ms = None
         elif self.spoken:  # only a silence after speech in this turn can end it
             self.silence_since_ms = at_ms
