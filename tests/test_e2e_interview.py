@@ -346,7 +346,12 @@ async def test_the_question_read_aloud_is_not_in_the_answer(
     )
     with PrivateSpeechDispatcher(tmp_path, paced=True) as voice:
         async with (
-            interview_stack(bus_settings, models_dir, model, TurnSettings()) as stack,
+            # No silence rule: the gateway does not know the page holds the mic, so speech
+            # between the question's arrival and the hold, then the held silence, would end
+            # the answer mid-reading (a product gap, in the note)
+            interview_stack(
+                bus_settings, models_dir, model, TurnSettings(silence_end_s=0.0)
+            ) as stack,
             launch_browser(video=video, audio=audio, speech=voice) as browser,
             logged_page(browser, stack["url"]) as lp,
         ):
